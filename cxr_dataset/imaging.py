@@ -1,0 +1,52 @@
+"""Pixel conversions shared by every stage: 8-bit grayscale, square resize, deterministic PNG."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+RESIZE_MODES = ("pad", "crop")
+
+
+def to_square(pixels: np.ndarray, size: int, mode: str = "pad") -> np.ndarray:
+    """Resize a 2-D uint8 image to `size`×`size`: pad the short side with black, or centre-crop."""
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"resize mode must be one of {list(RESIZE_MODES)}, got {mode!r}")
+    h, w = pixels.shape
+    if (h, w) == (size, size):
+        return pixels
+    side = max(h, w) if mode == "pad" else min(h, w)
+    square = np.zeros((side, side), dtype=np.uint8)
+    # Paste (pad) or cut (crop) the centred overlap of the two frames.
+    oy, ox = (side - h) // 2, (side - w) // 2
+    sy, sx = max(-oy, 0), max(-ox, 0)
+    ty, tx = max(oy, 0), max(ox, 0)
+    ch, cw = min(h, side), min(w, side)
+    square[ty : ty + ch, tx : tx + cw] = pixels[sy : sy + ch, sx : sx + cw]
+    img = Image.fromarray(square, mode="L").resize((size, size), Image.Resampling.LANCZOS)
+    return np.asarray(img)
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    """Encode a 2-D uint8 array as PNG; the same pixels always give the same bytes."""
+    buf = io.BytesIO()
+    Image.fromarray(pixels, mode="L").save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def read_gray(path: Path, size: int | None = None) -> np.ndarray:
+    """Read an image file as a 2-D uint8 array, resized (bicubic) to `size`² when given."""
+    with Image.open(path) as img:
+        gray = img.convert("L")
+        if size is not None and gray.size != (size, size):
+            gray = gray.resize((size, size), Image.Resampling.BICUBIC)
+        return np.asarray(gray)
+
+
+def decode_gray(data: bytes) -> np.ndarray:
+    """Decode image bytes to a 2-D uint8 array (converting to grayscale if needed)."""
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(img.convert("L"))

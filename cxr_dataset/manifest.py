@@ -1,0 +1,49 @@
+"""The prepared manifest: one validated table of real images that every later stage reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from cxr_dataset.errors import SchemaError
+from cxr_dataset.fileio import sha256_file
+from cxr_dataset.schema import MANIFEST_FIELDS, MANIFEST_NAME
+from cxr_dataset.tables import read_table, write_table
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A prepared folder: `root` holds `manifest.parquet` and the PNGs its `path` column names."""
+
+    root: Path
+    table: pa.Table
+    meta: dict[str, Any]
+    sha256: str
+
+    def rows(self, *, label: str | None = None, split: str | None = None) -> list[dict[str, Any]]:
+        """Rows as dicts, sorted by id, optionally filtered by class and split."""
+        return [
+            r
+            for r in self.table.to_pylist()
+            if (label is None or r["label"] == label) and (split is None or r["split"] == split)
+        ]
+
+    def image_path(self, row: dict[str, Any]) -> Path:
+        return self.root / row["path"]
+
+
+def write_manifest(rows: list[dict[str, Any]], root: Path, meta: dict[str, Any]) -> Path:
+    """Write `root/manifest.parquet`; `meta` records the sources, split mode and seed that made it."""
+    return write_table(rows, MANIFEST_FIELDS, root / MANIFEST_NAME, meta)
+
+
+def read_manifest(root: Path) -> Manifest:
+    """Load and validate `root/manifest.parquet`; raises `SchemaError` naming the file and the problem."""
+    path = Path(root) / MANIFEST_NAME
+    if not path.is_file():
+        raise SchemaError(f"{path}: no manifest; run `cxrds prepare --out {root}` first")
+    table, meta = read_table(path, MANIFEST_FIELDS)
+    return Manifest(Path(root), table, meta, sha256_file(path))

@@ -1,0 +1,131 @@
+"""`cxrds prepare`: read sources, split them, and write 8-bit square PNGs plus `manifest.parquet`."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cxr_dataset.errors import CxrdsError, SourceError
+from cxr_dataset.fileio import atomic_write_bytes, atomic_write_text, sha256_bytes
+from cxr_dataset.imaging import encode_png, to_square
+from cxr_dataset.manifest import write_manifest
+from cxr_dataset.progress import ProgressFn, no_progress
+from cxr_dataset.sources import Source, SourceImage, open_source
+from cxr_dataset.splits import SPLIT_MODES, paper_splits, patient_splits
+
+REJECTS_NAME = "rejects.csv"
+
+
+@dataclass(frozen=True)
+class PrepareResult:
+    manifest_path: Path
+    counts: dict[tuple[str, str], int]  # (class, split) → images
+    rejects: list[dict[str, str]] = field(default_factory=list)
+
+
+def prepare(
+    sources: list[str],
+    out: Path,
+    *,
+    size: int = 256,
+    split: str = "patient",
+    seed: int = 0,
+    resize: str = "pad",
+    workers: int = 2,
+    skip_bad: bool = False,
+    progress: ProgressFn = no_progress,
+) -> PrepareResult:
+    """Prepare `sources` (``KIND=PATH`` strings) into `out`.
+
+    Rejected images are listed in `out/rejects.csv`; unless `skip_bad`, any reject raises `SourceError`
+    after the report is written, and no manifest is written.
+
+    Example:
+        >>> prepare(["phantom=30"], Path("prepared"), size=64)  # doctest: +SKIP
+    """
+    if split not in SPLIT_MODES:
+        raise SourceError(f"split must be one of {list(SPLIT_MODES)}, got {split!r}")
+    opened = [open_source(spec, seed=seed) for spec in sources]
+    jobs = [(src, rec) for src in opened for rec in src.records()]
+    if not jobs:
+        raise SourceError(f"sources {sources} selected no images")
+    duplicates = [k for k, n in Counter(rec.id for _, rec in jobs).items() if n > 1]
+    if duplicates:
+        raise SourceError(f"sources {sources}: image ids occur twice, e.g. {duplicates[:3]}")
+
+    splits = _assign_splits(opened, jobs, split, seed)
+    rows, rejects = [], []
+    tasks = [(src, rec, size, resize, out) for src, rec in jobs]
+    with _pool(workers) as pool:
+        results = pool.map(_prepare_one, tasks, chunksize=8) if pool else map(_prepare_one, tasks)
+        for i, (rec, row, reason) in enumerate(results, 1):
+            if row is not None:
+                rows.append({**row, "split": splits[rec.id]})
+            else:
+                rejects.append({"id": rec.id, "source": rec.source, "origin": rec.origin, "reason": reason})
+            progress("prepare", i, len(tasks))
+
+    _write_rejects(out / REJECTS_NAME, rejects)
+    if rejects and not skip_bad:
+        raise SourceError(
+            f"{len(rejects)} of {len(tasks)} images rejected (first: {rejects[0]['origin']}: "
+            f"{rejects[0]['reason']}); see {out / REJECTS_NAME}, or pass --skip-bad to keep going"
+        )
+    meta = {"sources": sources, "split": split, "seed": seed, "size": size, "resize": resize}
+    path = write_manifest(rows, out, meta)
+    return PrepareResult(path, dict(Counter((r["label"], r["split"]) for r in rows)), rejects)
+
+
+def _assign_splits(opened: list[Source], jobs: list[tuple[Source, SourceImage]], mode: str, seed: int):
+    if mode == "patient":
+        return patient_splits([rec for _, rec in jobs], seed=seed)
+    # The paper's split is per source (its file order), so each source may define its own rule.
+    out: dict[str, str] = {}
+    for src in opened:
+        rule = getattr(src, "paper_splits", paper_splits)
+        out.update(rule([rec for s, rec in jobs if s is src]))
+    return out
+
+
+def _prepare_one(task: tuple[Source, SourceImage, int, str, Path]) -> tuple[SourceImage, dict[str, Any] | None, str]:
+    """Load, convert and write one image; returns (record, manifest row or None, reject reason)."""
+    src, rec, size, resize, out = task
+    try:
+        pixels = to_square(src.load(rec, size), size, resize)
+    except (CxrdsError, OSError, ValueError) as e:  # PIL raises OSError/ValueError on broken files
+        return rec, None, str(e) or type(e).__name__
+    data = encode_png(pixels)
+    rel = f"images/{rec.label}/{rec.id}.png"
+    atomic_write_bytes(out / rel, data)
+    row = {
+        "id": rec.id,
+        "patient_id": rec.patient_id,
+        "label": rec.label,
+        "source": rec.source,
+        "origin": rec.origin,
+        "path": rel,
+        "sha256": sha256_bytes(data),
+        "width": size,
+        "height": size,
+    }
+    return rec, row, ""
+
+
+def _pool(workers: int):
+    """A process pool, or a null context meaning 'run in this process' when workers <= 1."""
+    from contextlib import nullcontext
+
+    return ProcessPoolExecutor(max_workers=workers) if workers > 1 else nullcontext(None)
+
+
+def _write_rejects(path: Path, rejects: list[dict[str, str]]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["id", "source", "origin", "reason"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rejects)
+    atomic_write_text(path, buf.getvalue())

@@ -1,0 +1,63 @@
+"""Train/validation/test assignment: patient-level and seeded by default, or the seed paper's file order."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+
+from cxr_dataset.errors import ConfigError
+from cxr_dataset.sources.base import SourceImage
+
+SPLIT_MODES = ("patient", "paper")
+DEFAULT_FRACTIONS = {"train": 0.7, "validation": 0.1, "test": 0.2}
+PAPER_TRAIN_FRACTION = 0.8  # the seed notebooks: first 80% of each class (in file order) for training
+
+
+def patient_splits(
+    records: Sequence[SourceImage], *, seed: int, fractions: dict[str, float] = DEFAULT_FRACTIONS
+) -> dict[str, str]:
+    """Map image id → split so that no patient is in two splits.
+
+    Patients are stratified by their set of classes, shuffled with `seed`, and cut by `fractions`
+    (train/validation/test). A stratum with at least three patients gets at least one per non-empty split.
+    """
+    if set(fractions) != set(DEFAULT_FRACTIONS) or not math.isclose(sum(fractions.values()), 1.0):
+        raise ConfigError(f"split fractions must give train, validation and test summing to 1, got {fractions}")
+    classes_of: dict[str, set[str]] = defaultdict(set)
+    for r in records:
+        classes_of[r.patient_id].add(r.label)
+    strata: dict[tuple[str, ...], list[str]] = defaultdict(list)
+    for pid in sorted(classes_of):
+        strata[tuple(sorted(classes_of[pid]))].append(pid)
+
+    rng = np.random.default_rng(seed)
+    split_of_patient: dict[str, str] = {}
+    for stratum in sorted(strata):
+        patients = [strata[stratum][i] for i in rng.permutation(len(strata[stratum]))]
+        n = len(patients)
+        n_val, n_test = (_share(n, fractions[s]) for s in ("validation", "test"))
+        for i, pid in enumerate(patients):
+            split_of_patient[pid] = "test" if i < n_test else "validation" if i < n_test + n_val else "train"
+    return {r.id: split_of_patient[r.patient_id] for r in records}
+
+
+def paper_splits(records: Sequence[SourceImage]) -> dict[str, str]:
+    """The seed's rule: per class, in source order, the first floor(0.8·n) images train, the rest test."""
+    by_class: dict[str, list[SourceImage]] = defaultdict(list)
+    for r in records:
+        by_class[r.label].append(r)
+    out = {}
+    for group in by_class.values():
+        n_train = math.floor(PAPER_TRAIN_FRACTION * len(group))
+        out.update({r.id: "train" if i < n_train else "test" for i, r in enumerate(group)})
+    return out
+
+
+def _share(n: int, fraction: float) -> int:
+    """Patients for a held-out split: rounded, but at least one when there are enough to go round."""
+    if fraction <= 0:
+        return 0
+    return max(round(n * fraction), 1 if n >= 3 else 0)
