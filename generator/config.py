@@ -1,0 +1,159 @@
+"""Typed configs of the CycleGAN, the presets that fill them, and strict loading from TOML/JSON dicts.
+
+A preset is a TOML file in `generator/presets/` holding only overrides of the defaults below; the
+defaults are the reference CycleGAN's (junyanz/pytorch-CycleGAN-and-pix2pix, options/*.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+from cxr_dataset.errors import ConfigError
+
+T = TypeVar("T")
+
+
+class Preset(enum.StrEnum):
+    """Named starting points: `cyclegan` (reference), `paper` (the seed's Keras setup), `tiny` (demo, tests)."""
+
+    CYCLEGAN = "cyclegan"
+    PAPER = "paper"
+    TINY = "tiny"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """What it takes to rebuild the networks (all translation needs)."""
+
+    generator: str = "resnet"  # "resnet" (reference resnet_9blocks) or "unet" (the seed's Keras U-Net)
+    ngf: int = 64  # generator base filters (reference 64; the seed 32)
+    n_blocks: int = 9  # residual blocks of the ResNet generator
+    ndf: int = 64  # discriminator base filters
+    d_layers: int = 3  # PatchGAN strided layers: 3 gives the reference 70×70 receptive field
+    d_final_stride: int = 1  # 1: reference PatchGAN (30×30 map at 256²); 2: the seed's (16×16)
+    norm: str = "instance"  # "instance" (reference, no affine) or "layer" (the seed's keras-contrib axis=None)
+    channels: int = 1  # native grayscale; 3 replicates gray to RGB like the reference
+
+    def __post_init__(self) -> None:
+        _one_of("model.generator", self.generator, ("resnet", "unet"))
+        _one_of("model.norm", self.norm, ("instance", "layer"))
+        _one_of("model.channels", self.channels, (1, 3))
+        _one_of("model.d_final_stride", self.d_final_stride, (1, 2))
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Everything one training run depends on; saved resolved with every checkpoint."""
+
+    preset: str = Preset.CYCLEGAN.value  # which preset these values were resolved from
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lambda_cycle: float = 10.0  # weight of each cycle-consistency L1 term
+    lambda_identity: float = 5.0  # absolute weight of each identity L1 term (reference: 0.5 × lambda_cycle)
+    pool_size: int = 50  # image pool of past fakes shown to D (Shrivastava et al.); 0 disables it
+    lr: float = 2e-4  # Adam learning rate for G and D
+    beta1: float = 0.5  # Adam β1
+    beta2: float = 0.999  # Adam β2
+    epochs: int = 100  # epochs at the initial learning rate
+    epochs_decay: int = 100  # further epochs with the rate decaying linearly to zero
+    batch_size: int = 1  # images per domain per step
+    load_size: int = 286  # images are resized to this, then randomly cropped ...
+    crop_size: int = 256  # ... to this, the training resolution
+    flip: bool = True  # random horizontal flips
+    precision: str = "bf16"  # "bf16" autocast (CPU and CUDA) or "fp32"
+    compile: bool = False  # torch.compile the networks (CUDA; slow to start)
+    seed: int = 0  # fixes initial weights, data order, crops, flips and the image pool
+    log_every: int = 10  # steps between JSONL log lines
+    keep_last: int = 3  # checkpoints kept in RUN/checkpoints
+
+    def __post_init__(self) -> None:
+        _one_of("precision", self.precision, ("bf16", "fp32"))
+        _one_of("preset", self.preset, [p.value for p in Preset])
+        if not 0 < self.crop_size <= self.load_size:
+            raise ConfigError(f"crop_size must be in 1..load_size ({self.load_size}), got {self.crop_size}")
+        for name in ("epochs", "batch_size", "log_every", "keep_last"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def total_epochs(self) -> int:
+        return self.epochs + self.epochs_decay
+
+    def lr_factor(self, epoch: int) -> float:
+        """The reference's 'linear' policy: 1 for `epochs` epochs, then linearly towards 0."""
+        return 1.0 - max(0, epoch + 1 - self.epochs) / float(self.epochs_decay + 1)
+
+    def with_size(self, size: int) -> TrainConfig:
+        """Train at `size`², keeping the preset's load/crop ratio (286/256 for the reference)."""
+        return dataclasses.replace(self, crop_size=size, load_size=round(size * self.load_size / self.crop_size))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def sha256(self) -> str:
+        """Hash of the canonical JSON of the resolved config."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
+    """Build dataclass `cls` from `data`, rejecting unknown keys and wrong types (naming the key)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a table, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {unknown}; valid keys are {sorted(known)}")
+    kwargs = {}
+    for key, value in data.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = from_dict(hint, value, f"{where}.{key}")
+            continue
+        expected = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        if float in expected and type(value) is int:
+            value = float(value)  # TOML writes 10 for 10.0
+        if not any(type(value) is t for t in expected):
+            names = " or ".join(t.__name__ for t in expected)
+            raise ConfigError(f"{where}.{key}: expected {names}, got {type(value).__name__} {value!r}")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Recursively overlay `overrides` on `base` (tables merge, values replace)."""
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def load_preset(preset: Preset | str, overrides_file: Path | None = None) -> TrainConfig:
+    """Defaults, then the preset's TOML, then an optional user TOML of further overrides."""
+    try:
+        preset = Preset(preset)
+    except ValueError:
+        raise ConfigError(f"preset must be one of {[p.value for p in Preset]}, got {preset!r}") from None
+    text = resources.files("generator.presets").joinpath(f"{preset.value}.toml").read_text()
+    data = merge(TrainConfig().to_dict(), {**tomllib.loads(text), "preset": preset.value})
+    if overrides_file is not None:
+        try:
+            data = merge(data, tomllib.loads(Path(overrides_file).read_text()))
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise ConfigError(f"{overrides_file}: cannot read TOML overrides: {e}") from None
+    return from_dict(TrainConfig, data, where=f"preset {preset.value}")
+
+
+def _one_of(name: str, value: object, allowed: typing.Iterable[object]) -> None:
+    allowed = list(allowed)
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {allowed}, got {value!r}")
