@@ -1,0 +1,110 @@
+"""The dataset card (`README.md`): YAML metadata derived from the schema and the data, prose from `cards/`."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from cxr_dataset.schema import ALL_CONFIG, FIELDS, TASK_CONFIG, to_card_features
+
+PRETTY_NAME = "Synthetic COVID-19 Chest X-ray Dataset"
+TEMPLATE = "dataset_card.md.jinja"
+
+
+def size_category(n: int) -> str:
+    """The Hub's size_categories bucket for n rows."""
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return name
+    return "n>1M"
+
+
+def card_metadata(configs: dict[str, dict[str, list[dict[str, Any]]]], num_bytes: dict[str, int]) -> dict[str, Any]:
+    """The card's YAML: licence, tags, configs with their data files, and `dataset_info` per config."""
+    rows = [r for split_rows in configs[ALL_CONFIG].values() for r in split_rows]
+    return {
+        "license": "mit",
+        "pretty_name": PRETTY_NAME,
+        "task_categories": ["image-classification"],
+        "tags": ["medical", "chest-xray", "synthetic", "covid-19"],
+        "size_categories": [size_category(len(rows))],
+        "source_datasets": sorted({r["source_dataset"] for r in rows}),
+        "configs": [
+            {
+                "config_name": name,
+                **({"default": True} if name == ALL_CONFIG else {}),
+                "data_files": [{"split": split, "path": f"data/{name}/{split}-*"} for split in splits],
+            }
+            for name, splits in configs.items()
+        ],
+        "dataset_info": [
+            {
+                "config_name": name,
+                "features": to_card_features(),
+                "splits": [
+                    {"name": split, "num_bytes": num_bytes[name], "num_examples": len(r)} for split, r in splits.items()
+                ],
+            }
+            for name, splits in configs.items()
+        ],
+    }
+
+
+def render_card(
+    configs: dict[str, dict[str, list[dict[str, Any]]]], num_bytes: dict[str, int], *, repo_name: str, last_shard: int
+) -> str:
+    """Render `README.md`; every figure in it comes from `configs` (config → split → rows) and `num_bytes`
+    (config → arrow bytes of its one split)."""
+    import jinja2
+    import yaml
+
+    rows = [r for split_rows in configs[ALL_CONFIG].values() for r in split_rows]
+    config_rows = []
+    for name, splits in configs.items():
+        for split, split_rows in splits.items():
+            by_class = Counter(r["source_class"] for r in split_rows)
+            config_rows.append(
+                {
+                    "name": name,
+                    "split": split,
+                    "count": len(split_rows),
+                    "normal": by_class["normal"],
+                    "pneumonia": by_class["pneumonia"],
+                    "task": _only(split_rows, "task"),
+                    "source_class": _only(split_rows, "source_class"),
+                }
+            )
+    generators: dict[tuple, dict[str, Any]] = {}
+    for r in rows:
+        key = (r["task"], r["checkpoint_sha256"])
+        generators.setdefault(key, {k: r[k] for k in ("task", "preset", "checkpoint_sha256", "config_sha256")})
+        generators[key]["count"] = generators[key].get("count", 0) + 1
+    by_class = Counter(r["source_class"] for r in rows)
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("cards", ""), undefined=jinja2.StrictUndefined, keep_trailing_newline=True
+    )
+    return env.get_template(TEMPLATE).render(
+        yaml_header=yaml.safe_dump(card_metadata(configs, num_bytes), sort_keys=False, allow_unicode=True),
+        pretty_name=PRETTY_NAME,
+        repo_name=repo_name,
+        total=len(rows),
+        image_size=_only(rows, "width"),
+        fields=[{"name": f.name, "type": _type_name(f), "doc": f.doc} for f in FIELDS],
+        config_rows=config_rows,
+        generators=sorted(generators.values(), key=lambda g: (g["task"], g["checkpoint_sha256"])),
+        source_datasets=sorted({r["source_dataset"] for r in rows}),
+        code_versions=sorted({r["code_version"] for r in rows}),
+        imbalance=", ".join(f"{by_class[c]} from {c}" for c in sorted(by_class)),
+        last_shard=last_shard,
+        task_configs=TASK_CONFIG,
+    )
+
+
+def _only(rows: list[dict[str, Any]], key: str) -> Any:
+    """The single value of `key` across rows, or 'mixed'."""
+    values = {r[key] for r in rows}
+    return values.pop() if len(values) == 1 else "mixed"
+
+
+def _type_name(f) -> str:
+    return {"image": "Image", "class": f"ClassLabel ({', '.join(f.names)})"}.get(f.dtype, f"Value({f.dtype})")

@@ -1,0 +1,58 @@
+"""The Hugging Face layout: ``data/<config>/<split>-NNNNN-of-NNNNN.parquet`` with PNG bytes embedded.
+
+Columns and their arrow types come from `schema.to_hf_features()`, whose `huggingface` metadata lets
+`datasets` restore `Image` and `ClassLabel` features even without the card.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from cxr_dataset.fileio import atomic_open
+
+ROWS_PER_GROUP = 100  # the Hub's viewer reads one row group at a time; ~100 images keep it well under 100 MB
+ROWS_PER_FILE = 2000  # about 100 MB of 256² PNGs per file
+
+
+def parquet_name(config: str, split: str, index: int, count: int) -> str:
+    return f"data/{config}/{split}-{index:05d}-of-{count:05d}.parquet"
+
+
+def write_parquet_split(
+    root: Path,
+    config: str,
+    split: str,
+    rows: Sequence[dict[str, Any]],
+    read_image: Callable[[dict[str, Any]], bytes],
+    *,
+    rows_per_file: int = ROWS_PER_FILE,
+    rows_per_group: int = ROWS_PER_GROUP,
+) -> tuple[list[Path], int]:
+    """Write `rows` (release rows without the image) as parquet files, reading images one group at a time.
+
+    Returns the files and the split's arrow size in bytes (the card's `num_bytes`).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from cxr_dataset.schema import to_hf_features
+
+    features = to_hf_features()
+    count = max(1, math.ceil(len(rows) / rows_per_file))
+    paths, num_bytes = [], 0
+    for index in range(count):
+        part = rows[index * rows_per_file : (index + 1) * rows_per_file]
+        path = root / parquet_name(config, split, index, count)
+        with atomic_open(path) as f, pq.ParquetWriter(f, features.arrow_schema, compression="zstd") as writer:
+            for start in range(0, len(part), rows_per_group):
+                group = part[start : start + rows_per_group]
+                batch = {name: [r[name] for r in group] for name in features if name != "image"}
+                batch["image"] = [{"bytes": read_image(r), "path": None} for r in group]
+                table = pa.Table.from_pydict(features.encode_batch(batch), schema=features.arrow_schema)
+                writer.write_table(table)
+                num_bytes += table.nbytes
+        paths.append(path)
+    return paths, num_bytes

@@ -1,0 +1,124 @@
+"""`cxrds build`: turn translation outputs into a release folder users can load.
+
+``RELEASE/<name>/`` gets ``README.md`` (the dataset card), ``data/<config>/*.parquet`` (the HF layout),
+``webdataset/*.tar`` with wids indexes, and ``SHA256SUMS``. The folder is built beside its target and
+swapped in at the end, so a failed build never leaves a half-replaced release.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from builders.card import render_card
+from builders.hf_parquet import ROWS_PER_FILE, write_parquet_split
+from builders.webdataset import SAMPLES_PER_SHARD, write_wds_split
+from cxr_dataset.errors import ReleaseError
+from cxr_dataset.fileio import atomic_write_text, sha256_bytes, sha256_file
+from cxr_dataset.progress import ProgressFn, no_progress
+from cxr_dataset.schema import (
+    ALL_CONFIG,
+    CARD_NAME,
+    CHECKSUMS_NAME,
+    PROVENANCE_FIELDS,
+    PROVENANCE_NAME,
+    SYNTHETIC_LABEL,
+    TASK_CONFIG,
+)
+from cxr_dataset.tables import read_table
+
+RELEASE_SPLIT = "train"  # every synthetic image is training material
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    root: Path
+    counts: dict[str, int]  # config → rows
+    files: int
+
+
+def build_release(
+    synthetic: list[Path],
+    out: Path,
+    *,
+    rows_per_file: int = ROWS_PER_FILE,
+    samples_per_shard: int = SAMPLES_PER_SHARD,
+    progress: ProgressFn = no_progress,
+) -> BuildResult:
+    """Build a release in `out` from one or more `cxrds translate` output folders.
+
+    Example:
+        >>> build_release([Path("synth/nc"), Path("synth/pc")], Path("release/covid-synthetic-cxr"))  # doctest: +SKIP
+    """
+    rows = _release_rows(synthetic)
+    configs = {ALL_CONFIG: rows}
+    for task, name in TASK_CONFIG.items():
+        if any(r["task"] == task for r in rows):
+            configs[name] = [r for r in rows if r["task"] == task]
+
+    out = Path(out)
+    staging = out.with_name(f".{out.name}.building")
+    shutil.rmtree(staging, ignore_errors=True)
+    total, done = sum(len(r) for r in configs.values()) * 2, 0
+
+    def read_image(row: dict[str, Any]) -> bytes:
+        nonlocal done
+        data = row["_file"].read_bytes()
+        if sha256_bytes(data) != row["sha256"]:
+            raise ReleaseError(f"{row['_file']}: SHA-256 differs from its provenance record; re-run translate")
+        done += 1
+        progress("build", done, total)
+        return data
+
+    shards, num_bytes = {}, {}
+    for name, config_rows in configs.items():
+        _, num_bytes[name] = write_parquet_split(
+            staging, name, RELEASE_SPLIT, config_rows, read_image, rows_per_file=rows_per_file
+        )
+        shards[name] = write_wds_split(
+            staging / "webdataset", name, RELEASE_SPLIT, config_rows, read_image, per_shard=samples_per_shard
+        )
+    card = render_card(
+        {n: {RELEASE_SPLIT: r} for n, r in configs.items()},
+        num_bytes,
+        repo_name=out.name,
+        last_shard=len(shards[ALL_CONFIG]) - 1,
+    )
+    atomic_write_text(staging / CARD_NAME, card)
+    files = write_checksums(staging)
+    _swap_in(staging, out)
+    return BuildResult(out, {n: len(r) for n, r in configs.items()}, files)
+
+
+def write_checksums(root: Path) -> int:
+    """Write `SHA256SUMS` (sha256sum format, sorted paths) over every other file; returns the file count."""
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != CHECKSUMS_NAME)
+    lines = [f"{sha256_file(p)}  {p.relative_to(root).as_posix()}\n" for p in files]
+    atomic_write_text(root / CHECKSUMS_NAME, "".join(lines))
+    return len(files)
+
+
+def _release_rows(synthetic: list[Path]) -> list[dict[str, Any]]:
+    """Release rows (class fields as names) from every provenance table, sorted by id."""
+    if not synthetic:
+        raise ReleaseError("no synthetic folders given; pass --synthetic SYNTH (the output of `cxrds translate`)")
+    rows: dict[str, dict[str, Any]] = {}
+    for folder in synthetic:
+        table, _ = read_table(Path(folder) / PROVENANCE_NAME, PROVENANCE_FIELDS)
+        for r in table.to_pylist():
+            if r["id"] in rows:
+                raise ReleaseError(f"{folder}: id {r['id']!r} also occurs in another synthetic folder")
+            rows[r["id"]] = {**r, "label": SYNTHETIC_LABEL, "_file": Path(folder) / r.pop("path")}
+    return [rows[k] for k in sorted(rows)]
+
+
+def _swap_in(staging: Path, out: Path) -> None:
+    """Replace `out` by `staging` with two renames; the old release is removed only after."""
+    old = out.with_name(f".{out.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        out.rename(old)
+    staging.rename(out)
+    shutil.rmtree(old, ignore_errors=True)

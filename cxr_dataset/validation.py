@@ -1,0 +1,172 @@
+"""`cxrds validate`: check a release folder before anyone trains on it.
+
+Checks: the card's declared counts against the parquet rows and the WebDataset samples, per config;
+every image decodes as 8-bit grayscale of the declared size and matches its SHA-256; labels and classes
+are within the schema; `SHA256SUMS` holds for every file. Reads one row group at a time.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from cxr_dataset.errors import ReleaseError
+from cxr_dataset.fileio import sha256_bytes, sha256_file
+from cxr_dataset.progress import ProgressFn, no_progress
+from cxr_dataset.schema import CARD_NAME, CHECKSUMS_NAME, FIELDS, field_names, wds_members
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class ValidationReport:
+    root: str
+    checks: list[Check] = field(default_factory=list)
+    counts: dict[str, dict[str, Any]] = field(default_factory=dict)  # config → {"rows", "source_class", "task"}
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def add(self, name: str, ok: bool, detail: str) -> None:
+        self.checks.append(Check(name, ok, detail))
+
+    def to_json(self) -> str:
+        return json.dumps({"ok": self.ok, **asdict(self)}, indent=2, sort_keys=True)
+
+
+def read_card_metadata(root: Path) -> dict[str, Any]:
+    """The YAML header of `root/README.md`."""
+    import yaml
+
+    path = root / CARD_NAME
+    if not path.is_file():
+        raise ReleaseError(f"{path}: no dataset card; is {root} a release built by `cxrds build`?")
+    text = path.read_text(encoding="utf-8")
+    if not text.startswith("---\n") or "\n---\n" not in text[4:]:
+        raise ReleaseError(f"{path}: no YAML header between '---' lines")
+    return yaml.safe_load(text[4 : text.index("\n---\n", 4)]) or {}
+
+
+def validate_release(root: Path, *, progress: ProgressFn = no_progress) -> ValidationReport:
+    """Run every check on the release at `root`; never raises for a failed check, only records it."""
+    import pyarrow.parquet as pq
+
+    root = Path(root)
+    report = ValidationReport(str(root))
+    meta = read_card_metadata(root)
+    declared = {
+        info["config_name"]: {s["name"]: s["num_examples"] for s in info.get("splits", [])}
+        for info in meta.get("dataset_info", [])
+    }
+    if not declared:
+        report.add("card", False, "README.md declares no dataset_info splits")
+    total = sum(n for splits in declared.values() for n in splits.values())
+    done = 0
+    for config, splits in declared.items():
+        for split, expected in splits.items():
+            files = sorted((root / "data" / config).glob(f"{split}-*.parquet"))
+            rows, problems = 0, []
+            by_class, by_task = Counter(), Counter()
+            for path in files:
+                parquet = pq.ParquetFile(path)
+                missing = set(field_names(FIELDS)) - set(parquet.schema_arrow.names)
+                if missing:
+                    problems.append(f"{path.name}: missing columns {sorted(missing)}")
+                    continue
+                for batch in parquet.iter_batches(batch_size=100):
+                    for row in batch.to_pylist():
+                        rows += 1
+                        problems += _check_row(row, f"{path.name} id={row['id']}")
+                        by_class[_class_name("source_class", row["source_class"])] += 1
+                        by_task[_class_name("task", row["task"])] += 1
+                        done += 1
+                        progress("validate", done, total)
+            where = f"{config}/{split}"
+            report.add(
+                f"parquet rows {where}",
+                rows == expected and bool(files),
+                f"{rows} rows in {len(files)} files; card declares {expected}",
+            )
+            detail = "; ".join(problems[:5]) or f"{rows} decode, sizes and hashes ok"
+            report.add(f"images {where}", not problems, detail)
+            report.counts[where] = {"rows": rows, "source_class": dict(by_class), "task": dict(by_task)}
+            wds_count, wds_problems = _count_wds(root / "webdataset", config, split)
+            report.add(
+                f"webdataset {where}",
+                wds_count == expected and not wds_problems,
+                "; ".join(wds_problems[:5]) or f"{wds_count} samples; card declares {expected}",
+            )
+    _check_sums(root, report)
+    return report
+
+
+def _check_row(row: dict[str, Any], where: str) -> list[str]:
+    image = row["image"]["bytes"]
+    if sha256_bytes(image) != row["sha256"]:
+        return [f"{where}: image bytes do not match column sha256"]
+    try:
+        with Image.open(io.BytesIO(image)) as img:
+            img.load()
+            if img.mode != "L" or img.size != (row["width"], row["height"]):
+                return [f"{where}: image is {img.mode} {img.size}, expected L ({row['width']}, {row['height']})"]
+    except OSError as e:
+        return [f"{where}: image does not decode ({e})"]
+    if _class_name("label", row["label"]) != "covid":
+        return [f"{where}: label {row['label']} is not covid"]
+    return []
+
+
+def _class_name(name: str, index: int) -> str:
+    names = next(f.names for f in FIELDS if f.name == name)
+    return names[index] if 0 <= index < len(names) else f"<invalid {index}>"
+
+
+def _count_wds(folder: Path, config: str, split: str) -> tuple[int, list[str]]:
+    """Samples in the config's shards, and samples whose members are not exactly the schema's."""
+    members: dict[str, set[str]] = {}
+    problems = []
+    shards = sorted(folder.glob(f"{config}-{split}-[0-9]*.tar"))
+    if not shards:
+        return 0, [f"no shards {config}-{split}-*.tar in {folder}"]
+    for shard in shards:
+        try:
+            with tarfile.open(shard) as tar:
+                for info in tar:
+                    key, _, ext = info.name.partition(".")
+                    members.setdefault(key, set()).add(ext)
+        except (tarfile.TarError, OSError) as e:
+            problems.append(f"{shard.name}: unreadable tar ({e})")
+    expected = set(wds_members())
+    problems += [f"{k}: members {sorted(v)}, expected {sorted(expected)}" for k, v in members.items() if v != expected]
+    return len(members), problems
+
+
+def _check_sums(root: Path, report: ValidationReport) -> None:
+    path = root / CHECKSUMS_NAME
+    if not path.is_file():
+        report.add("checksums", False, f"{path} is missing")
+        return
+    bad = []
+    listed = 0
+    for line in path.read_text().splitlines():
+        digest, _, name = line.partition("  ")
+        listed += 1
+        target = root / name
+        if not target.is_file():
+            bad.append(f"{name}: missing")
+        elif sha256_file(target) != digest:
+            bad.append(f"{name}: SHA-256 differs")
+    report.add("checksums", not bad, "; ".join(bad[:5]) or f"{listed} files match {CHECKSUMS_NAME}")
