@@ -1,0 +1,241 @@
+"""`cxrds`: the command line over the library. Commands parse options, call one function, print a summary.
+
+Data flows one way: prepare → train → translate → build → validate (`cxrds demo` runs them all).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cxr_dataset.errors import CxrdsError
+from cxr_dataset.progress import ProgressFn
+from cxr_dataset.sources.phantom import DEMO_SPEC
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console()
+_debug = {"on": False}
+SOURCE_HELP = (
+    "KIND=PATH, repeatable. Kinds: phantom (PATH = N, or 'normal:N,pneumonia:N,covid:N'), "
+    "folder (PATH = ROOT with ROOT/<class>/*.png|jpg)."
+)
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option(help="Show full tracebacks on errors.")] = False) -> None:
+    _debug["on"] = debug
+
+
+@contextmanager
+def _run() -> Iterator[ProgressFn]:
+    """Show rich progress bars for the library's callback; turn `CxrdsError` into one red line and exit 1."""
+    with Progress(
+        TextColumn("{task.description:>24}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+    ) as bar:
+        tasks: dict[str, int] = {}
+
+        def report(stage: str, done: int, total: int, info: str = "") -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total, info="")
+            bar.update(tasks[stage], completed=done, total=total, info=info)
+
+        try:
+            yield report
+        except CxrdsError as e:
+            if _debug["on"]:
+                raise
+            bar.stop()
+            console.print(f"[red]error:[/red] {e}", soft_wrap=True)
+            raise typer.Exit(1) from None
+
+
+def _table(title: str, rows: list[tuple], columns: tuple[str, ...]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for c in columns:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*(str(v) for v in r))
+    return table
+
+
+@app.command()
+def prepare(
+    source: Annotated[list[str], typer.Option(help=SOURCE_HELP)],
+    out: Annotated[Path, typer.Option(help="Writes OUT/images/<class>/*.png, manifest.parquet, rejects.csv.")],
+    size: Annotated[int, typer.Option(help="Square output size in pixels.")] = 256,
+    split: Annotated[
+        str, typer.Option(help="patient (seeded, patient-level) or paper (the seed's order).")
+    ] = "patient",
+    seed: Annotated[int, typer.Option(help="Seed of the split (and of phantom pixels).")] = 0,
+    resize: Annotated[str, typer.Option(help="Non-square images: pad (black borders) or crop (centre).")] = "pad",
+    workers: Annotated[int, typer.Option(help="Worker processes (1 = in this process).")] = min(4, os.cpu_count() or 1),
+    skip_bad: Annotated[bool, typer.Option(help="Keep going past unreadable images (listed in rejects.csv).")] = False,
+) -> None:
+    """Read sources, split them, and write 8-bit grayscale PNGs with a manifest."""
+    from cxr_dataset.prepare import prepare as run
+
+    with _run() as progress:
+        result = run(
+            source,
+            out,
+            size=size,
+            split=split,
+            seed=seed,
+            resize=resize,
+            workers=workers,
+            skip_bad=skip_bad,
+            progress=progress,
+        )
+    rows = sorted((c, s, n) for (c, s), n in result.counts.items())
+    console.print(_table(f"Prepared {result.manifest_path}", rows, ("class", "split", "images")))
+    if result.rejects:
+        console.print(f"[yellow]{len(result.rejects)} rejected[/yellow]: see {out / 'rejects.csv'}")
+
+
+@app.command()
+def train(
+    prepared: Annotated[Path, typer.Option(help="A folder written by `cxrds prepare`.")],
+    task: Annotated[str, typer.Option(help="normal2covid (G_NC) or pneumonia2covid (G_PC).")],
+    out: Annotated[Path, typer.Option(help="Run folder: checkpoints/, samples/, log.jsonl.")],
+    preset: Annotated[str, typer.Option(help="cyclegan (reference), paper (the seed's), tiny (demo).")] = "cyclegan",
+    config: Annotated[Path | None, typer.Option(help="TOML file of overrides on top of the preset.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs at the initial learning rate.")] = None,
+    epochs_decay: Annotated[int | None, typer.Option(help="Further epochs of linear decay.")] = None,
+    size: Annotated[int | None, typer.Option(help="Training resolution (keeps the preset's load/crop ratio).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per domain per step.")] = None,
+    precision: Annotated[str | None, typer.Option(help="bf16 or fp32.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of weights, order, crops, flips, pool.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint in OUT.")] = False,
+) -> None:
+    """Train a CycleGAN between the task's source class and COVID-19 (params: resnet-9 11.4M, unet 1.5M)."""
+    from generator.config import load_preset
+    from generator.train import train as run
+
+    with _run() as progress:
+        cfg = load_preset(preset, config)
+        cfg = cfg.with_size(size) if size else cfg
+        given = {
+            "epochs": epochs,
+            "epochs_decay": epochs_decay,
+            "batch_size": batch_size,
+            "precision": precision,
+            "seed": seed,
+        }
+        cfg = dataclasses.replace(cfg, **{k: v for k, v in given.items() if v is not None})
+        result = run(prepared, task, out, cfg, resume=resume, progress=progress)
+    rows = [(k, result.first_losses.get(k), result.last_losses.get(k)) for k in result.last_losses]
+    console.print(
+        _table(
+            f"Trained {task}: {result.steps} steps, {result.images_per_second:.1f} img/s",
+            rows,
+            ("loss", "first", "last"),
+        )
+    )
+    console.print(f"checkpoint: {result.checkpoint}")
+
+
+@app.command()
+def translate(
+    prepared: Annotated[Path, typer.Option(help="The folder the generator was trained from.")],
+    checkpoint: Annotated[Path, typer.Option(help="A run folder (latest checkpoint) or a checkpoint .json.")],
+    out: Annotated[Path, typer.Option(help="Writes OUT/images/*.png and OUT/provenance.parquet.")],
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 16,
+    precision: Annotated[str, typer.Option(help="bf16 or fp32.")] = "bf16",
+) -> None:
+    """Translate every training image of the task's source class into a synthetic COVID-19 image."""
+    from generator.translate import translate as run
+
+    with _run() as progress:
+        result = run(prepared, checkpoint, out, batch_size=batch_size, precision=precision, progress=progress)
+    console.print(f"{result.images} synthetic images ({result.task}) → {result.provenance_path}")
+
+
+@app.command()
+def build(
+    synthetic: Annotated[list[Path], typer.Option(help="A `cxrds translate` output folder; repeatable.")],
+    out: Annotated[Path, typer.Option(help="Release folder, e.g. release/covid-synthetic-cxr.")],
+) -> None:
+    """Write the release: README.md card, data/<config>/*.parquet, webdataset/*.tar, SHA256SUMS."""
+    from builders.release import build_release
+
+    with _run() as progress:
+        result = build_release(synthetic, out, progress=progress)
+    console.print(
+        _table(f"Built {result.root} ({result.files} files)", sorted(result.counts.items()), ("config", "rows"))
+    )
+
+
+@app.command()
+def validate(
+    release: Annotated[Path, typer.Argument(help="A release folder written by `cxrds build`.")],
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.")] = None,
+) -> None:
+    """Check counts against the card, decode every image, verify checksums; exit 1 on any failure."""
+    from cxr_dataset.validation import validate_release
+
+    with _run() as progress:
+        report = validate_release(release, progress=progress)
+    _print_report(report)
+    if json_out:
+        json_out.write_text(report.to_json())
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Everything goes here: prepared/, runs/, synthetic/, release/.")] = Path(
+        "cxrds-demo"
+    ),
+    size: Annotated[int, typer.Option(help="Image size of the whole demo.")] = 64,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs per task (default: the tiny preset's).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of data, split and training.")] = 0,
+    phantom: Annotated[str, typer.Option(help="Phantom images per class.")] = DEMO_SPEC,
+) -> None:
+    """Run prepare → train → translate → build → validate → load on phantom data, on CPU in a few minutes."""
+    from pipeline import run_demo
+
+    with _run() as progress:
+        result = run_demo(out, size=size, phantom=phantom, epochs=epochs, seed=seed, progress=progress)
+    console.print(
+        _table(
+            "Prepared", sorted((c, s, n) for (c, s), n in result.prepared.counts.items()), ("class", "split", "images")
+        )
+    )
+    rows = [
+        (t, r.steps, r.first_losses["cycle_A"], r.last_losses["cycle_A"], f"{r.images_per_second:.1f}")
+        for t, r in result.trained.items()
+    ]
+    console.print(_table("Trained", rows, ("task", "steps", "cycle_A first", "cycle_A last", "img/s")))
+    _print_report(result.validation)
+    console.print(f"load_dataset: {result.hf_rows} rows; webdataset: {result.wds_samples} samples")
+    console.print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result.stage_seconds.items()))
+    console.print(
+        f"release: {result.release}\n  try: cd {result.release.parent} && "
+        f"python -c 'import datasets; print(datasets.load_dataset(\"{result.release.name}\"))'"
+    )
+    if not result.validation.ok:
+        raise typer.Exit(1)
+
+
+def _print_report(report) -> None:
+    rows = [("[green]ok[/green]" if c.ok else "[red]FAIL[/red]", c.name, c.detail) for c in report.checks]
+    console.print(_table(f"Validation of {report.root}", rows, ("", "check", "detail")))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,88 @@
+"""The whole pipeline end to end on phantom data: what `cxrds demo` runs.
+
+The only module besides `cli` that imports all three packages: it composes the stages, it adds none.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from builders.release import BuildResult, build_release
+from cxr_dataset.loading import load_release, wds_release
+from cxr_dataset.prepare import PrepareResult, prepare
+from cxr_dataset.progress import ProgressFn, no_progress
+from cxr_dataset.schema import TASKS
+from cxr_dataset.sources.phantom import DEMO_SPEC
+from cxr_dataset.validation import ValidationReport, validate_release
+from generator.config import Preset, load_preset
+from generator.train import TrainResult, train
+from generator.translate import TranslateResult, translate
+
+RELEASE_NAME = "covid-synthetic-cxr"
+
+
+@dataclass
+class DemoResult:
+    out: Path
+    release: Path
+    prepared: PrepareResult
+    trained: dict[str, TrainResult] = field(default_factory=dict)
+    translated: dict[str, TranslateResult] = field(default_factory=dict)
+    built: BuildResult | None = None
+    validation: ValidationReport | None = None
+    hf_rows: int = 0
+    wds_samples: int = 0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def run_demo(
+    out: Path,
+    *,
+    size: int = 64,
+    phantom: str = DEMO_SPEC,
+    epochs: int | None = None,
+    seed: int = 0,
+    workers: int = 2,
+    progress: ProgressFn = no_progress,
+) -> DemoResult:
+    """prepare → train (both tasks) → translate → build → validate → load, all under `out`."""
+    out = Path(out)
+    clock = time.perf_counter()
+    seconds: dict[str, float] = {}
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[stage] = seconds.get(stage, 0.0) + now - clock
+        clock = now
+
+    prepared = out / "prepared"
+    shutil.rmtree(prepared, ignore_errors=True)
+    result = DemoResult(
+        out,
+        out / "release" / RELEASE_NAME,
+        prepare([f"phantom={phantom}"], prepared, size=size, seed=seed, workers=workers, progress=progress),
+    )
+    lap("prepare")
+    cfg = replace(load_preset(Preset.TINY).with_size(size), seed=seed)
+    if epochs is not None:
+        cfg = replace(cfg, epochs=epochs)
+    for task in TASKS:
+        run = out / "runs" / task
+        shutil.rmtree(run, ignore_errors=True)  # the demo owns its folder: start each run afresh
+        result.trained[task] = train(prepared, task, run, cfg, progress=progress)
+        lap("train")
+        result.translated[task] = translate(prepared, run, out / "synthetic" / task, progress=progress)
+        lap("translate")
+    result.built = build_release([out / "synthetic" / t for t in TASKS], result.release, progress=progress)
+    lap("build")
+    result.validation = validate_release(result.release, progress=progress)
+    lap("validate")
+    result.hf_rows = load_release(result.release)["train"].num_rows
+    result.wds_samples = sum(1 for _ in wds_release(result.release))
+    lap("load")
+    result.stage_seconds = seconds
+    return result

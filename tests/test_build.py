@@ -1,0 +1,93 @@
+import os
+
+import datasets
+import pytest
+import webdataset as wds
+
+from builders.release import build_release
+from builders.webdataset import shard_count
+from cxr_dataset.loading import load_release, wds_release
+from cxr_dataset.validation import read_card_metadata
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", os.environ.get("TMPDIR", "/tmp") + "/cxrds-test-hf-cache")
+
+
+def _counts(release):
+    return {c["config_name"]: c["splits"][0]["num_examples"] for c in read_card_metadata(release)["dataset_info"]}
+
+
+def test_build_load_dataset_from_the_parent_folder_gives_declared_features(release, offline, monkeypatch):
+    monkeypatch.chdir(release.parent)
+    ds = datasets.load_dataset("covid-synthetic-cxr")
+    assert isinstance(ds["train"].features["image"], datasets.Image)
+    assert ds["train"].features["label"].names == ["normal", "pneumonia", "covid"]
+    assert ds["train"].num_rows == _counts(release)["all"]
+    assert ds["train"][0]["image"].mode == "L"
+
+
+@pytest.mark.parametrize("config", ["all", "g_nc", "g_pc"])
+def test_build_every_config_loads_plain_and_streaming(release, offline, config):
+    expected = _counts(release)[config]
+    assert load_release(release, config)["train"].num_rows == expected
+    streamed = list(load_release(release, config, streaming=True)["train"])
+    assert len(streamed) == expected
+
+
+def test_build_counts_per_config_add_up(release, synthetic):
+    counts = _counts(release)
+    assert counts["all"] == counts["g_nc"] + counts["g_pc"] > 0
+
+
+def test_build_webdataset_yields_every_sample_with_image_and_provenance(release):
+    samples = list(wds_release(release))
+    assert len(samples) == _counts(release)["all"]
+    for s in samples:
+        assert s["png"].mode == "L" and s["json"]["label"] == "covid" and s["cls"] == 2
+        assert s["json"]["id"] == s["__key__"]
+
+
+def test_build_shards_are_a_multiple_of_eight_when_data_allow(release):
+    assert len(list((release / "webdataset").glob("all-train-0*.tar"))) % 8 == 0
+    assert shard_count(5) == 1 and shard_count(21_295) == 24 and shard_count(8, 1000) == 8
+
+
+def test_build_twice_is_byte_identical(synthetic, tmp_path):
+    a, b = tmp_path / "a" / "covid-synthetic-cxr", tmp_path / "b" / "covid-synthetic-cxr"
+    build_release(list(synthetic.values()), a, samples_per_shard=4)
+    build_release(list(synthetic.values()), b, samples_per_shard=4)
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files and files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
+
+
+def test_build_tar_headers_are_fixed(release):
+    import tarfile
+
+    with tarfile.open(next((release / "webdataset").glob("*.tar"))) as tar:
+        infos = tar.getmembers()
+    assert {(i.mtime, i.uid, i.gid, i.uname, i.mode) for i in infos} == {(0, 0, 0, "cxrds", 0o444)}
+    assert [i.name for i in infos] == sorted(i.name for i in infos)
+
+
+def test_build_card_states_the_true_counts(release):
+    card = (release / "README.md").read_text()
+    counts = _counts(release)
+    assert f"**{counts['all']} synthetic COVID-19 chest X-rays**" in card
+    assert f"| `g_nc` | train | {counts['g_nc']} |" in card
+
+
+def test_build_replaces_a_previous_release_whole(synthetic, tmp_path):
+    out = tmp_path / "covid-synthetic-cxr"
+    build_release([synthetic["normal2covid"]], out)
+    build_release(list(synthetic.values()), out)
+    assert not list(tmp_path.glob(".covid-synthetic-cxr*"))
+    assert _counts(out)["all"] == sum(
+        1
+        for _ in wds.WebDataset(
+            [str(p) for p in sorted((out / "webdataset").glob("all-*.tar"))], shardshuffle=False, empty_check=False
+        )
+    )

@@ -1,0 +1,73 @@
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+
+runner = CliRunner()
+COMMANDS = ["prepare", "train", "translate", "build", "validate", "demo"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_cli_every_command_has_help_saying_what_it_reads_and_writes(command):
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0
+    assert "Usage" in result.output and "--" in result.output
+
+
+def test_cli_prepare_then_validate_errors_exit_1_with_one_line(tmp_path):
+    result = runner.invoke(app, ["prepare", "--source", "nosuch=1", "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "error:" in result.output and "kind must be one of" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_cli_validate_fails_on_a_damaged_release(release, tmp_path):
+    import shutil
+
+    copy = tmp_path / "r"
+    shutil.copytree(release, copy)
+    assert runner.invoke(app, ["validate", str(copy)]).exit_code == 0
+    next((copy / "data" / "g_nc").glob("*.parquet")).unlink()
+    result = runner.invoke(app, ["validate", str(copy), "--json", str(tmp_path / "report.json")])
+    assert result.exit_code == 1 and "FAIL" in result.output
+    assert '"ok": false' in (tmp_path / "report.json").read_text()
+
+
+def test_cli_stages_chain_end_to_end(tmp_path):
+    def ok(*args):
+        result = runner.invoke(app, [str(a) for a in args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    ok("prepare", "--source", "phantom=normal:9,covid:9", "--out", tmp_path / "p", "--size", 64, "--workers", 1)
+    ok(
+        "train",
+        "--prepared",
+        tmp_path / "p",
+        "--task",
+        "normal2covid",
+        "--out",
+        tmp_path / "r",
+        "--preset",
+        "tiny",
+        "--epochs",
+        1,
+        "--size",
+        64,
+    )
+    ok("translate", "--prepared", tmp_path / "p", "--checkpoint", tmp_path / "r", "--out", tmp_path / "s")
+    out = ok("build", "--synthetic", tmp_path / "s", "--out", tmp_path / "rel" / "covid-synthetic-cxr")
+    assert "g_nc" in out
+    ok("validate", tmp_path / "rel" / "covid-synthetic-cxr")
+
+
+def test_cli_demo_runs_every_stage_and_loads_the_result(tmp_path):
+    result = runner.invoke(
+        app, ["demo", "--out", str(tmp_path), "--epochs", "1", "--phantom", "normal:12,pneumonia:12,covid:12"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "load_dataset: " in result.output
+    rows = int(result.output.split("load_dataset: ")[1].split()[0])
+    samples = int(result.output.split("webdataset: ")[1].split()[0])
+    assert rows == samples > 0
+    assert (tmp_path / "release/covid-synthetic-cxr/README.md").is_file()

@@ -1,0 +1,94 @@
+import csv
+import hashlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cxr_dataset.errors import SchemaError, SourceError
+from cxr_dataset.manifest import read_manifest
+from cxr_dataset.prepare import prepare
+
+
+def test_prepare_phantom_writes_pngs_and_a_manifest(prepared):
+    manifest = read_manifest(prepared)
+    rows = manifest.rows()
+    assert len(rows) == 60
+    assert {r["label"] for r in rows} == {"normal", "pneumonia", "covid"}
+    for r in rows[:5]:
+        data = manifest.image_path(r).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == r["sha256"]
+        with Image.open(manifest.image_path(r)) as img:
+            assert img.mode == "L" and img.size == (64, 64)
+    assert manifest.meta["split"] == "patient" and manifest.meta["seed"] == 0
+
+
+def test_prepare_is_reproducible_and_parallel_equals_serial(tmp_path):
+    prepare(["phantom=4"], tmp_path / "a", size=64, workers=1)
+    prepare(["phantom=4"], tmp_path / "b", size=64, workers=2)
+    assert (tmp_path / "a/manifest.parquet").read_bytes() == (tmp_path / "b/manifest.parquet").read_bytes()
+
+
+def _class_tree(root):
+    for label in ("normal", "COVID-19"):
+        (root / label).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((40, 60), 50 * i, np.uint8)).save(root / label / f"img{i}.png")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("zero.png", b"", "empty file"),
+        ("text.png", b"this is not an image", "not a readable image"),
+        ("trunc.png", None, "not a readable image"),
+    ],
+)
+def test_prepare_rejects_bad_files_and_fails_without_skip_bad(tmp_path, name, content, reason):
+    root = tmp_path / "src"
+    _class_tree(root)
+    bad = root / "normal" / name
+    if content is None:  # a PNG cut in half
+        Image.fromarray(np.zeros((200, 200), np.uint8)).save(bad)
+        content = bad.read_bytes()[: len(bad.read_bytes()) // 2]
+    bad.write_bytes(content)
+    with pytest.raises(SourceError, match="1 of 7 images rejected"):
+        prepare([f"folder={root}"], tmp_path / "out", size=32, workers=1)
+    with open(tmp_path / "out/rejects.csv") as f:
+        rejects = list(csv.DictReader(f))
+    assert len(rejects) == 1 and reason in rejects[0]["reason"] and name in rejects[0]["origin"]
+    assert not (tmp_path / "out/manifest.parquet").exists()
+
+    result = prepare([f"folder={root}"], tmp_path / "out", size=32, workers=1, skip_bad=True)
+    assert sum(result.counts.values()) == 6 and len(result.rejects) == 1
+
+
+def test_prepare_folder_pads_to_square_and_maps_class_names(tmp_path):
+    _class_tree(tmp_path / "src")
+    prepare([f"folder={tmp_path / 'src'}"], tmp_path / "out", size=32, workers=1)
+    rows = read_manifest(tmp_path / "out").rows()
+    assert sorted({r["label"] for r in rows}) == ["covid", "normal"]
+    with Image.open(tmp_path / "out" / rows[-1]["path"]) as img:
+        top_row = np.asarray(img)[0]
+    assert img.size == (32, 32) and top_row.max() == 0  # 40×60 padded with black above and below
+
+
+def test_prepare_16bit_images_are_scaled_not_clipped(tmp_path):
+    (tmp_path / "src/normal").mkdir(parents=True)
+    ramp = np.linspace(0, 4095, 64 * 64).reshape(64, 64).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "src/normal/ramp.png")
+    prepare([f"folder={tmp_path / 'src'}"], tmp_path / "out", size=64, workers=1)
+    with Image.open(tmp_path / "out/images/normal/folder_normal_ramp.png") as img:
+        pixels = np.asarray(img)
+    assert pixels.min() == 0 and pixels.max() == 255
+
+
+@pytest.mark.parametrize("spec", ["phantom", "nosuch=3", "phantom="])
+def test_prepare_bad_source_spec_names_the_valid_kinds(tmp_path, spec):
+    with pytest.raises(SourceError, match="source"):
+        prepare([spec], tmp_path, size=64)
+
+
+def test_manifest_missing_is_a_clear_error(tmp_path):
+    with pytest.raises(SchemaError, match="run `cxrds prepare"):
+        read_manifest(tmp_path)

@@ -1,0 +1,76 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from cxr_dataset.errors import CheckpointError, ConfigError
+from generator.checkpoint import load_checkpoint
+from generator.train import train
+from tests.conftest import tiny_config
+
+
+def test_train_lowers_the_cycle_loss_on_phantoms(prepared, tmp_path):
+    result = train(prepared, "normal2covid", tmp_path, tiny_config(epochs=4, lr=1e-3))
+    assert result.last_losses["cycle_A"] < 0.6 * result.first_losses["cycle_A"]
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == result.steps and log[-1]["img_per_s"] > 0
+    assert list((tmp_path / "samples").glob("step-*.png"))
+
+
+def test_train_writes_safetensors_plus_json_with_the_resolved_config(prepared, tmp_path):
+    train(prepared, "pneumonia2covid", tmp_path, tiny_config())
+    ckpt = load_checkpoint(tmp_path)
+    assert ckpt.tensors_path.suffix == ".safetensors"
+    assert ckpt.config == tiny_config() and ckpt.meta["task"] == "pneumonia2covid"
+    assert {k.split(".")[0] for k in ckpt.tensors("nets.")} == {"G_A", "G_B", "D_A", "D_B"}
+
+
+def test_train_refuses_to_overwrite_a_run_without_resume(prepared, tmp_path):
+    train(prepared, "normal2covid", tmp_path, tiny_config())
+    with pytest.raises(ConfigError, match="pass --resume"):
+        train(prepared, "normal2covid", tmp_path, tiny_config())
+
+
+def test_train_unknown_task_is_refused(prepared, tmp_path):
+    with pytest.raises(ConfigError, match="task must be one of"):
+        train(prepared, "covid2normal", tmp_path, tiny_config())
+
+
+def test_checkpoint_pickle_file_is_refused_without_unpickling(tmp_path):
+    torch.save({"x": torch.zeros(1)}, tmp_path / "model.pt")
+    with pytest.raises(CheckpointError, match=r"safetensors file with a \.json beside it"):
+        load_checkpoint(tmp_path / "model.pt")
+
+
+def test_checkpoint_json_of_another_format_is_refused(tmp_path):
+    (tmp_path / "c.json").write_text(json.dumps({"format": "keras"}))
+    with pytest.raises(CheckpointError, match="format must be"):
+        load_checkpoint(tmp_path / "c.json")
+
+
+def test_checkpoint_tensors_not_matching_the_config_are_refused(prepared, tmp_path):
+    from generator.translate import translate
+
+    train(prepared, "normal2covid", tmp_path / "run", tiny_config())
+    ckpt = load_checkpoint(tmp_path / "run")
+    tensors = ckpt.tensors()
+    tensors["nets.G_A.model.1.weight"] = torch.zeros(3, 1, 7, 7)  # wrong shape for ngf 16
+    save_file(tensors, ckpt.tensors_path)
+    meta = json.loads(ckpt.json_path.read_text())
+    from cxr_dataset.fileio import sha256_file
+
+    meta["tensors_sha256"] = sha256_file(ckpt.tensors_path)
+    ckpt.json_path.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="do not match the config"):
+        translate(prepared, tmp_path / "run", tmp_path / "out")
+
+
+def test_checkpoint_corrupt_tensors_are_detected_by_hash(prepared, tmp_path):
+    train(prepared, "normal2covid", tmp_path, tiny_config())
+    ckpt = load_checkpoint(tmp_path)
+    data = bytearray(ckpt.tensors_path.read_bytes())
+    data[-1] ^= 0xFF
+    ckpt.tensors_path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="does not match the JSON"):
+        load_checkpoint(tmp_path)

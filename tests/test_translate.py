@@ -1,0 +1,36 @@
+import hashlib
+
+from cxr_dataset.manifest import read_manifest
+from cxr_dataset.schema import PROVENANCE_FIELDS
+from cxr_dataset.tables import read_table
+from generator.checkpoint import load_checkpoint
+from generator.translate import translate
+
+
+def test_translate_makes_one_image_per_training_source_image(prepared, synthetic):
+    manifest = read_manifest(prepared)
+    for task, source_class in (("normal2covid", "normal"), ("pneumonia2covid", "pneumonia")):
+        table, meta = read_table(synthetic[task] / "provenance.parquet", PROVENANCE_FIELDS)
+        sources = {r["id"] for r in manifest.rows(label=source_class, split="train")}
+        assert set(table.column("source_image_id").to_pylist()) == sources
+        assert meta["task"] == task
+
+
+def test_translate_provenance_is_complete_and_matches_the_files(synthetic):
+    table, _ = read_table(synthetic["normal2covid"] / "provenance.parquet", PROVENANCE_FIELDS)
+    ckpt = load_checkpoint(synthetic["normal2covid"].parents[1] / "runs" / "normal2covid")
+    for row in table.to_pylist():
+        assert all(v not in ("", None) for v in row.values())
+        data = (synthetic["normal2covid"] / row["path"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == row["sha256"]
+        assert row["checkpoint_sha256"] == ckpt.sha256 and row["config_sha256"] == ckpt.config.sha256()
+        assert "." not in row["id"]
+
+
+def test_translate_twice_gives_identical_bytes(prepared, synthetic, tmp_path):
+    run = synthetic["normal2covid"].parents[1] / "runs" / "normal2covid"
+    translate(prepared, run, tmp_path / "again")
+    first = synthetic["normal2covid"]
+    for png in sorted((first / "images").glob("*.png")):
+        assert (tmp_path / "again/images" / png.name).read_bytes() == png.read_bytes()
+    assert (tmp_path / "again/provenance.parquet").read_bytes() == (first / "provenance.parquet").read_bytes()
