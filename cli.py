@@ -19,6 +19,7 @@ from rich.table import Table
 
 from cxr_dataset.errors import CxrdsError
 from cxr_dataset.progress import ProgressFn
+from cxr_dataset.schema import SOURCE_CLASSES, TASKS
 from cxr_dataset.sources.phantom import DEMO_SPEC
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -233,6 +234,16 @@ def demo(
 
 
 def _print_report(report) -> None:
+    counts = [
+        (
+            where,
+            c["rows"],
+            *(c["source_class"].get(k, 0) for k in SOURCE_CLASSES),
+            *(c["task"].get(t, 0) for t in TASKS),
+        )
+        for where, c in report.counts.items()
+    ]
+    console.print(_table("Counts", counts, ("config/split", "rows", *SOURCE_CLASSES, *TASKS)))
     rows = [("[green]ok[/green]" if c.ok else "[red]FAIL[/red]", c.name, c.detail) for c in report.checks]
     console.print(_table(f"Validation of {report.root}", rows, ("", "check", "detail")))
 
