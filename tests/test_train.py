@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -74,3 +75,40 @@ def test_checkpoint_corrupt_tensors_are_detected_by_hash(prepared, tmp_path):
     ckpt.tensors_path.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="does not match the JSON"):
         load_checkpoint(tmp_path)
+
+
+def _losses_by_step(run):
+    """The last logged losses of every step (a resumed run re-logs the steps after its checkpoint)."""
+    entries = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    return {e["step"]: {k: v for k, v in e.items() if k not in ("img_per_s", "epoch")} for e in entries}
+
+
+def test_train_killed_with_sigkill_and_resumed_matches_an_uninterrupted_run(prepared, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cfg = tiny_config(epochs=6)
+    uninterrupted = train(prepared, "normal2covid", tmp_path / "a", cfg)
+
+    overrides = tmp_path / "log_every.toml"
+    overrides.write_text("log_every = 1\n")
+    command = [sys.executable, "-m", "cli", "train", "--prepared", str(prepared), "--task", "normal2covid",
+               "--out", str(tmp_path / "b"), "--preset", "tiny", "--size", "64", "--epochs", "6",
+               "--config", str(overrides)]  # fmt: skip
+    proc = subprocess.Popen(command, cwd=Path(__file__).parents[1], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "b" / "checkpoints").glob("step-*.json")):
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = max(_losses_by_step(tmp_path / "b"))
+    assert killed_at < uninterrupted.steps, "the run finished before it could be killed"
+
+    resumed = train(prepared, "normal2covid", tmp_path / "b", cfg, resume=True)
+    assert resumed.steps == uninterrupted.steps
+    assert _losses_by_step(tmp_path / "b") == _losses_by_step(tmp_path / "a")
