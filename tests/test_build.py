@@ -1,5 +1,3 @@
-import os
-
 import datasets
 import pytest
 import webdataset as wds
@@ -13,7 +11,6 @@ from cxr_dataset.validation import read_card_metadata
 @pytest.fixture
 def offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_CACHE", os.environ.get("TMPDIR", "/tmp") + "/cxrds-test-hf-cache")
 
 
 def _counts(release):
