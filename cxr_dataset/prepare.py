@@ -6,6 +6,7 @@ import csv
 import io
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,8 +119,6 @@ def _prepare_one(task: tuple[Source, SourceImage, int, str, Path]) -> tuple[Sour
 
 def _pool(workers: int):
     """A process pool, or a null context meaning 'run in this process' when workers <= 1."""
-    from contextlib import nullcontext
-
     return ProcessPoolExecutor(max_workers=workers) if workers > 1 else nullcontext(None)
 
 
