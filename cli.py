@@ -23,7 +23,8 @@ from cxr_dataset.schema import SOURCE_CLASSES, TASKS
 from cxr_dataset.sources.phantom import DEMO_SPEC
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-console = Console()
+# Under torchrun only rank 0 prints; the library reports progress from rank 0 only.
+console = Console(quiet=int(os.environ.get("RANK", "0")) != 0)
 _debug = {"on": False}
 SOURCE_HELP = (
     "KIND=PATH, repeatable. Kinds: phantom (PATH = N, or 'normal:N,pneumonia:N,covid:N'), "
@@ -120,7 +121,8 @@ def train(
     batch_size: Annotated[int | None, typer.Option(help="Images per domain per step.")] = None,
     precision: Annotated[str | None, typer.Option(help="bf16 or fp32.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of weights, order, crops, flips, pool.")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint in OUT.")] = False,
+    compile: Annotated[bool, typer.Option(help="torch.compile the networks (CUDA; slow to start).")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint in OUT (same config).")] = False,
 ) -> None:
     """Train a CycleGAN between the task's source class and COVID-19 (params: resnet-9 11.4M, unet 1.5M)."""
     from generator.config import load_preset
@@ -135,6 +137,7 @@ def train(
             "batch_size": batch_size,
             "precision": precision,
             "seed": seed,
+            "compile": compile or None,
         }
         cfg = dataclasses.replace(cfg, **{k: v for k, v in given.items() if v is not None})
         result = run(prepared, task, out, cfg, resume=resume, progress=progress)
@@ -156,12 +159,23 @@ def translate(
     out: Annotated[Path, typer.Option(help="Writes OUT/images/*.png and OUT/provenance.parquet.")],
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 16,
     precision: Annotated[str, typer.Option(help="bf16 or fp32.")] = "bf16",
+    seed_quirk: Annotated[bool, typer.Option(help="The seed's output: per-image min-max rescale + JPEG.")] = False,
+    encode_workers: Annotated[int, typer.Option(help="Processes encoding PNGs beside the generator.")] = 2,
 ) -> None:
     """Translate every training image of the task's source class into a synthetic COVID-19 image."""
     from generator.translate import translate as run
 
     with _run() as progress:
-        result = run(prepared, checkpoint, out, batch_size=batch_size, precision=precision, progress=progress)
+        result = run(
+            prepared,
+            checkpoint,
+            out,
+            batch_size=batch_size,
+            precision=precision,
+            seed_quirk=seed_quirk,
+            encode_workers=encode_workers,
+            progress=progress,
+        )
     console.print(f"{result.images} synthetic images ({result.task}) → {result.provenance_path}")
 
 

@@ -24,8 +24,9 @@ import torch  # noqa: E402
 
 from generator.config import TrainConfig, load_preset  # noqa: E402
 from generator.cyclegan import CycleGAN, ImagePool, autocast, train_step  # noqa: E402
+from generator.distributed import DistInfo  # noqa: E402
 from generator.networks import build_generator  # noqa: E402
-from generator.train import pick_device, seeded  # noqa: E402
+from generator.train import seeded  # noqa: E402
 
 RELEASE_IMAGES = 21_295
 
@@ -92,7 +93,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="timed training steps (default: 5 CPU, 30 CUDA)")
     parser.add_argument("--batch", type=int, default=4, help="our training batch size")
     args = parser.parse_args()
-    device = pick_device()
+    device = DistInfo().device
     cuda = device.type == "cuda"
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True

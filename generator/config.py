@@ -73,6 +73,8 @@ class TrainConfig:
     compile: bool = False  # torch.compile the networks (CUDA; slow to start)
     seed: int = 0  # fixes initial weights, data order, crops, flips and the image pool
     log_every: int = 10  # steps between JSONL log lines
+    save_every: int = 0  # steps between checkpoints; 0 = at the end of every epoch
+    sample_every: int = 0  # steps between sample grids; 0 = only at the end
     keep_last: int = 3  # checkpoints kept in RUN/checkpoints
 
     def __post_init__(self) -> None:

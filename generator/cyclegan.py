@@ -9,6 +9,7 @@ identity L1 (Zhu et al. 2017, eqs. 1-3).
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -66,6 +67,23 @@ class CycleGAN(nn.Module):
         return [*self.D_A.parameters(), *self.D_B.parameters()]
 
 
+@dataclass(frozen=True)
+class DDPNets:
+    """The four networks, each wrapped in DistributedDataParallel; `train_step` takes it like a `CycleGAN`."""
+
+    G_A: nn.Module
+    G_B: nn.Module
+    D_A: nn.Module
+    D_B: nn.Module
+
+    def discriminators(self) -> list[nn.Parameter]:
+        return [*self.D_A.parameters(), *self.D_B.parameters()]
+
+
+def _unwrapped(net: nn.Module) -> nn.Module:
+    return getattr(net, "module", net)
+
+
 def _lsgan(scores: torch.Tensor, target_real: bool) -> torch.Tensor:
     scores = scores.float()
     return F.mse_loss(scores, torch.full_like(scores, 1.0 if target_real else 0.0))
@@ -78,7 +96,7 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 
 def train_step(
-    nets: CycleGAN,
+    nets: CycleGAN | DDPNets,
     opt_g: torch.optim.Optimizer,
     opt_d: torch.optim.Optimizer,
     pools: tuple[ImagePool, ImagePool],
@@ -89,7 +107,8 @@ def train_step(
 ) -> dict[str, torch.Tensor]:
     """One optimisation step: generators first (discriminators frozen), then discriminators.
 
-    `nets` may be DDP-wrapped submodules' owner; losses come back as detached 0-d tensors (no sync here).
+    Losses come back as detached 0-d tensors (no device sync here). In the generator step the
+    discriminators run unwrapped: they only pass gradients through, so DDP has nothing to reduce.
     """
     amp = autocast(real_a.device, cfg.precision)
     for p in nets.discriminators():
@@ -98,8 +117,8 @@ def train_step(
         fake_b, fake_a = nets.G_A(real_a), nets.G_B(real_b)
         rec_a, rec_b = nets.G_B(fake_b), nets.G_A(fake_a)
         losses = {
-            "G_A": _lsgan(nets.D_A(fake_b), True),
-            "G_B": _lsgan(nets.D_B(fake_a), True),
+            "G_A": _lsgan(_unwrapped(nets.D_A)(fake_b), True),
+            "G_B": _lsgan(_unwrapped(nets.D_B)(fake_a), True),
             "cycle_A": F.l1_loss(rec_a.float(), real_a) * cfg.lambda_cycle,
             "cycle_B": F.l1_loss(rec_b.float(), real_b) * cfg.lambda_cycle,
         }

@@ -20,11 +20,12 @@ import numpy as np
 import torch
 
 from cxr_dataset.errors import ConfigError
-from cxr_dataset.fileio import atomic_write_bytes
+from cxr_dataset.fileio import atomic_write_bytes, atomic_write_text
 from cxr_dataset.imaging import encode_png, read_gray
 from cxr_dataset.manifest import Manifest, read_manifest
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.schema import SYNTHETIC_LABEL, TASK_SOURCE_CLASS
+from generator import distributed
 from generator.checkpoint import (
     load_checkpoint,
     load_into,
@@ -33,9 +34,11 @@ from generator.checkpoint import (
     save_checkpoint,
 )
 from generator.config import TrainConfig
-from generator.cyclegan import NET_NAMES, CycleGAN, ImagePool, autocast, train_step
+from generator.cyclegan import NET_NAMES, CycleGAN, DDPNets, ImagePool, autocast, train_step
+from generator.distributed import DistInfo
 
 LOG_NAME = "log.jsonl"
+CONFIG_NAME = "config.json"  # the resolved config, beside the checkpoints
 
 
 @dataclass(frozen=True)
@@ -52,10 +55,6 @@ def seeded(seed: int, purpose: str, n: int = 0) -> torch.Generator:
     tag = int.from_bytes(purpose.encode()[:8].ljust(8, b"\0"), "little")
     state = np.random.SeedSequence([seed, tag, n]).generate_state(2, dtype=np.uint64)
     return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
-
-
-def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def load_domain(manifest: Manifest, label: str, size: int, device: torch.device) -> torch.Tensor:
@@ -91,6 +90,9 @@ def train(
 ) -> TrainResult:
     """Train `cfg` on `prepared` for `task`, writing checkpoints, samples and a JSONL log under `out`.
 
+    Under `torchrun` each rank trains on its own slice of every global batch (`batch_size` per rank)
+    with its own image pool; gradients are averaged by DDP and rank 0 writes everything.
+
     Example:
         >>> train(Path("prepared"), "normal2covid", Path("runs/nc"), load_preset("tiny"))  # doctest: +SKIP
     """
@@ -98,14 +100,16 @@ def train(
         raise ConfigError(f"task must be one of {list(TASK_SOURCE_CLASS)}, got {task!r}")
     if cfg.model.channels != 1:
         raise ConfigError("training reads grayscale X-rays; model.channels = 3 is only for benchmarks")
-    device = pick_device()
+    ddp = distributed.setup()
+    device = ddp.device
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
 
     manifest = read_manifest(prepared)
     domain_a = load_domain(manifest, TASK_SOURCE_CLASS[task], cfg.load_size, device)
     domain_b = load_domain(manifest, SYNTHETIC_LABEL, cfg.load_size, device)
-    steps_per_epoch = math.ceil(max(len(domain_a), len(domain_b)) / cfg.batch_size)
+    global_batch = cfg.batch_size * ddp.world_size
+    steps_per_epoch = math.ceil(max(len(domain_a), len(domain_b)) / global_batch)
 
     nets = CycleGAN(cfg.model, seeded(cfg.seed, "init")).to(device)
     if device.type == "cuda":
@@ -118,87 +122,113 @@ def train(
     step = 0
     has_checkpoints = any((out / "checkpoints").glob("step-*.json"))
     if resume and has_checkpoints:
-        step = _restore(out, cfg, nets, opt_g, opt_d, pools, device)
+        step = _restore(out, cfg, nets, opt_g, opt_d, pools, device, ddp)
     elif has_checkpoints:
         raise ConfigError(f"{out} already holds checkpoints; pass --resume to continue, or choose a new --out")
-    out.mkdir(parents=True, exist_ok=True)
+    if ddp.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / CONFIG_NAME, json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
     if cfg.compile:
         for name in NET_NAMES:  # in place: state_dict keys stay unprefixed
             getattr(nets, name).compile()
+    model = wrap_ddp(nets, device) if ddp.enabled else nets
 
     total = cfg.total_epochs * steps_per_epoch
     first: dict[str, float] = {}
     last: dict[str, float] = {}
     started, seen = time.perf_counter(), 0
-    with open(out / LOG_NAME, "a") as log:
+    log = open(out / LOG_NAME, "a") if ddp.is_main else None  # noqa: SIM115 (closed in finally)
+    try:
         while step < total:
             epoch, in_epoch = divmod(step, steps_per_epoch)
             for opt in (opt_g, opt_d):
                 for group in opt.param_groups:
                     group["lr"] = cfg.lr * cfg.lr_factor(epoch)
+            # The epoch's order is shared by all ranks; each takes its own part of the global batch.
             order = torch.randperm(len(domain_a), generator=seeded(cfg.seed, "order", epoch))
-            order = order.repeat(math.ceil(steps_per_epoch * cfg.batch_size / len(order)))
-            rng = seeded(cfg.seed, "step", step)
-            index_a = order[in_epoch * cfg.batch_size : (in_epoch + 1) * cfg.batch_size]
+            order = order.repeat(math.ceil(steps_per_epoch * global_batch / len(order)))
+            begin = in_epoch * global_batch + ddp.rank * cfg.batch_size
+            rng = seeded(cfg.seed, "step", step * ddp.world_size + ddp.rank)
             index_b = torch.randint(len(domain_b), (cfg.batch_size,), generator=rng)
-            real_a = augment(domain_a, index_a, cfg, rng)
+            real_a = augment(domain_a, order[begin : begin + cfg.batch_size], cfg, rng)
             real_b = augment(domain_b, index_b, cfg, rng)
-            losses = train_step(nets, opt_g, opt_d, pools, real_a, real_b, cfg, rng)
-            step, seen = step + 1, seen + cfg.batch_size
+            if device.type == "cuda":
+                real_a = real_a.contiguous(memory_format=torch.channels_last)
+                real_b = real_b.contiguous(memory_format=torch.channels_last)
+            losses = train_step(model, opt_g, opt_d, pools, real_a, real_b, cfg, rng)
+            step, seen = step + 1, seen + global_batch
             if step % cfg.log_every == 0 or step == total or not first:
-                last = {k: round(float(v), 6) for k, v in losses.items()}  # a device sync: only when logging
+                last = {k: round(v, 6) for k, v in ddp.mean(losses).items()}  # a device sync: only when logging
                 first = first or last
                 rate = seen / (time.perf_counter() - started)
-                log.write(json.dumps({"step": step, "epoch": epoch, **last, "img_per_s": round(rate, 2)}) + "\n")
-                log.flush()
-                info = f"cycle {last['cycle_A']:.3f} D {last['D_A']:.3f} {rate:.1f} img/s"
-                progress(f"train {task}", step, total, info)
-            if step % steps_per_epoch == 0 or step == total:
-                _save(out, step, task, cfg, nets, opt_g, opt_d, pools, manifest.sha256)
+                if log is not None:
+                    log.write(json.dumps({"step": step, "epoch": epoch, **last, "img_per_s": round(rate, 2)}) + "\n")
+                    log.flush()
+                    info = f"cycle {last['cycle_A']:.3f} D {last['D_A']:.3f} {rate:.1f} img/s"
+                    progress(f"train {task}", step, total, info)
+            at_epoch_end = step % steps_per_epoch == 0 or step == total
+            if (cfg.save_every and step % cfg.save_every == 0) or (not cfg.save_every and at_epoch_end):
+                _save(out, step, task, cfg, nets, opt_g, opt_d, pools, manifest.sha256, ddp)
+            if ((cfg.sample_every and step % cfg.sample_every == 0) or step == total) and ddp.is_main:
                 _write_samples(out / "samples" / f"step-{step:09d}.png", nets, domain_a, domain_b, cfg)
+    finally:
+        if log is not None:
+            log.close()
     rate = seen / max(time.perf_counter() - started, 1e-9)
-    return TrainResult(load_checkpoint(out).json_path, step, first, last, rate)
+    ddp.barrier()
+    result = TrainResult(load_checkpoint(out).json_path, step, first, last, rate)
+    distributed.teardown(ddp)
+    return result
 
 
-def _save(out, step, task, cfg, nets, opt_g, opt_d, pools, manifest_sha256) -> Path:
-    tensors = {f"nets.{name}.{k}": v for name in NET_NAMES for k, v in getattr(nets, name).state_dict().items()}
-    groups = {}
-    for name, opt in (("G", opt_g), ("D", opt_d)):
-        opt_tensors, groups[name] = optimizer_to_tensors(opt, f"optim.{name}")
-        tensors.update(opt_tensors)
-    for name, pool in zip("AB", pools):
-        if pool.images is not None:
-            tensors[f"pool.{name}"] = pool.images
-    meta = {
-        "config": cfg.to_dict(),
-        "config_sha256": cfg.sha256(),
-        "task": task,
-        "param_groups": groups,
-        "manifest_sha256": manifest_sha256,
-    }
-    return save_checkpoint(out, step, tensors, meta, cfg.keep_last)
+def wrap_ddp(nets: CycleGAN, device: torch.device) -> DDPNets:
+    """Each network in its own DistributedDataParallel (they have separate optimizers and steps)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index] if device.type == "cuda" else None
+    return DDPNets(*(DistributedDataParallel(getattr(nets, name), device_ids=ids) for name in NET_NAMES))
 
 
-def _restore(out, cfg, nets, opt_g, opt_d, pools, device) -> int:
+def _save(out, step, task, cfg, nets, opt_g, opt_d, pools, manifest_sha256, ddp: DistInfo) -> None:
+    """Rank 0 writes unwrapped nets, optimizers and every rank's image pools; all ranks wait for it."""
+    pool_images = ddp.gather([None if p.images is None else p.images.cpu() for p in pools])
+    if ddp.is_main:
+        tensors = {f"nets.{name}.{k}": v for name in NET_NAMES for k, v in getattr(nets, name).state_dict().items()}
+        groups = {}
+        for name, opt in (("G", opt_g), ("D", opt_d)):
+            opt_tensors, groups[name] = optimizer_to_tensors(opt, f"optim.{name}")
+            tensors.update(opt_tensors)
+        for rank, images in enumerate(pool_images):
+            for name, pool in zip("AB", images):
+                if pool is not None:
+                    tensors[f"pool.{name}.r{rank}"] = pool
+        meta = {"config": cfg.to_dict(), "config_sha256": cfg.sha256(), "task": task, "param_groups": groups,
+                "manifest_sha256": manifest_sha256, "world_size": ddp.world_size}  # fmt: skip
+        save_checkpoint(out, step, tensors, meta, cfg.keep_last)
+    ddp.barrier()
+
+
+def _restore(out, cfg, nets, opt_g, opt_d, pools, device, ddp: DistInfo) -> int:
     ckpt = load_checkpoint(out)
     if ckpt.config != cfg:
         raise ConfigError(
-            f"{ckpt.json_path}: --resume needs the same config; it was trained with "
-            f"{ckpt.config.preset!r} ({ckpt.meta['config_sha256'][:12]}…), asked for {cfg.preset!r} "
-            f"({cfg.sha256()[:12]}…)"
+            f"{ckpt.json_path}: --resume needs the same config; it was trained with {ckpt.config.preset!r} "
+            f"({ckpt.meta['config_sha256'][:12]}…), asked for {cfg.preset!r} ({cfg.sha256()[:12]}…)"
+        )
+    if ckpt.meta["world_size"] != ddp.world_size:
+        raise ConfigError(
+            f"{ckpt.json_path}: saved by {ckpt.meta['world_size']} processes; resume with the same number "
+            f"(got {ddp.world_size}) so that every rank gets its image pool back"
         )
     tensors = {k: v.to(device) for k, v in ckpt.tensors().items()}
     for name in NET_NAMES:
         prefix = f"nets.{name}."
-        load_into(
-            getattr(nets, name),
-            {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)},
-            f"{ckpt.tensors_path} [{name}]",
-        )
+        state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        load_into(getattr(nets, name), state, f"{ckpt.tensors_path} [{name}]")
     optimizer_from_tensors(opt_g, tensors, "optim.G", ckpt.meta["param_groups"]["G"])
     optimizer_from_tensors(opt_d, tensors, "optim.D", ckpt.meta["param_groups"]["D"])
     for name, pool in zip("AB", pools):
-        pool.images = tensors.get(f"pool.{name}")
+        pool.images = tensors.get(f"pool.{name}.r{ddp.rank}")
     return int(ckpt.meta["step"])
 
 

@@ -7,24 +7,29 @@ and the PNG's SHA-256. The same checkpoint and inputs always give the same bytes
 
 from __future__ import annotations
 
+import io
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from cxr_dataset import __version__
 from cxr_dataset.errors import ConfigError
 from cxr_dataset.fileio import atomic_write_bytes, sha256_bytes
-from cxr_dataset.imaging import encode_png, read_gray
+from cxr_dataset.imaging import decode_gray, encode_png, read_gray
 from cxr_dataset.manifest import read_manifest
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.schema import PROVENANCE_FIELDS, PROVENANCE_NAME, TASK_CONFIG, TASK_SOURCE_CLASS, make_key
-from cxr_dataset.tables import write_table
+from cxr_dataset.tables import read_table, write_table
+from generator import distributed
 from generator.checkpoint import load_checkpoint, load_into
 from generator.cyclegan import autocast
+from generator.distributed import DistInfo, rank_slice
 from generator.networks import build_generator
-from generator.train import pick_device
 
 
 @dataclass(frozen=True)
@@ -34,7 +39,6 @@ class TranslateResult:
     task: str
 
 
-@torch.inference_mode()
 def translate(
     prepared: Path,
     checkpoint: Path,
@@ -43,63 +47,118 @@ def translate(
     batch_size: int = 16,
     precision: str = "bf16",
     split: str = "train",
+    seed_quirk: bool = False,
+    encode_workers: int = 2,
     progress: ProgressFn = no_progress,
 ) -> TranslateResult:
     """Translate the `split` images of the checkpoint's source class into synthetic COVID-19 images.
+
+    `seed_quirk` reproduces the seed's output: each image min-max rescaled to 0-255 and passed through
+    JPEG (quality 75), then stored as PNG like every other image. Under `torchrun` each rank translates
+    every world_size-th image and rank 0 merges the provenance.
 
     Example:
         >>> translate(Path("prepared"), Path("runs/nc"), Path("synthetic/nc"))  # doctest: +SKIP
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    ddp = distributed.setup()
+    device = ddp.device
     ckpt = load_checkpoint(checkpoint)
     cfg, task = ckpt.config, ckpt.meta["task"]
-    device = pick_device()
     g_a = build_generator(cfg.model).to(device).eval()
     load_into(g_a, ckpt.tensors("nets.G_A."), f"{ckpt.tensors_path} [G_A]")
+    if device.type == "cuda":
+        g_a = g_a.to(memory_format=torch.channels_last)
 
     manifest = read_manifest(prepared)
-    rows = manifest.rows(label=TASK_SOURCE_CLASS[task], split=split)
-    if not rows:
+    every = manifest.rows(label=TASK_SOURCE_CLASS[task], split=split)
+    if not every:
         raise ConfigError(f"{prepared}: no {split!r} images of class {TASK_SOURCE_CLASS[task]!r} to translate")
+    rows = rank_slice(every, ddp)
     size = cfg.crop_size
     common = {
-        "source_class": TASK_SOURCE_CLASS[task],
-        "task": task,
-        "split": split,
-        "checkpoint_sha256": ckpt.sha256,
-        "config_sha256": ckpt.meta["config_sha256"],
-        "preset": cfg.preset,
-        "code_version": __version__,
-        "seed": cfg.seed,
-        "width": size,
-        "height": size,
-    }
+        "source_class": TASK_SOURCE_CLASS[task], "task": task, "split": split, "checkpoint_sha256": ckpt.sha256,
+        "config_sha256": ckpt.meta["config_sha256"], "preset": cfg.preset, "code_version": __version__,
+        "seed": cfg.seed, "width": size, "height": size,
+    }  # fmt: skip
     provenance = []
-    for start in range(0, len(rows), batch_size):
-        batch = rows[start : start + batch_size]
-        pixels = np.stack([read_gray(manifest.image_path(r), size) for r in batch])
-        x = torch.from_numpy(pixels).unsqueeze(1).to(device).float().div_(127.5).sub_(1.0)
-        with autocast(device, precision):
-            y = g_a(x).float()
-        outputs = ((y.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).squeeze(1).cpu().numpy()
-        for row, image in zip(batch, outputs):
-            key = make_key(TASK_CONFIG[task], row["id"])
-            data = encode_png(image)
-            rel = f"images/{key}.png"
-            atomic_write_bytes(out / rel, data)
-            provenance.append(
-                {
-                    **common,
-                    "id": key,
-                    "source_dataset": row["source"],
-                    "source_image_id": row["id"],
-                    "source_patient_id": row["patient_id"],
-                    "sha256": sha256_bytes(data),
-                    "path": rel,
-                }
-            )
-        progress(f"translate {task}", len(provenance), len(rows))
-    meta = {"task": task, "checkpoint": str(ckpt.json_path), "manifest_sha256": manifest.sha256}
-    path = write_table(provenance, PROVENANCE_FIELDS, out / PROVENANCE_NAME, meta)
-    return TranslateResult(path, len(provenance), task)
+    with _encoder_pool(encode_workers) as pool:
+        pending: list = []
+        for start in range(0, len(rows), batch_size):
+            batch = rows[start : start + batch_size]
+            outputs = _generate(g_a, [manifest.image_path(r) for r in batch], size, device, precision)
+            jobs = [(out, f"images/{make_key(TASK_CONFIG[task], r['id'])}.png", img, seed_quirk)
+                    for r, img in zip(batch, outputs)]  # fmt: skip
+            # PNG encoding runs in worker processes while the next batch is on the device.
+            pending.append((batch, pool.map(_encode_and_write, jobs) if pool else map(_encode_and_write, jobs)))
+            while len(pending) > 2 or (pending and start + batch_size >= len(rows)):
+                done_batch, results = pending.pop(0)
+                for row, (rel, digest) in zip(done_batch, results):
+                    provenance.append({**common, "id": Path(rel).stem, "source_dataset": row["source"],
+                                       "source_image_id": row["id"], "source_patient_id": row["patient_id"],
+                                       "sha256": digest, "path": rel})  # fmt: skip
+                if ddp.is_main:
+                    progress(f"translate {task}", min(len(provenance) * ddp.world_size, len(every)), len(every))
+    path = _write_provenance(
+        provenance,
+        out,
+        ddp,
+        {"task": task, "checkpoint": str(ckpt.json_path), "manifest_sha256": manifest.sha256, "seed_quirk": seed_quirk},
+    )
+    distributed.teardown(ddp)
+    return TranslateResult(path, len(every), task)
+
+
+@torch.inference_mode()
+def _generate(g_a: torch.nn.Module, paths: list[Path], size: int, device: torch.device, precision: str) -> np.ndarray:
+    """Run G_A on a batch of image files; returns uint8 N×size×size."""
+    pixels = np.stack([read_gray(p, size) for p in paths])
+    x = torch.from_numpy(pixels).unsqueeze(1).to(device).float().div_(127.5).sub_(1.0)
+    if device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    with autocast(device, precision):
+        y = g_a(x).float()
+    return ((y.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).squeeze(1).cpu().numpy()
+
+
+def _encode_and_write(job: tuple[Path, str, np.ndarray, bool]) -> tuple[str, str]:
+    """Encode one output (optionally with the seed's quirk) and write it; returns (relative path, SHA-256)."""
+    out, rel, image, seed_quirk = job
+    if seed_quirk:
+        image = seed_output_quirk(image)
+    data = encode_png(image)
+    atomic_write_bytes(out / rel, data)
+    return rel, sha256_bytes(data)
+
+
+def seed_output_quirk(image: np.ndarray) -> np.ndarray:
+    """scipy.misc.imsave's behaviour in the seed: min-max rescale to 0-255, then a JPEG (quality 75) round trip."""
+    lo, hi = int(image.min()), int(image.max())
+    if hi > lo:
+        image = np.round((image.astype(np.float64) - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(image, mode="L").save(buf, format="JPEG", quality=75)
+    return decode_gray(buf.getvalue())
+
+
+def _encoder_pool(workers: int):
+    return ProcessPoolExecutor(max_workers=workers) if workers > 1 else nullcontext(None)
+
+
+def _write_provenance(rows: list[dict], out: Path, ddp: DistInfo, meta: dict) -> Path:
+    """Single process: write the table. Under torchrun: each rank writes its part, rank 0 merges them."""
+    final = out / PROVENANCE_NAME
+    if not ddp.enabled:
+        return write_table(rows, PROVENANCE_FIELDS, final, meta)
+    part = out / f".provenance.rank-{ddp.rank:05d}.parquet"
+    write_table(rows, PROVENANCE_FIELDS, part, meta)
+    ddp.barrier()
+    if ddp.is_main:
+        parts = [out / f".provenance.rank-{r:05d}.parquet" for r in range(ddp.world_size)]
+        merged = [row for p in parts for row in read_table(p, PROVENANCE_FIELDS)[0].to_pylist()]
+        write_table(merged, PROVENANCE_FIELDS, final, {**meta, "world_size": ddp.world_size})
+        for p in parts:
+            p.unlink()
+    ddp.barrier()
+    return final

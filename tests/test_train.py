@@ -83,18 +83,19 @@ def _losses_by_step(run):
     return {e["step"]: {k: v for k, v in e.items() if k not in ("img_per_s", "epoch")} for e in entries}
 
 
-def test_train_killed_with_sigkill_and_resumed_matches_an_uninterrupted_run(prepared, tmp_path):
+@pytest.mark.parametrize("save_every", [0, 3])  # at epoch ends (5 steps), and mid-epoch
+def test_train_killed_with_sigkill_and_resumed_matches_an_uninterrupted_run(prepared, tmp_path, save_every):
     import os
     import signal
     import subprocess
     import sys
     import time
 
-    cfg = tiny_config(epochs=6)
+    cfg = tiny_config(epochs=6, save_every=save_every)
     uninterrupted = train(prepared, "normal2covid", tmp_path / "a", cfg)
 
     overrides = tmp_path / "log_every.toml"
-    overrides.write_text("log_every = 1\n")
+    overrides.write_text(f"log_every = 1\nsave_every = {save_every}\n")
     command = [sys.executable, "-m", "cli", "train", "--prepared", str(prepared), "--task", "normal2covid",
                "--out", str(tmp_path / "b"), "--preset", "tiny", "--size", "64", "--epochs", "6",
                "--config", str(overrides)]  # fmt: skip

@@ -34,3 +34,25 @@ def test_translate_twice_gives_identical_bytes(prepared, synthetic, tmp_path):
     for png in sorted((first / "images").glob("*.png")):
         assert (tmp_path / "again/images" / png.name).read_bytes() == png.read_bytes()
     assert (tmp_path / "again/provenance.parquet").read_bytes() == (first / "provenance.parquet").read_bytes()
+
+
+def test_translate_seed_quirk_rescales_each_image_and_passes_it_through_jpeg():
+    import numpy as np
+
+    from generator.translate import seed_output_quirk
+
+    image = np.tile(np.linspace(50, 100, 64).astype(np.uint8), (64, 1))
+    out = seed_output_quirk(image)
+    assert out.dtype == np.uint8 and out.min() <= 3 and out.max() >= 252
+    assert np.array_equal(out, seed_output_quirk(image))
+
+
+def test_translate_seed_quirk_option_changes_the_outputs_and_is_recorded(prepared, synthetic, tmp_path):
+    from cxr_dataset.tables import read_table
+
+    run = synthetic["normal2covid"].parents[1] / "runs" / "normal2covid"
+    translate(prepared, run, tmp_path / "quirk", seed_quirk=True)
+    table, meta = read_table(tmp_path / "quirk/provenance.parquet", PROVENANCE_FIELDS)
+    plain, _ = read_table(synthetic["normal2covid"] / "provenance.parquet", PROVENANCE_FIELDS)
+    assert meta["seed_quirk"] is True
+    assert set(table.column("sha256").to_pylist()).isdisjoint(plain.column("sha256").to_pylist())
