@@ -124,7 +124,10 @@ def train(
     compile: Annotated[bool, typer.Option(help="torch.compile the networks (CUDA; slow to start).")] = False,
     resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint in OUT (same config).")] = False,
 ) -> None:
-    """Train a CycleGAN between the task's source class and COVID-19 (params: resnet-9 11.4M, unet 1.5M)."""
+    """Train a CycleGAN between the task's source class and COVID-19 (params: resnet-9 11.4M, unet 1.5M).
+
+    Under torchrun (`torchrun --nproc-per-node N -m cli train ...`) it trains with DDP.
+    """
     from generator.config import load_preset
     from generator.train import train as run
 
