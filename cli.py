@@ -27,8 +27,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(quiet=int(os.environ.get("RANK", "0")) != 0)
 _debug = {"on": False}
 SOURCE_HELP = (
-    "KIND=PATH, repeatable. Kinds: phantom (PATH = N, or 'normal:N,pneumonia:N,covid:N'), "
-    "folder (PATH = ROOT with ROOT/<class>/*.png|jpg)."
+    "KIND=PATH, repeatable. Kinds: phantom (PATH = N, or 'normal:N,pneumonia:N,covid:N'); covid-collection "
+    "(covid-chestxray-dataset folder); rsna (RSNA challenge folder, DICOM or JPG); "
+    "folder (ROOT/<class>/*.png|jpg|dcm); release (the seed's G_NC.zip/G_PC.zip or their folder)."
 )
 
 
@@ -65,6 +66,17 @@ def _run() -> Iterator[ProgressFn]:
             raise typer.Exit(1) from None
 
 
+def _items(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def _floats(value: str, option: str) -> list[float]:
+    try:
+        return [float(v) for v in _items(value)]
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated numbers, got {value!r}", param_hint=option) from None
+
+
 def _table(title: str, rows: list[tuple], columns: tuple[str, ...]) -> Table:
     table = Table(title=title, title_justify="left")
     for c in columns:
@@ -84,20 +96,37 @@ def prepare(
     ] = "patient",
     seed: Annotated[int, typer.Option(help="Seed of the split (and of phantom pixels).")] = 0,
     resize: Annotated[str, typer.Option(help="Non-square images: pad (black borders) or crop (centre).")] = "pad",
+    fractions: Annotated[str, typer.Option(help="train,validation,test fractions of --split patient.")] = "0.7,0.1,0.2",
+    views: Annotated[
+        str, typer.Option(help="covid-collection views to keep (add L for laterals).")
+    ] = "PA,AP,AP Supine",
+    covid_classes: Annotated[
+        str, typer.Option(help="covid-collection classes: covid, plus normal (No Finding) and/or pneumonia.")
+    ] = "covid",
+    rsna_normal: Annotated[
+        str, typer.Option(help="RSNA normals: target0 (every Target-0 patient, the seed's) or normal-only.")
+    ] = "target0",
+    strict: Annotated[bool, typer.Option(help="Refuse release zips whose MD5 differs from the published.")] = False,
     workers: Annotated[int, typer.Option(help="Worker processes (1 = in this process).")] = min(4, os.cpu_count() or 1),
     skip_bad: Annotated[bool, typer.Option(help="Keep going past unreadable images (listed in rejects.csv).")] = False,
 ) -> None:
-    """Read sources, split them, and write 8-bit grayscale PNGs with a manifest."""
+    """Read sources, split them, and write 8-bit grayscale PNGs with a manifest (re-runs resume)."""
     from cxr_dataset.prepare import prepare as run
 
     with _run() as progress:
+        shares = dict(zip(("train", "validation", "test"), _floats(fractions, "--fractions")))
         result = run(
             source,
             out,
             size=size,
             split=split,
             seed=seed,
+            fractions=shares,
             resize=resize,
+            views=_items(views),
+            covid_collection_classes=_items(covid_classes),
+            rsna_normal=rsna_normal,
+            strict=strict,
             workers=workers,
             skip_bad=skip_bad,
             progress=progress,

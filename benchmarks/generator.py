@@ -101,8 +101,10 @@ def main() -> None:
     steps = args.steps or (30 if cuda else 5)
     name = torch.cuda.get_device_name() if cuda else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; torch {torch.__version__}")
-    print(f"{'size':>5} {'setting':<34} {'train img/s':>11} {'ratio':>6} {'translate img/s':>15} {'ratio':>6}"
-          + (f" {'peak GiB':>8}" if cuda else ""))  # fmt: skip
+    print(
+        f"{'size':>5} {'setting':<34} {'train img/s':>11} {'ratio':>6} {'translate img/s':>15} {'ratio':>6}"
+        + (f" {'peak GiB':>8}" if cuda else "")
+    )
     for size in args.sizes:
         settings = [
             ("reference: 3ch fp32 batch 1", _config(size, 3, "fp32", 1)),
@@ -115,12 +117,16 @@ def main() -> None:
             translate_ips = translate_rate(cfg, device, batches=5 if not cuda else 50, batch=16 if not cuda else 64)
             base_train = base_train or train_ips
             base_translate = base_translate or translate_ips
-            line = (f"{size:>5} {label:<34} {train_ips:>11.2f} {train_ips / base_train:>5.2f}x "
-                    f"{translate_ips:>15.1f} {translate_ips / base_translate:>5.2f}x")  # fmt: skip
+            line = (
+                f"{size:>5} {label:<34} {train_ips:>11.2f} {train_ips / base_train:>5.2f}x "
+                f"{translate_ips:>15.1f} {translate_ips / base_translate:>5.2f}x"
+            )
             print(line + (f" {peak:>8.2f}" if cuda else ""), flush=True)
         if cuda:
-            print(f"      projected forward time for {RELEASE_IMAGES:,} images at {size}²: "
-                  f"{RELEASE_IMAGES / translate_ips:.1f} s (bf16, without PNG encoding)")  # fmt: skip
+            print(
+                f"      projected forward time for {RELEASE_IMAGES:,} images at {size}²: "
+                f"{RELEASE_IMAGES / translate_ips:.1f} s (bf16, without PNG encoding)"
+            )
 
 
 if __name__ == "__main__":

@@ -30,6 +30,16 @@ def to_square(pixels: np.ndarray, size: int, mode: str = "pad") -> np.ndarray:
     return np.asarray(img)
 
 
+def to_uint8(values: np.ndarray) -> np.ndarray:
+    """Scale any numeric image linearly onto 0-255 (a constant image becomes black); 16-bit data is
+    scaled, never clipped."""
+    values = np.asarray(values, dtype=np.float64)
+    lo, hi = float(values.min()), float(values.max())
+    if hi <= lo:
+        return np.zeros(values.shape, dtype=np.uint8)
+    return np.round((values - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+
+
 def encode_png(pixels: np.ndarray) -> bytes:
     """Encode a 2-D uint8 array as PNG; the same pixels always give the same bytes."""
     buf = io.BytesIO()

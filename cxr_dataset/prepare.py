@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
+import json
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
@@ -12,14 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from cxr_dataset.errors import CxrdsError, SourceError
-from cxr_dataset.fileio import atomic_write_bytes, atomic_write_text, sha256_bytes
-from cxr_dataset.imaging import encode_png, to_square
+from cxr_dataset.fileio import atomic_write_bytes, atomic_write_text, sha256_bytes, sha256_file
+from cxr_dataset.imaging import RESIZE_MODES, encode_png, to_square
 from cxr_dataset.manifest import write_manifest
 from cxr_dataset.progress import ProgressFn, no_progress
-from cxr_dataset.sources import Source, SourceImage, open_source
-from cxr_dataset.splits import SPLIT_MODES, paper_splits, patient_splits
+from cxr_dataset.sources import Source, SourceImage, SourceOptions, open_source
+from cxr_dataset.sources.base import DEFAULT_VIEWS
+from cxr_dataset.splits import DEFAULT_FRACTIONS, SPLIT_MODES, paper_splits, patient_splits
 
 REJECTS_NAME = "rejects.csv"
+CACHE_NAME = ".prepare-cache.jsonl"
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,12 @@ def prepare(
     size: int = 256,
     split: str = "patient",
     seed: int = 0,
+    fractions: dict[str, float] = DEFAULT_FRACTIONS,
     resize: str = "pad",
+    views: tuple[str, ...] = DEFAULT_VIEWS,
+    covid_collection_classes: tuple[str, ...] = ("covid",),
+    rsna_normal: str = "target0",
+    strict: bool = False,
     workers: int = 2,
     skip_bad: bool = False,
     progress: ProgressFn = no_progress,
@@ -44,14 +53,26 @@ def prepare(
     """Prepare `sources` (``KIND=PATH`` strings) into `out`.
 
     Rejected images are listed in `out/rejects.csv`; unless `skip_bad`, any reject raises `SourceError`
-    after the report is written, and no manifest is written.
+    after the report is written, and no manifest is written. A re-run reuses every image already prepared
+    from an unchanged source file with the same settings (`out/.prepare-cache.jsonl`), so an interrupted
+    run finishes where it stopped.
 
     Example:
         >>> prepare(["phantom=30"], Path("prepared"), size=64)  # doctest: +SKIP
     """
     if split not in SPLIT_MODES:
         raise SourceError(f"split must be one of {list(SPLIT_MODES)}, got {split!r}")
-    opened = [open_source(spec, seed=seed) for spec in sources]
+    if resize not in RESIZE_MODES:
+        raise SourceError(f"resize must be one of {list(RESIZE_MODES)}, got {resize!r}")
+    options = SourceOptions(
+        seed=seed,
+        paper=split == "paper",
+        views=tuple(views),
+        strict=strict,
+        covid_collection_classes=tuple(covid_collection_classes),
+        rsna_normal=rsna_normal,
+    )
+    opened = [open_source(spec, options) for spec in sources]
     jobs = [(src, rec) for src in opened for rec in src.records()]
     if not jobs:
         raise SourceError(f"sources {sources} selected no images")
@@ -59,16 +80,21 @@ def prepare(
     if duplicates:
         raise SourceError(f"sources {sources}: image ids occur twice, e.g. {duplicates[:3]}")
 
-    splits = _assign_splits(opened, jobs, split, seed)
+    splits = _assign_splits(opened, jobs, split, seed, fractions)
+    settings = f"{size}:{resize}"
+    cache = _read_cache(out / CACHE_NAME)
     rows, rejects = [], []
-    tasks = [(src, rec, size, resize, out) for src, rec in jobs]
-    with _pool(workers) as pool:
+    tasks = [(src, rec, size, resize, out, settings, cache.get(rec.id)) for src, rec in jobs]
+    out.mkdir(parents=True, exist_ok=True)
+    with _pool(workers) as pool, open(out / CACHE_NAME, "a") as journal:
         results = pool.map(_prepare_one, tasks, chunksize=8) if pool else map(_prepare_one, tasks)
-        for i, (rec, row, reason) in enumerate(results, 1):
+        for i, (rec, row, detail) in enumerate(results, 1):
             if row is not None:
                 rows.append({**row, "split": splits[rec.id]})
+                # Written as results arrive: an interrupted run keeps what it finished.
+                journal.write(json.dumps({"id": rec.id, "fingerprint": detail, "row": row}) + "\n")
             else:
-                rejects.append({"id": rec.id, "source": rec.source, "origin": rec.origin, "reason": reason})
+                rejects.append({"id": rec.id, "source": rec.source, "origin": rec.origin, "reason": detail})
             progress("prepare", i, len(tasks))
 
     _write_rejects(out / REJECTS_NAME, rejects)
@@ -77,14 +103,24 @@ def prepare(
             f"{len(rejects)} of {len(tasks)} images rejected (first: {rejects[0]['origin']}: "
             f"{rejects[0]['reason']}); see {out / REJECTS_NAME}, or pass --skip-bad to keep going"
         )
-    meta = {"sources": sources, "split": split, "seed": seed, "size": size, "resize": resize}
+    meta = {
+        "sources": sources,
+        "split": split,
+        "seed": seed,
+        "size": size,
+        "resize": resize,
+        "fractions": fractions,
+        "options": dataclasses.asdict(options),
+    }
     path = write_manifest(rows, out, meta)
     return PrepareResult(path, dict(Counter((r["label"], r["split"]) for r in rows)), rejects)
 
 
-def _assign_splits(opened: list[Source], jobs: list[tuple[Source, SourceImage]], mode: str, seed: int):
+def _assign_splits(
+    opened: list[Source], jobs: list[tuple[Source, SourceImage]], mode: str, seed: int, fractions: dict[str, float]
+) -> dict[str, str]:
     if mode == "patient":
-        return patient_splits([rec for _, rec in jobs], seed=seed)
+        return patient_splits([rec for _, rec in jobs], seed=seed, fractions=fractions)
     # The paper's split is per source (its file order), so each source may define its own rule.
     out: dict[str, str] = {}
     for src in opened:
@@ -93,10 +129,28 @@ def _assign_splits(opened: list[Source], jobs: list[tuple[Source, SourceImage]],
     return out
 
 
-def _prepare_one(task: tuple[Source, SourceImage, int, str, Path]) -> tuple[SourceImage, dict[str, Any] | None, str]:
-    """Load, convert and write one image; returns (record, manifest row or None, reject reason)."""
-    src, rec, size, resize, out = task
+def fingerprint(src: Source, rec: SourceImage, settings: str) -> str:
+    """What the prepared image depends on: the source bytes (or generator spec) and the settings."""
+    custom = getattr(src, "fingerprint", None)
+    if custom is not None:
+        basis = custom(rec)
+    elif Path(rec.origin).is_file():
+        basis = sha256_file(Path(rec.origin))
+    else:
+        basis = rec.origin
+    return sha256_bytes(f"{basis}|{settings}".encode())
+
+
+def _prepare_one(task) -> tuple[SourceImage, dict[str, Any] | None, str]:
+    """Load, convert and write one image, or reuse it from the cache.
+
+    Returns (record, manifest row without split, fingerprint) or (record, None, reject reason).
+    """
+    src, rec, size, resize, out, settings, cached = task
     try:
+        print_ = fingerprint(src, rec, settings)
+        if cached and cached["fingerprint"] == print_ and _still_there(out, cached["row"]):
+            return rec, cached["row"], print_
         pixels = to_square(src.load(rec, size), size, resize)
     except (CxrdsError, OSError, ValueError) as e:  # PIL raises OSError/ValueError on broken files
         return rec, None, str(e) or type(e).__name__
@@ -109,12 +163,34 @@ def _prepare_one(task: tuple[Source, SourceImage, int, str, Path]) -> tuple[Sour
         "label": rec.label,
         "source": rec.source,
         "origin": rec.origin,
+        "view": rec.view,
+        "license": rec.license,
+        "doi": rec.doi,
+        "url": rec.url,
         "path": rel,
         "sha256": sha256_bytes(data),
         "width": size,
         "height": size,
     }
-    return rec, row, ""
+    return rec, row, print_
+
+
+def _still_there(out: Path, row: dict[str, Any]) -> bool:
+    path = out / row["path"]
+    return path.is_file() and sha256_file(path) == row["sha256"]
+
+
+def _read_cache(path: Path) -> dict[str, dict[str, Any]]:
+    """id → {fingerprint, row} from earlier runs; a torn last line (a crash mid-write) is ignored."""
+    cache: dict[str, dict[str, Any]] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+                cache[entry["id"]] = entry
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+    return cache
 
 
 def _pool(workers: int):

@@ -82,6 +82,10 @@ _CATALOGUE: dict[str, Field] = {
         Field("origin", "string", "Where the source image came from (file path, or a phantom spec)."),
         Field("path", "string", "Image path relative to the table's folder."),
         Field("sha256", "string", "SHA-256 of the stored PNG bytes."),
+        Field("view", "string", "Radiographic view (PA, AP, AP Supine, L), or empty when unknown."),
+        Field("license", "string", "Licence of the source image, as its dataset states it."),
+        Field("doi", "string", "DOI of the publication the source image came from, or empty."),
+        Field("url", "string", "Web page of the source image, or empty."),
         Field("width", "int64", "Image width in pixels."),
         Field("height", "int64", "Image height in pixels."),
         Field("source_dataset", "string", "Dataset of the real source image."),
@@ -119,7 +123,22 @@ def _pick(names: Sequence[str]) -> tuple[Field, ...]:
 
 
 MANIFEST_FIELDS: tuple[Field, ...] = _pick(
-    ("id", "patient_id", "label", "split", "source", "origin", "path", "sha256", "width", "height")
+    (
+        "id",
+        "patient_id",
+        "label",
+        "split",
+        "source",
+        "origin",
+        "view",
+        "license",
+        "doi",
+        "url",
+        "path",
+        "sha256",
+        "width",
+        "height",
+    )
 )
 PROVENANCE_FIELDS: tuple[Field, ...] = _pick((*_PROVENANCE_NAMES, "path"))
 # The release sample: the image, its label, and its full provenance.

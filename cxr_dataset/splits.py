@@ -9,11 +9,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from cxr_dataset.errors import ConfigError
-from cxr_dataset.sources.base import SourceImage
+from cxr_dataset.sources.base import PAPER_TRAIN_FRACTION, SourceImage
 
 SPLIT_MODES = ("patient", "paper")
 DEFAULT_FRACTIONS = {"train": 0.7, "validation": 0.1, "test": 0.2}
-PAPER_TRAIN_FRACTION = 0.8  # the seed notebooks: first 80% of each class (in file order) for training
 
 
 def patient_splits(

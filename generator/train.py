@@ -202,8 +202,14 @@ def _save(out, step, task, cfg, nets, opt_g, opt_d, pools, manifest_sha256, ddp:
             for name, pool in zip("AB", images):
                 if pool is not None:
                     tensors[f"pool.{name}.r{rank}"] = pool
-        meta = {"config": cfg.to_dict(), "config_sha256": cfg.sha256(), "task": task, "param_groups": groups,
-                "manifest_sha256": manifest_sha256, "world_size": ddp.world_size}  # fmt: skip
+        meta = {
+            "config": cfg.to_dict(),
+            "config_sha256": cfg.sha256(),
+            "task": task,
+            "param_groups": groups,
+            "manifest_sha256": manifest_sha256,
+            "world_size": ddp.world_size,
+        }
         save_checkpoint(out, step, tensors, meta, cfg.keep_last)
     ddp.barrier()
 

@@ -78,26 +78,43 @@ def translate(
     rows = rank_slice(every, ddp)
     size = cfg.crop_size
     common = {
-        "source_class": TASK_SOURCE_CLASS[task], "task": task, "split": split, "checkpoint_sha256": ckpt.sha256,
-        "config_sha256": ckpt.meta["config_sha256"], "preset": cfg.preset, "code_version": __version__,
-        "seed": cfg.seed, "width": size, "height": size,
-    }  # fmt: skip
+        "source_class": TASK_SOURCE_CLASS[task],
+        "task": task,
+        "split": split,
+        "checkpoint_sha256": ckpt.sha256,
+        "config_sha256": ckpt.meta["config_sha256"],
+        "preset": cfg.preset,
+        "code_version": __version__,
+        "seed": cfg.seed,
+        "width": size,
+        "height": size,
+    }
     provenance = []
     with _encoder_pool(encode_workers) as pool:
         pending: list = []
         for start in range(0, len(rows), batch_size):
             batch = rows[start : start + batch_size]
             outputs = _generate(g_a, [manifest.image_path(r) for r in batch], size, device, precision)
-            jobs = [(out, f"images/{make_key(TASK_CONFIG[task], r['id'])}.png", img, seed_quirk)
-                    for r, img in zip(batch, outputs)]  # fmt: skip
+            jobs = [
+                (out, f"images/{make_key(TASK_CONFIG[task], r['id'])}.png", img, seed_quirk)
+                for r, img in zip(batch, outputs)
+            ]
             # PNG encoding runs in worker processes while the next batch is on the device.
             pending.append((batch, pool.map(_encode_and_write, jobs) if pool else map(_encode_and_write, jobs)))
             while len(pending) > 2 or (pending and start + batch_size >= len(rows)):
                 done_batch, results = pending.pop(0)
                 for row, (rel, digest) in zip(done_batch, results):
-                    provenance.append({**common, "id": Path(rel).stem, "source_dataset": row["source"],
-                                       "source_image_id": row["id"], "source_patient_id": row["patient_id"],
-                                       "sha256": digest, "path": rel})  # fmt: skip
+                    provenance.append(
+                        {
+                            **common,
+                            "id": Path(rel).stem,
+                            "source_dataset": row["source"],
+                            "source_image_id": row["id"],
+                            "source_patient_id": row["patient_id"],
+                            "sha256": digest,
+                            "path": rel,
+                        }
+                    )
                 if ddp.is_main:
                     progress(f"translate {task}", min(len(provenance) * ddp.world_size, len(every)), len(every))
     path = _write_provenance(

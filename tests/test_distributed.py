@@ -35,8 +35,21 @@ def test_distributed_rank_slices_are_disjoint_and_cover_everything():
 @pytest.fixture(scope="module")
 def ddp_run(prepared, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("ddp") / "run"
-    _torchrun("train", "--prepared", prepared, "--task", "normal2covid", "--out", run, "--preset", "tiny",
-              "--size", "64", "--epochs", "2")  # fmt: skip
+    _torchrun(
+        "train",
+        "--prepared",
+        prepared,
+        "--task",
+        "normal2covid",
+        "--out",
+        run,
+        "--preset",
+        "tiny",
+        "--size",
+        "64",
+        "--epochs",
+        "2",
+    )
     return run
 
 

@@ -92,3 +92,45 @@ def test_prepare_bad_source_spec_names_the_valid_kinds(tmp_path, spec):
 def test_manifest_missing_is_a_clear_error(tmp_path):
     with pytest.raises(SchemaError, match="run `cxrds prepare"):
         read_manifest(tmp_path)
+
+
+def _mtimes(folder):
+    return {p.name: p.stat().st_mtime_ns for p in folder.rglob("*.png")}
+
+
+def test_prepare_rerun_reuses_unchanged_images_and_redoes_changed_ones(tmp_path):
+    _class_tree(tmp_path / "src")
+    prepare([f"folder={tmp_path / 'src'}"], tmp_path / "out", size=32, workers=1)
+    before = _mtimes(tmp_path / "out")
+    Image.fromarray(np.full((40, 60), 7, np.uint8)).save(tmp_path / "src/normal/img1.png")
+    prepare([f"folder={tmp_path / 'src'}"], tmp_path / "out", size=32, workers=1)
+    after = _mtimes(tmp_path / "out")
+    changed = {name for name in before if before[name] != after[name]}
+    assert changed == {"folder_normal_img1.png"}
+
+
+def test_prepare_interrupted_run_finishes_where_it_stopped(tmp_path):
+    _class_tree(tmp_path / "src")
+    (tmp_path / "src/normal/bad.png").write_bytes(b"")
+    with pytest.raises(SourceError):  # stops without a manifest, as a crash would
+        prepare([f"folder={tmp_path / 'src'}"], tmp_path / "out", size=32, workers=1)
+    done = _mtimes(tmp_path / "out")
+    with open(tmp_path / "out/.prepare-cache.jsonl", "a") as f:
+        f.write('{"id": "torn')  # a line cut by the crash
+    (tmp_path / "src/normal/bad.png").unlink()
+    prepare([f"folder={tmp_path / 'src'}"], tmp_path / "out", size=32, workers=1)
+    assert _mtimes(tmp_path / "out") == done and len(read_manifest(tmp_path / "out").rows()) == 6
+
+
+def test_prepare_rejects_a_decompression_bomb_by_its_header(tmp_path):
+    _class_tree(tmp_path / "src")
+    Image.new("1", (10_001, 10_001)).save(tmp_path / "src/normal/bomb.png")  # 100,020,001 pixels, tiny file
+    result = prepare([f"folder={tmp_path / 'src'}"], tmp_path / "out", size=32, workers=1, skip_bad=True)
+    assert len(result.rejects) == 1 and "pixel limit" in result.rejects[0]["reason"]
+
+
+def test_prepare_paper_split_and_seed_are_recorded(tmp_path):
+    prepare(["phantom=10"], tmp_path, size=64, split="paper", seed=3, workers=1)
+    manifest = read_manifest(tmp_path)
+    assert manifest.meta["split"] == "paper" and manifest.meta["seed"] == 3
+    assert {r["split"] for r in manifest.rows()} == {"train", "test"}

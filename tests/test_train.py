@@ -99,9 +99,26 @@ def test_train_killed_with_sigkill_and_resumed_matches_an_uninterrupted_run(prep
 
     overrides = tmp_path / "log_every.toml"
     overrides.write_text(f"log_every = 1\nsave_every = {save_every}\n")
-    command = [sys.executable, "-m", "cli", "train", "--prepared", str(prepared), "--task", "normal2covid",
-               "--out", str(tmp_path / "b"), "--preset", "tiny", "--size", "64", "--epochs", "6",
-               "--config", str(overrides)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "cli",
+        "train",
+        "--prepared",
+        str(prepared),
+        "--task",
+        "normal2covid",
+        "--out",
+        str(tmp_path / "b"),
+        "--preset",
+        "tiny",
+        "--size",
+        "64",
+        "--epochs",
+        "6",
+        "--config",
+        str(overrides),
+    ]
     proc = subprocess.Popen(command, cwd=Path(__file__).parents[1], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while not list((tmp_path / "b" / "checkpoints").glob("step-*.json")):

@@ -1,4 +1,13 @@
-"""Source readers, one module per dataset, looked up by the kind the CLI names (``KIND=PATH``)."""
+"""Source readers, one module per dataset, looked up by the kind the CLI names (``KIND=PATH``).
+
+| kind | PATH | classes |
+|---|---|---|
+| ``phantom`` | ``N`` or ``normal:N,pneumonia:N,covid:N[,per_patient:K]`` | all three, generated |
+| ``covid-collection`` | covid-chestxray-dataset folder (``metadata.csv``, ``images/``) | covid (+ normal, pneumonia) |
+| ``rsna`` | RSNA Pneumonia Detection Challenge folder (labels CSV, DICOM or JPG) | normal, pneumonia |
+| ``folder`` | ``ROOT/<class>/*.png|jpg|dcm`` | by folder name |
+| ``release`` | the seed's ``G_NC.zip`` / ``G_PC.zip``, or their folder | covid (synthetic) |
+"""
 
 from __future__ import annotations
 
@@ -6,25 +15,32 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cxr_dataset.errors import SourceError
-from cxr_dataset.sources.base import Source, SourceImage
+from cxr_dataset.sources.base import Source, SourceImage, SourceOptions
+from cxr_dataset.sources.covid_collection import CovidCollectionSource
 from cxr_dataset.sources.folder import FolderSource
 from cxr_dataset.sources.phantom import PhantomSource
+from cxr_dataset.sources.release import ReleaseSource
+from cxr_dataset.sources.rsna import RsnaSource
 
-# kind → factory(argument, seed). Real readers join this table in their own modules.
-SOURCE_KINDS: dict[str, Callable[[str, int], Source]] = {
-    "phantom": lambda arg, seed: PhantomSource.from_spec(arg, seed=seed),
-    "folder": lambda arg, seed: FolderSource(Path(arg)),
+SOURCE_KINDS: dict[str, Callable[[str, SourceOptions], Source]] = {
+    "phantom": lambda arg, opt: PhantomSource.from_spec(arg, seed=opt.seed),
+    "covid-collection": lambda arg, opt: CovidCollectionSource(Path(arg), opt),
+    "rsna": lambda arg, opt: RsnaSource(Path(arg), opt),
+    "folder": lambda arg, opt: FolderSource(Path(arg)),
+    "release": lambda arg, opt: ReleaseSource(Path(arg), strict=opt.strict),
 }
 
 
-def open_source(spec: str, seed: int = 0) -> Source:
+def open_source(spec: str, options: SourceOptions | None = None) -> Source:
     """Open ``KIND=PATH`` (e.g. ``phantom=40``); raises `SourceError` naming the valid kinds."""
     kind, sep, arg = spec.partition("=")
     if not sep or not arg:
         raise SourceError(f"source {spec!r}: expected KIND=PATH, e.g. 'phantom=40'")
     if kind not in SOURCE_KINDS:
         raise SourceError(f"source {spec!r}: kind must be one of {sorted(SOURCE_KINDS)}, got {kind!r}")
-    return SOURCE_KINDS[kind](arg, seed)
+    if kind != "phantom" and not Path(arg).exists():
+        raise SourceError(f"source {spec!r}: {arg} does not exist")
+    return SOURCE_KINDS[kind](arg, options or SourceOptions())
 
 
-__all__ = ["SOURCE_KINDS", "FolderSource", "PhantomSource", "Source", "SourceImage", "open_source"]
+__all__ = ["SOURCE_KINDS", "Source", "SourceImage", "SourceOptions", "open_source"]

@@ -7,6 +7,12 @@ from typing import Protocol
 
 import numpy as np
 
+from cxr_dataset.errors import SourceError
+
+DEFAULT_VIEWS = ("PA", "AP", "AP Supine")  # frontal views; lateral "L" only when asked
+RSNA_NORMAL_RULES = ("target0", "normal-only")
+PAPER_TRAIN_FRACTION = 0.8  # the seed notebooks: first 80% of each class (in file order) for training
+
 
 @dataclass(frozen=True)
 class SourceImage:
@@ -17,6 +23,26 @@ class SourceImage:
     label: str
     source: str
     origin: str
+    view: str = ""
+    license: str = ""
+    doi: str = ""
+    url: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceOptions:
+    """Selection settings shared by the readers (the CLI's `prepare` options)."""
+
+    seed: int = 0  # phantom pixels
+    paper: bool = False  # select rows exactly as the seed's notebooks did (for `--split paper`)
+    views: tuple[str, ...] = DEFAULT_VIEWS  # covid-collection views to keep
+    covid_collection_classes: tuple[str, ...] = ("covid",)  # add "normal" (No Finding), "pneumonia"
+    rsna_normal: str = "target0"  # "target0": every Target-0 patient (the seed); "normal-only": class Normal
+    strict: bool = False  # refuse (not just warn about) a release zip whose MD5 differs
+
+    def __post_init__(self) -> None:
+        if self.rsna_normal not in RSNA_NORMAL_RULES:
+            raise SourceError(f"rsna normal rule must be one of {list(RSNA_NORMAL_RULES)}, got {self.rsna_normal!r}")
 
 
 class Source(Protocol):

@@ -1,4 +1,4 @@
-"""Class folders: ``root/<class>/*.png|jpg|jpeg``, e.g. a Kaggle-style COVID/Normal/Pneumonia tree.
+"""Class folders: ``root/<class>/*.png|jpg|jpeg|dcm``, e.g. a Kaggle-style COVID/Normal/Pneumonia tree.
 
 Folder names map onto the schema's classes through `CLASS_NAMES` (case-insensitive); other folders are
 ignored. Folders carry no patient information, so every image counts as its own patient (patient-level
@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
 
 from cxr_dataset.errors import SourceError
 from cxr_dataset.schema import make_key
 from cxr_dataset.sources.base import SourceImage
+from cxr_dataset.sources.files import IMAGE_SUFFIXES, load_image_file
 
 CLASS_NAMES = {
     "normal": "normal",
@@ -29,8 +29,6 @@ CLASS_NAMES = {
     "covid19": "covid",
     "covid_19": "covid",
 }
-EXTENSIONS = (".png", ".jpg", ".jpeg")
-MAX_PIXELS = 100_000_000  # larger files are refused as possible decompression bombs
 
 
 @dataclass(frozen=True)
@@ -46,7 +44,7 @@ class FolderSource:
             label = CLASS_NAMES.get(sub.name.lower())
             if label is None:
                 continue
-            for path in sorted(p for p in sub.iterdir() if p.suffix.lower() in EXTENSIONS):
+            for path in sorted(p for p in sub.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
                 key = make_key("folder", label, path.stem)
                 out.append(SourceImage(id=key, patient_id=key, label=label, source=self.kind, origin=str(path)))
         if not out:
@@ -55,26 +53,3 @@ class FolderSource:
 
     def load(self, record: SourceImage, size: int) -> np.ndarray:
         return load_image_file(Path(record.origin))
-
-
-def load_image_file(path: Path) -> np.ndarray:
-    """Decode an image file to 2-D uint8; 16-bit and float images are min-max scaled, not clipped."""
-    if path.stat().st_size == 0:
-        raise SourceError(f"{path}: empty file")
-    try:
-        with Image.open(path) as img:
-            if img.width * img.height > MAX_PIXELS:
-                raise SourceError(f"{path}: {img.width}×{img.height} exceeds the {MAX_PIXELS:,}-pixel limit")
-            img = ImageOps.exif_transpose(img)
-            if img.mode in ("I;16", "I;16B", "I", "F"):
-                return _scale_to_uint8(np.asarray(img, dtype=np.float64))
-            return np.asarray(img.convert("L"))
-    except (OSError, Image.DecompressionBombError) as e:
-        raise SourceError(f"{path}: not a readable image ({e})") from None
-
-
-def _scale_to_uint8(pixels: np.ndarray) -> np.ndarray:
-    lo, hi = float(pixels.min()), float(pixels.max())
-    if hi <= lo:
-        return np.zeros(pixels.shape, dtype=np.uint8)
-    return np.round((pixels - lo) / (hi - lo) * 255).astype(np.uint8)

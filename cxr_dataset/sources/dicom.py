@@ -1,0 +1,57 @@
+"""DICOM pixels to 8-bit grayscale, through pydicom.
+
+Order of operations, as the standard has them: modality LUT (rescale slope/intercept), then VOI LUT or
+window centre/width when the file has one, then linear scaling of the result to 0-255, then inversion for
+MONOCHROME1 (where high values are dark). Compressed transfer syntaxes decode through pydicom's pixel
+plugins: JPEG baseline and JPEG 2000 via Pillow; others (JPEG-LS, lossless JPEG) with `pip install
+cxrds[dicom-codecs]` (pylibjpeg).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cxr_dataset.errors import SourceError
+from cxr_dataset.imaging import to_uint8
+
+GRAYSCALE = ("MONOCHROME1", "MONOCHROME2")
+
+
+def read_dicom(path: Path, max_pixels: int) -> np.ndarray:
+    """Decode a DICOM file to a 2-D uint8 array; raises `SourceError` naming the file and the problem."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    if not path.is_file():
+        raise SourceError(f"{path}: missing file")
+    if path.stat().st_size == 0:
+        raise SourceError(f"{path}: empty file")
+    try:
+        ds = pydicom.dcmread(path)
+    except (InvalidDicomError, OSError, ValueError) as e:
+        raise SourceError(f"{path}: not a readable DICOM file ({e})") from None
+    if "PixelData" not in ds:
+        raise SourceError(f"{path}: DICOM without pixel data")
+    photometric = str(ds.get("PhotometricInterpretation", ""))
+    if photometric not in GRAYSCALE:
+        raise SourceError(f"{path}: photometric interpretation {photometric!r} unsupported; expected {GRAYSCALE}")
+    rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
+    if rows * cols > max_pixels:
+        raise SourceError(f"{path}: {cols}×{rows} exceeds the {max_pixels:,}-pixel limit")
+    try:
+        pixels = ds.pixel_array
+    except (RuntimeError, NotImplementedError, ValueError) as e:  # no decoder for the transfer syntax
+        syntax = ds.file_meta.get("TransferSyntaxUID", "?")
+        raise SourceError(
+            f"{path}: cannot decode pixels (transfer syntax {syntax}): {e}; try `pip install cxrds[dicom-codecs]`"
+        ) from None
+    if pixels.ndim != 2:
+        raise SourceError(f"{path}: expected one 2-D frame, got pixel array of shape {pixels.shape}")
+    values = apply_modality_lut(pixels, ds)
+    if "VOILUTSequence" in ds or "WindowCenter" in ds:
+        values = apply_voi_lut(values, ds, index=0)
+    out = to_uint8(values)
+    return 255 - out if photometric == "MONOCHROME1" else out
