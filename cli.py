@@ -213,17 +213,26 @@ def translate(
 
 @app.command()
 def build(
-    synthetic: Annotated[list[Path], typer.Option(help="A `cxrds translate` output folder; repeatable.")],
     out: Annotated[Path, typer.Option(help="Release folder, e.g. release/covid-synthetic-cxr.")],
+    synthetic: Annotated[list[Path] | None, typer.Option(help="A `cxrds translate` output folder; repeatable.")] = None,
+    from_release: Annotated[
+        list[Path] | None,
+        typer.Option(help="Instead: the seed's G_NC.zip / G_PC.zip (or their folder); repeatable."),
+    ] = None,
+    strict: Annotated[bool, typer.Option(help="With --from-release: refuse zips whose MD5 differs.")] = False,
 ) -> None:
-    """Write the release: README.md card, data/<config>/*.parquet, webdataset/*.tar, SHA256SUMS."""
-    from builders.release import build_release
+    """Write the release: README.md card, data/<config>/*.parquet, webdataset/*.tar, croissant.json, SHA256SUMS."""
+    from builders.release import build_release, build_release_from_zips
 
+    if bool(synthetic) == bool(from_release):
+        raise typer.BadParameter("give --synthetic folders or --from-release zips (one of the two)")
     with _run() as progress:
-        result = build_release(synthetic, out, progress=progress)
-    console.print(
-        _table(f"Built {result.root} ({result.files} files)", sorted(result.counts.items()), ("config", "rows"))
-    )
+        if from_release:
+            result = build_release_from_zips(from_release, out, strict=strict, progress=progress)
+        else:
+            result = build_release(synthetic, out, progress=progress)
+    rows = sorted(result.counts.items())
+    console.print(_table(f"Built {result.root} ({result.files} files)", rows, ("config", "rows")))
 
 
 @app.command()
@@ -241,6 +250,39 @@ def validate(
         json_out.write_text(report.to_json())
     if not report.ok:
         raise typer.Exit(1)
+
+
+@app.command()
+def verify(
+    release: Annotated[Path, typer.Argument(help="A release folder written by `cxrds build`.")],
+) -> None:
+    """Re-check SHA256SUMS, the counts the card declares, and that every image decodes; exit 1 on any failure."""
+    from cxr_dataset.validation import verify_release
+
+    with _run() as progress:
+        report = verify_release(release, progress=progress)
+    _print_report(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def push(
+    release: Annotated[Path, typer.Argument(help="A release folder written by `cxrds build`.")],
+    repo_id: Annotated[str, typer.Option(help="Hub dataset repository, e.g. USER/covid-synthetic-cxr.")],
+    dry_run: Annotated[bool, typer.Option(help="Verify and list what would be uploaded; no network.")] = False,
+    private: Annotated[bool, typer.Option(help="Create the repository as private.")] = False,
+) -> None:
+    """Verify the release, then upload it to the Hugging Face Hub (token from HF_TOKEN or `hf auth login`)."""
+    from builders.push import push_release
+
+    with _run():
+        result = push_release(release, repo_id, dry_run=dry_run, private=private)
+    rows = [(path, f"{size:,}") for path, size in result.files]
+    verb = "Would upload" if dry_run else "Uploaded"
+    console.print(_table(f"{verb} {len(rows)} files to datasets/{repo_id}", rows, ("file", "bytes")))
+    if result.url:
+        console.print(result.url)
 
 
 @app.command()

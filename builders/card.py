@@ -51,7 +51,12 @@ def card_metadata(configs: dict[str, dict[str, list[dict[str, Any]]]], num_bytes
 
 
 def render_card(
-    configs: dict[str, dict[str, list[dict[str, Any]]]], num_bytes: dict[str, int], *, repo_name: str, last_shard: int
+    configs: dict[str, dict[str, list[dict[str, Any]]]],
+    num_bytes: dict[str, int],
+    *,
+    made_with: list[dict[str, Any]],
+    repo_name: str,
+    last_shard: int,
 ) -> str:
     """Render `README.md`; every figure in it comes from `configs` (config → split → rows) and `num_bytes`
     (config → arrow bytes of its one split)."""
@@ -97,7 +102,45 @@ def render_card(
         imbalance=", ".join(f"{by_class[c]} from {c}" for c in sorted(by_class)),
         last_shard=last_shard,
         task_configs=TASK_CONFIG,
+        settings=[_settings(m) for m in sorted(made_with, key=lambda m: m.get("task", ""))],
     )
+
+
+def _settings(meta: dict[str, Any]) -> dict[str, Any]:
+    """One generator's settings and its real data's preparation, from a provenance table's metadata."""
+    if "release_asset" in meta:
+        return {
+            "task": meta["task"],
+            "generator": "the seed's Keras CycleGAN (v0.1 release)",
+            "training": "not recorded in the release",
+            "data": f"{meta['release_asset']} (MD5 {meta['release_md5']})",
+            "quirk": "yes (as released)",
+        }
+    cfg, prep = meta.get("config") or {}, meta.get("prepared") or {}
+    model = cfg.get("model", {})
+    arch = (
+        f"ResNet, {model.get('n_blocks')} blocks, ngf {model.get('ngf')}"
+        if model.get("generator") == "resnet"
+        else f"U-Net, ngf {model.get('ngf')}"
+    )
+    return {
+        "task": meta.get("task", "not recorded"),
+        "generator": arch if model else "not recorded",
+        "training": (
+            f"{cfg['epochs']} + {cfg['epochs_decay']} decay epochs, batch {cfg['batch_size']}, "
+            f"{cfg['crop_size']}², λ_cycle {cfg['lambda_cycle']}, λ_identity {cfg['lambda_identity']}, "
+            f"pool {cfg['pool_size']}, {cfg['precision']}, seed {cfg['seed']}"
+        )
+        if cfg
+        else "not recorded",
+        "data": (
+            f"{', '.join(prep.get('source_kinds') or [])}; split {prep.get('split')} (seed {prep.get('seed')}); "
+            f"{prep.get('size')}² {prep.get('resize')}"
+        )
+        if prep
+        else "not recorded",
+        "quirk": "yes" if meta.get("seed_quirk") else "no",
+    }
 
 
 def _only(rows: list[dict[str, Any]], key: str) -> Any:

@@ -7,14 +7,20 @@ swapped in at the end, so a failed build never leaves a half-replaced release.
 
 from __future__ import annotations
 
+import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from builders.card import render_card
+from builders.croissant import write_croissant
+from builders.from_release import rows_from_release
 from builders.hf_parquet import ROWS_PER_FILE, write_parquet_split
 from builders.webdataset import SAMPLES_PER_SHARD, write_wds_split
+from cxr_dataset import __version__
 from cxr_dataset.errors import ReleaseError
 from cxr_dataset.fileio import atomic_write_text, sha256_bytes, sha256_file
 from cxr_dataset.progress import ProgressFn, no_progress
@@ -52,44 +58,117 @@ def build_release(
     Example:
         >>> build_release([Path("synth/nc"), Path("synth/pc")], Path("release/covid-synthetic-cxr"))  # doctest: +SKIP
     """
-    rows = _release_rows(synthetic)
+    rows, metas = _release_rows(synthetic)
+    return _write_release(rows, metas, Path(out), rows_per_file, samples_per_shard, progress)
+
+
+def build_release_from_zips(
+    zips: list[Path],
+    out: Path,
+    *,
+    strict: bool = False,
+    rows_per_file: int = ROWS_PER_FILE,
+    samples_per_shard: int = SAMPLES_PER_SHARD,
+    progress: ProgressFn = no_progress,
+) -> BuildResult:
+    """Build the same layout from the seed's v0.1 zips (`G_NC.zip`, `G_PC.zip`, or a folder holding them).
+
+    Each JPEG becomes an 8-bit grayscale PNG; provenance names the asset, the member and the zip's MD5.
+    """
+    out = Path(out)
+    workdir = out.with_name(f".{out.name}.from-release")
+    shutil.rmtree(workdir, ignore_errors=True)
+    try:
+        rows, metas = rows_from_release(zips, workdir, strict=strict, progress=progress)
+        return _write_release(rows, metas, out, rows_per_file, samples_per_shard, progress)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _write_release(
+    rows, metas, out: Path, rows_per_file: int, samples_per_shard: int, progress: ProgressFn
+) -> BuildResult:
     configs = {ALL_CONFIG: rows}
     for task, name in TASK_CONFIG.items():
         if any(r["task"] == task for r in rows):
             configs[name] = [r for r in rows if r["task"] == task]
 
-    out = Path(out)
-    staging = out.with_name(f".{out.name}.building")
-    shutil.rmtree(staging, ignore_errors=True)
-    total, done = sum(len(r) for r in configs.values()) * 2, 0
+    with build_lock(out):
+        staging = out.with_name(f".{out.name}.building")
+        shutil.rmtree(staging, ignore_errors=True)  # a killed build is redone from the start
+        total, done = sum(len(r) for r in configs.values()) * 2, 0
 
-    def read_image(row: dict[str, Any]) -> bytes:
-        nonlocal done
-        data = row["_file"].read_bytes()
-        if sha256_bytes(data) != row["sha256"]:
-            raise ReleaseError(f"{row['_file']}: SHA-256 differs from its provenance record; re-run translate")
-        done += 1
-        progress("build", done, total)
-        return data
+        def read_image(row: dict[str, Any]) -> bytes:
+            nonlocal done
+            data = row["_file"].read_bytes()
+            if sha256_bytes(data) != row["sha256"]:
+                raise ReleaseError(f"{row['_file']}: SHA-256 differs from its provenance record; re-run translate")
+            done += 1
+            progress("build", done, total)
+            return data
 
-    shards, num_bytes = {}, {}
-    for name, config_rows in configs.items():
-        _, num_bytes[name] = write_parquet_split(
-            staging, name, RELEASE_SPLIT, config_rows, read_image, rows_per_file=rows_per_file
+        shards, num_bytes = {}, {}
+        for name, config_rows in configs.items():
+            _, num_bytes[name] = write_parquet_split(
+                staging, name, RELEASE_SPLIT, config_rows, read_image, rows_per_file=rows_per_file
+            )
+            shards[name] = write_wds_split(
+                staging / "webdataset", name, RELEASE_SPLIT, config_rows, read_image, per_shard=samples_per_shard
+            )
+        card = render_card(
+            {n: {RELEASE_SPLIT: r} for n, r in configs.items()},
+            num_bytes,
+            made_with=metas,
+            repo_name=out.name,
+            last_shard=len(shards[ALL_CONFIG]) - 1,
         )
-        shards[name] = write_wds_split(
-            staging / "webdataset", name, RELEASE_SPLIT, config_rows, read_image, per_shard=samples_per_shard
+        atomic_write_text(staging / CARD_NAME, card)
+        counts = {n: len(r) for n, r in configs.items()}
+        description = (
+            f"{len(rows)} synthetic COVID-19 chest X-rays made by CycleGAN translation of normal (G_NC) "
+            "and pneumonia (G_PC) X-rays, each with its provenance."
         )
-    card = render_card(
-        {n: {RELEASE_SPLIT: r} for n, r in configs.items()},
-        num_bytes,
-        repo_name=out.name,
-        last_shard=len(shards[ALL_CONFIG]) - 1,
-    )
-    atomic_write_text(staging / CARD_NAME, card)
-    files = write_checksums(staging)
-    _swap_in(staging, out)
+        write_croissant(staging, counts, name=out.name, description=description, version=__version__)
+        files = write_checksums(staging)
+        _swap_in(staging, out)
     return BuildResult(out, {n: len(r) for n, r in configs.items()}, files)
+
+
+@contextmanager
+def build_lock(out: Path) -> Iterator[None]:
+    """Refuse a second build into the same folder while one runs; a lock left by a dead process is taken over."""
+    lock = out.with_name(f".{out.name}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            holder = lock.read_text().strip() or "0"
+            if holder.isdigit() and _alive(int(holder)):
+                raise ReleaseError(
+                    f"{out}: another build (pid {holder}) is writing here; wait for it, or remove "
+                    f"{lock} if that process is gone"
+                ) from None
+            lock.unlink(missing_ok=True)  # stale: its process died
+    else:
+        raise ReleaseError(f"{out}: could not take the build lock {lock}")
+    try:
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid > 0
 
 
 def write_checksums(root: Path) -> int:
@@ -100,18 +179,21 @@ def write_checksums(root: Path) -> int:
     return len(files)
 
 
-def _release_rows(synthetic: list[Path]) -> list[dict[str, Any]]:
-    """Release rows (class fields as names) from every provenance table, sorted by id."""
+def _release_rows(synthetic: list[Path]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Release rows (class fields as names) from every provenance table, sorted by id, and each table's
+    metadata (task, resolved config, how the real images were prepared)."""
     if not synthetic:
         raise ReleaseError("no synthetic folders given; pass --synthetic SYNTH (the output of `cxrds translate`)")
     rows: dict[str, dict[str, Any]] = {}
+    metas = []
     for folder in synthetic:
-        table, _ = read_table(Path(folder) / PROVENANCE_NAME, PROVENANCE_FIELDS)
+        table, meta = read_table(Path(folder) / PROVENANCE_NAME, PROVENANCE_FIELDS)
+        metas.append(meta)
         for r in table.to_pylist():
             if r["id"] in rows:
                 raise ReleaseError(f"{folder}: id {r['id']!r} also occurs in another synthetic folder")
             rows[r["id"]] = {**r, "label": SYNTHETIC_LABEL, "_file": Path(folder) / r.pop("path")}
-    return [rows[k] for k in sorted(rows)]
+    return [rows[k] for k in sorted(rows)], metas
 
 
 def _swap_in(staging: Path, out: Path) -> None:

@@ -91,6 +91,7 @@ _CATALOGUE: dict[str, Field] = {
         Field("source_dataset", "string", "Dataset of the real source image."),
         Field("source_image_id", "string", "Manifest id of the real source image."),
         Field("source_patient_id", "string", "Patient of the real source image."),
+        Field("source_md5", "string", "MD5 of the archive the image was read from (the seed's v0.1 zips), else empty."),
         Field("checkpoint_sha256", "string", "SHA-256 of the generator checkpoint's tensors file."),
         Field("config_sha256", "string", "SHA-256 of the generator's resolved config (canonical JSON)."),
         Field("preset", "string", "Generator preset the config was resolved from."),
@@ -104,6 +105,7 @@ _PROVENANCE_NAMES = (
     "source_dataset",
     "source_image_id",
     "source_patient_id",
+    "source_md5",
     "source_class",
     "task",
     "split",
@@ -180,6 +182,24 @@ def to_card_features(fields: Sequence[Field] = FIELDS) -> list[dict[str, Any]]:
         return f.dtype
 
     return [{"name": f.name, "dtype": dtype(f)} for f in fields]
+
+
+def to_croissant_fields(fields: Sequence[Field] = FIELDS) -> list[dict[str, str]]:
+    """Croissant `cr:Field` facts per column: name, schema.org data type, description, and for images the
+    JSON path of the PNG bytes inside the parquet struct (HF stores images as {bytes, path})."""
+    types = {"image": "sc:ImageObject", "class": "sc:Integer", "int64": "sc:Integer", "string": "sc:Text"}
+    out = []
+    for f in fields:
+        doc = f.doc if f.dtype != "class" else f"{f.doc} Class index into {list(f.names)}."
+        out.append(
+            {
+                "name": f.name,
+                "data_type": types[f.dtype],
+                "description": doc,
+                "json_path": "bytes" if f.dtype == "image" else "",
+            }
+        )
+    return out
 
 
 def to_arrow_schema(fields: Sequence[Field]) -> pa.Schema:

@@ -61,7 +61,13 @@ def read_card_metadata(root: Path) -> dict[str, Any]:
 
 
 def validate_release(root: Path, *, progress: ProgressFn = no_progress) -> ValidationReport:
-    """Run every check on the release at `root`; never raises for a failed check, only records it."""
+    """Every check a release must pass before anyone trains on it (today: `verify_release`'s)."""
+    return verify_release(root, progress=progress)
+
+
+def verify_release(root: Path, *, progress: ProgressFn = no_progress) -> ValidationReport:
+    """Integrity: checksums, counts against the card, every image decodes as declared. Records failures,
+    never raises for them."""
     import pyarrow.parquet as pq
 
     root = Path(root)

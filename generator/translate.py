@@ -88,6 +88,7 @@ def translate(
         "seed": cfg.seed,
         "width": size,
         "height": size,
+        "source_md5": "",  # only images read from an archive (the seed's zips) have one
     }
     provenance = []
     with _encoder_pool(encode_workers) as pool:
@@ -117,12 +118,18 @@ def translate(
                     )
                 if ddp.is_main:
                     progress(f"translate {task}", min(len(provenance) * ddp.world_size, len(every)), len(every))
-    path = _write_provenance(
-        provenance,
-        out,
-        ddp,
-        {"task": task, "checkpoint": str(ckpt.json_path), "manifest_sha256": manifest.sha256, "seed_quirk": seed_quirk},
-    )
+    # What the card's "how it was made" needs: the resolved config and how the real images were prepared.
+    prepared_with = {k: manifest.meta.get(k) for k in ("split", "seed", "size", "resize", "fractions")}
+    prepared_with["source_kinds"] = sorted({spec.partition("=")[0] for spec in manifest.meta.get("sources", [])})
+    meta = {
+        "task": task,
+        "checkpoint": str(ckpt.json_path),
+        "manifest_sha256": manifest.sha256,
+        "seed_quirk": seed_quirk,
+        "config": cfg.to_dict(),
+        "prepared": prepared_with,
+    }
+    path = _write_provenance(provenance, out, ddp, meta)
     distributed.teardown(ddp)
     return TranslateResult(path, len(every), task)
 

@@ -88,3 +88,74 @@ def test_build_replaces_a_previous_release_whole(synthetic, tmp_path):
             [str(p) for p in sorted((out / "webdataset").glob("all-*.tar"))], shardshuffle=False, empty_check=False
         )
     )
+
+
+def test_build_a_second_build_into_the_same_folder_is_refused_while_one_runs(synthetic, tmp_path):
+    import os
+
+    from builders.release import build_lock
+    from cxr_dataset.errors import ReleaseError
+
+    out = tmp_path / "covid-synthetic-cxr"
+    with build_lock(out):
+        assert (tmp_path / ".covid-synthetic-cxr.lock").read_text() == str(os.getpid())
+        with pytest.raises(ReleaseError, match="another build"):
+            build_release(list(synthetic.values()), out)
+    build_release(list(synthetic.values()), out)  # released: builds
+
+
+def test_build_killed_midway_and_rerun_is_byte_identical(synthetic, tmp_path):
+    import subprocess
+    import sys
+
+    folders = [str(p) for p in synthetic.values()]
+    killed = tmp_path / "killed" / "covid-synthetic-cxr"
+    script = (
+        "import os, signal, sys\n"
+        "from pathlib import Path\n"
+        "from builders.release import build_release\n"
+        "def progress(stage, done, total, info=''):\n"
+        "    if done == total // 2:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        f"build_release([Path(p) for p in {folders!r}], Path({str(killed)!r}), samples_per_shard=4, "
+        "progress=progress)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True)
+    assert proc.returncode == -9
+    assert not killed.exists() and (tmp_path / "killed" / ".covid-synthetic-cxr.building").exists()
+
+    build_release(list(synthetic.values()), killed, samples_per_shard=4)  # takes over the stale lock
+    clean = tmp_path / "clean" / "covid-synthetic-cxr"
+    build_release(list(synthetic.values()), clean, samples_per_shard=4)
+    files = sorted(p.relative_to(clean) for p in clean.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(killed) for p in killed.rglob("*") if p.is_file())
+    assert all((clean / f).read_bytes() == (killed / f).read_bytes() for f in files)
+    assert not list((tmp_path / "killed").glob(".covid-synthetic-cxr.*"))
+
+
+def test_build_from_the_seeds_release_zips(tmp_path):
+    from builders.release import build_release_from_zips
+    from cxr_dataset.sources.release import ReleaseWarning
+    from tests.test_sources_release import make_release
+
+    zips = make_release(tmp_path / "zips", n_nc=5, n_pc=3)
+    out = tmp_path / "rel" / "covid-synthetic-cxr"
+    with pytest.warns(ReleaseWarning):
+        result = build_release_from_zips([zips / "G_NC.zip", zips / "G_PC.zip"], out)
+    assert result.counts == {"all": 8, "g_nc": 5, "g_pc": 3}
+    ds = load_release(out, "g_nc")["train"]
+    row = ds[0]
+    assert row["source_image_id"] == "G_NC.zip/G1/1.jpg" and len(row["source_md5"]) == 32
+    assert row["image"].mode == "L" and "G_NC.zip (MD5" in (out / "README.md").read_text()
+    assert not list(out.parent.glob(".covid-synthetic-cxr*"))
+
+
+def test_build_from_release_refuses_a_zip_slip_member(tmp_path):
+    from builders.release import build_release_from_zips
+    from cxr_dataset.errors import SourceError
+    from tests.test_sources_release import make_release
+
+    zips = make_release(tmp_path / "zips", extra=[("../../evil.jpg", b"x", 0o644)])
+    with pytest.raises(SourceError, match="unsafe member"):
+        build_release_from_zips([zips / "G_NC.zip"], tmp_path / "rel" / "covid-synthetic-cxr")
+    assert not (tmp_path / "evil.jpg").exists() and not (tmp_path / "rel" / "covid-synthetic-cxr").exists()

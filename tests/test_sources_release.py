@@ -40,8 +40,8 @@ def make_release(folder, n_nc=3, n_pc=2, extra=()):
 def test_release_zips_in_the_g1_g2_layout_read_with_an_md5_warning(tmp_path):
     folder = make_release(tmp_path / "rel")
     with pytest.warns(ReleaseWarning, match="differs from the published bd82149d"):
-        asset, members = check_release_zip(folder / "G_NC.zip")
-    assert asset.config == "g_nc" and [m.number for m in members] == [1, 2, 3]
+        asset, members, md5 = check_release_zip(folder / "G_NC.zip")
+    assert asset.config == "g_nc" and [m.number for m in members] == [1, 2, 3] and len(md5) == 32
     with pytest.warns(ReleaseWarning):
         records = ReleaseSource(folder).records()
     assert len(records) == 5 and {r.label for r in records} == {"covid"}

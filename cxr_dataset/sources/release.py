@@ -82,8 +82,9 @@ def md5_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def check_release_zip(path: Path, *, strict: bool = False) -> tuple[ReleaseAsset, list[ReleaseMember]]:
-    """Identify a release zip by name, verify its MD5 and layout; returns its members sorted by number."""
+def check_release_zip(path: Path, *, strict: bool = False) -> tuple[ReleaseAsset, list[ReleaseMember], str]:
+    """Identify a release zip by name, verify its MD5 and layout; returns the asset, its members sorted by
+    number, and the zip's MD5."""
     asset = ASSETS.get(path.name)
     if asset is None:
         raise SourceError(f"{path}: unknown release asset; expected one of {sorted(ASSETS)}")
@@ -114,7 +115,7 @@ def check_release_zip(path: Path, *, strict: bool = False) -> tuple[ReleaseAsset
         if strict:
             raise SourceError(message + "; refused (--strict)")
         warnings.warn(message, ReleaseWarning, stacklevel=2)
-    return asset, sorted(members, key=lambda m: m.number)
+    return asset, sorted(members, key=lambda m: m.number), actual
 
 
 def release_zips(path: Path) -> list[Path]:
@@ -150,7 +151,7 @@ class ReleaseSource:
     def records(self) -> list[SourceImage]:
         out = []
         for zip_path in release_zips(self.path):
-            asset, members = check_release_zip(zip_path, strict=self.strict)
+            asset, members, _ = check_release_zip(zip_path, strict=self.strict)
             for m in members:
                 key = make_key(KIND, asset.config, str(m.number))
                 out.append(

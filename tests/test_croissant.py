@@ -1,0 +1,39 @@
+import hashlib
+import json
+
+import mlcroissant as mlc
+
+from cxr_dataset.validation import read_card_metadata
+
+# Croissant 1.0 (docs.mlcommons.org/croissant/docs/croissant-spec.html): properties every dataset must have.
+# mlcroissant's validator only warns about some of them, so we check them ourselves.
+REQUIRED = ("@context", "@type", "conformsTo", "name", "description", "license", "url", "distribution", "recordSet")
+
+
+def _croissant(release):
+    return json.loads((release / "croissant.json").read_text())
+
+
+def test_croissant_has_the_required_properties(release):
+    data = _croissant(release)
+    assert all(data.get(key) for key in REQUIRED), [k for k in REQUIRED if not data.get(k)]
+    assert data["@type"] == "sc:Dataset" and "croissant/1.0" in str(data["conformsTo"])
+    for record_set in data["recordSet"]:
+        assert record_set["field"] and all(f.get("dataType") and f.get("source") for f in record_set["field"])
+
+
+def test_croissant_file_objects_carry_the_real_sha256(release):
+    objects = [d for d in _croissant(release)["distribution"] if d["@type"] == "cr:FileObject"]
+    assert objects
+    for d in objects:
+        assert hashlib.sha256((release / d["contentUrl"]).read_bytes()).hexdigest() == d["sha256"]
+
+
+def test_croissant_records_read_back_with_mlcroissant(release):
+    dataset = mlc.Dataset(jsonld=str(release / "croissant.json"))
+    declared = {c["config_name"]: c["splits"][0]["num_examples"] for c in read_card_metadata(release)["dataset_info"]}
+    for config, count in declared.items():
+        records = list(dataset.records(config))
+        assert len(records) == count
+    first = records[0]
+    assert first[f"{config}/image"].mode == "L" and first[f"{config}/label"] == 2
