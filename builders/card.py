@@ -19,8 +19,10 @@ def size_category(n: int) -> str:
     return "n>1M"
 
 
-def card_metadata(configs: dict[str, dict[str, list[dict[str, Any]]]], num_bytes: dict[str, int]) -> dict[str, Any]:
-    """The card's YAML: licence, tags, configs with their data files, and `dataset_info` per config."""
+def card_metadata(
+    configs: dict[str, dict[str, list[dict[str, Any]]]], num_bytes: dict[str, int], data_files: dict[str, list[str]]
+) -> dict[str, Any]:
+    """The card's YAML: licence, tags, configs with their data files (globs), and `dataset_info` per config."""
     rows = [r for split_rows in configs[ALL_CONFIG].values() for r in split_rows]
     return {
         "license": "mit",
@@ -33,7 +35,7 @@ def card_metadata(configs: dict[str, dict[str, list[dict[str, Any]]]], num_bytes
             {
                 "config_name": name,
                 **({"default": True} if name == ALL_CONFIG else {}),
-                "data_files": [{"split": split, "path": f"data/{name}/{split}-*"} for split in splits],
+                "data_files": [{"split": split, "path": data_files[name]} for split in splits],
             }
             for name, splits in configs.items()
         ],
@@ -53,10 +55,10 @@ def card_metadata(configs: dict[str, dict[str, list[dict[str, Any]]]], num_bytes
 def render_card(
     configs: dict[str, dict[str, list[dict[str, Any]]]],
     num_bytes: dict[str, int],
+    data_files: dict[str, list[str]],
     *,
     made_with: list[dict[str, Any]],
     repo_name: str,
-    last_shard: int,
 ) -> str:
     """Render `README.md`; every figure in it comes from `configs` (config → split → rows) and `num_bytes`
     (config → arrow bytes of its one split)."""
@@ -89,7 +91,7 @@ def render_card(
         loader=jinja2.PackageLoader("cards", ""), undefined=jinja2.StrictUndefined, keep_trailing_newline=True
     )
     return env.get_template(TEMPLATE).render(
-        yaml_header=yaml.safe_dump(card_metadata(configs, num_bytes), sort_keys=False, allow_unicode=True),
+        yaml_header=yaml.safe_dump(card_metadata(configs, num_bytes, data_files), sort_keys=False, allow_unicode=True),
         pretty_name=PRETTY_NAME,
         repo_name=repo_name,
         total=len(rows),
@@ -100,7 +102,6 @@ def render_card(
         source_datasets=sorted({r["source_dataset"] for r in rows}),
         code_versions=sorted({r["code_version"] for r in rows}),
         imbalance=", ".join(f"{by_class[c]} from {c}" for c in sorted(by_class)),
-        last_shard=last_shard,
         task_configs=TASK_CONFIG,
         settings=[_settings(m) for m in sorted(made_with, key=lambda m: m.get("task", ""))],
     )

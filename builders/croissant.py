@@ -1,7 +1,7 @@
 """`croissant.json`: the release described in Croissant 1.0 (MLCommons), made with mlcroissant.
 
-One `cr:FileSet` per config (its parquet files) plus a `cr:FileObject` with the real SHA-256 for every
-parquet file, and one `cr:RecordSet` per config whose fields come from `schema.to_croissant_fields()`.
+A `cr:FileObject` with the real SHA-256 for every parquet file, one `cr:FileSet` per config (the globs the
+card declares), and one `cr:RecordSet` per config whose fields come from `schema.to_croissant_fields()`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cxr_dataset.fileio import atomic_write_text, sha256_file
+from cxr_dataset.fileio import atomic_write_text
 from cxr_dataset.schema import to_croissant_fields
 
 CROISSANT_NAME = "croissant.json"
@@ -22,9 +22,15 @@ CITATION = (
 
 
 def croissant_metadata(
-    root: Path, configs: dict[str, int], *, name: str, description: str, version: str
+    configs: dict[str, int],
+    data_files: dict[str, list[str]],
+    parquet: dict[str, str],
+    *,
+    name: str,
+    description: str,
+    version: str,
 ) -> dict[str, Any]:
-    """The JSON-LD of the release at `root` (its parquet files must exist: their hashes go in)."""
+    """The JSON-LD of a release: `parquet` maps each parquet file (relative path) to its SHA-256."""
     import mlcroissant as mlc
 
     types = {
@@ -34,20 +40,15 @@ def croissant_metadata(
     }
     distribution: list = []
     record_sets = []
-    for config in configs:
-        files = sorted((root / "data" / config).glob("*.parquet"))
-        for path in files:
-            rel = path.relative_to(root).as_posix()
-            distribution.append(
-                mlc.FileObject(id=rel, name=rel, content_url=rel, encoding_formats=[PARQUET], sha256=sha256_file(path))
-            )
+    # Every parquet file once, with its hash; then one file set per config (`all` spans the task configs).
+    for rel, digest in sorted(parquet.items()):
         distribution.append(
-            mlc.FileSet(
-                id=f"parquet-{config}",
-                name=f"parquet-{config}",
-                encoding_formats=[PARQUET],
-                includes=[f"data/{config}/*.parquet"],
-            )
+            mlc.FileObject(id=rel, name=rel, content_url=rel, encoding_formats=[PARQUET], sha256=digest)
+        )
+    for config in configs:
+        globs = [f"{pattern}.parquet" for pattern in data_files[config]]
+        distribution.append(
+            mlc.FileSet(id=f"parquet-{config}", name=f"parquet-{config}", encoding_formats=[PARQUET], includes=globs)
         )
         fields = [
             mlc.Field(
@@ -86,8 +87,17 @@ def croissant_metadata(
     return metadata.to_json()
 
 
-def write_croissant(root: Path, configs: dict[str, int], *, name: str, description: str, version: str) -> Path:
-    data = croissant_metadata(root, configs, name=name, description=description, version=version)
+def write_croissant(
+    root: Path,
+    configs: dict[str, int],
+    data_files: dict[str, list[str]],
+    parquet: dict[str, str],
+    *,
+    name: str,
+    description: str,
+    version: str,
+) -> Path:
+    data = croissant_metadata(configs, data_files, parquet, name=name, description=description, version=version)
     path = root / CROISSANT_NAME
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
     return path

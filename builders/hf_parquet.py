@@ -38,7 +38,7 @@ def write_parquet_split(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from cxr_dataset.schema import to_hf_features
+    from cxr_dataset.schema import FIELDS, to_hf_features
 
     features = to_hf_features()
     count = max(1, math.ceil(len(rows) / rows_per_file))
@@ -46,13 +46,40 @@ def write_parquet_split(
     for index in range(count):
         part = rows[index * rows_per_file : (index + 1) * rows_per_file]
         path = root / parquet_name(config, split, index, count)
-        with atomic_open(path) as f, pq.ParquetWriter(f, features.arrow_schema, compression="zstd") as writer:
+        with (
+            atomic_open(path) as f,
+            pq.ParquetWriter(f, features.arrow_schema, compression=_compression(features.arrow_schema)) as writer,
+        ):
             for start in range(0, len(part), rows_per_group):
                 group = part[start : start + rows_per_group]
-                batch = {name: [r[name] for r in group] for name in features if name != "image"}
+                batch = {f.name: [_encode(f, r) for r in group] for f in FIELDS if f.dtype != "image"}
                 batch["image"] = [{"bytes": read_image(r), "path": None} for r in group]
-                table = pa.Table.from_pydict(features.encode_batch(batch), schema=features.arrow_schema)
+                table = pa.Table.from_pydict(batch, schema=features.arrow_schema)
                 writer.write_table(table)
                 num_bytes += table.nbytes
         paths.append(path)
     return paths, num_bytes
+
+
+def _encode(field, row: dict[str, Any]) -> Any:
+    """A row value as stored: class names become their `ClassLabel` index."""
+    value = row[field.name]
+    return field.names.index(value) if field.dtype == "class" else value
+
+
+def _compression(schema) -> dict[str, str]:
+    """zstd for metadata columns; none for the PNG bytes, which are compressed already."""
+    return {name: "none" if name.startswith("image.") else "zstd" for name in _leaf_paths(schema)}
+
+
+def _leaf_paths(schema) -> list[str]:
+    import pyarrow as pa
+
+    def walk(prefix: str, dtype) -> list[str]:
+        if pa.types.is_struct(dtype):
+            return [
+                p for i in range(dtype.num_fields) for p in walk(f"{prefix}.{dtype.field(i).name}", dtype.field(i).type)
+            ]
+        return [prefix]
+
+    return [p for f in schema for p in walk(f.name, f.type)]

@@ -19,7 +19,7 @@ from builders.card import render_card
 from builders.croissant import write_croissant
 from builders.from_release import rows_from_release
 from builders.hf_parquet import ROWS_PER_FILE, write_parquet_split
-from builders.webdataset import SAMPLES_PER_SHARD, write_wds_split
+from builders.webdataset import SAMPLES_PER_SHARD, write_shard_index, write_wds_split
 from cxr_dataset import __version__
 from cxr_dataset.errors import ReleaseError
 from cxr_dataset.fileio import atomic_write_text, sha256_bytes, sha256_file
@@ -88,15 +88,17 @@ def build_release_from_zips(
 def _write_release(
     rows, metas, out: Path, rows_per_file: int, samples_per_shard: int, progress: ProgressFn
 ) -> BuildResult:
-    configs = {ALL_CONFIG: rows}
-    for task, name in TASK_CONFIG.items():
-        if any(r["task"] == task for r in rows):
-            configs[name] = [r for r in rows if r["task"] == task]
+    """Write each task config once; `all` is declared as the union of their files, so no image is stored twice."""
+    parts = {name: [r for r in rows if r["task"] == task] for task, name in TASK_CONFIG.items()}
+    parts = {name: part for name, part in parts.items() if part}
+    configs = {ALL_CONFIG: rows, **parts}
+    data_files = {name: [f"data/{name}/{RELEASE_SPLIT}-*"] for name in parts}
+    data_files[ALL_CONFIG] = [glob for name in parts for glob in data_files[name]]
 
     with build_lock(out):
         staging = out.with_name(f".{out.name}.building")
         shutil.rmtree(staging, ignore_errors=True)  # a killed build is redone from the start
-        total, done = sum(len(r) for r in configs.values()) * 2, 0
+        total, done = 2 * len(rows), 0
 
         def read_image(row: dict[str, Any]) -> bytes:
             nonlocal done
@@ -107,20 +109,25 @@ def _write_release(
             progress("build", done, total)
             return data
 
-        shards, num_bytes = {}, {}
-        for name, config_rows in configs.items():
+        shards: dict[str, list] = {ALL_CONFIG: []}
+        num_bytes = {ALL_CONFIG: 0}
+        for name, part in parts.items():
             _, num_bytes[name] = write_parquet_split(
-                staging, name, RELEASE_SPLIT, config_rows, read_image, rows_per_file=rows_per_file
+                staging, name, RELEASE_SPLIT, part, read_image, rows_per_file=rows_per_file
             )
             shards[name] = write_wds_split(
-                staging / "webdataset", name, RELEASE_SPLIT, config_rows, read_image, per_shard=samples_per_shard
+                staging / "webdataset", name, RELEASE_SPLIT, part, read_image, per_shard=samples_per_shard
             )
+            num_bytes[ALL_CONFIG] += num_bytes[name]
+            shards[ALL_CONFIG] += shards[name]
+        for name, entries in shards.items():
+            write_shard_index(staging / "webdataset", name, RELEASE_SPLIT, entries)
         card = render_card(
             {n: {RELEASE_SPLIT: r} for n, r in configs.items()},
             num_bytes,
+            data_files,
             made_with=metas,
             repo_name=out.name,
-            last_shard=len(shards[ALL_CONFIG]) - 1,
         )
         atomic_write_text(staging / CARD_NAME, card)
         counts = {n: len(r) for n, r in configs.items()}
@@ -128,10 +135,13 @@ def _write_release(
             f"{len(rows)} synthetic COVID-19 chest X-rays made by CycleGAN translation of normal (G_NC) "
             "and pneumonia (G_PC) X-rays, each with its provenance."
         )
-        write_croissant(staging, counts, name=out.name, description=description, version=__version__)
-        files = write_checksums(staging)
+        parquet = {p.relative_to(staging).as_posix(): sha256_file(p) for p in sorted(staging.glob("data/*/*.parquet"))}
+        write_croissant(
+            staging, counts, data_files, parquet, name=out.name, description=description, version=__version__
+        )
+        files = write_checksums(staging, known=parquet)
         _swap_in(staging, out)
-    return BuildResult(out, {n: len(r) for n, r in configs.items()}, files)
+    return BuildResult(out, counts, files)
 
 
 @contextmanager
@@ -171,10 +181,14 @@ def _alive(pid: int) -> bool:
     return pid > 0
 
 
-def write_checksums(root: Path) -> int:
-    """Write `SHA256SUMS` (sha256sum format, sorted paths) over every other file; returns the file count."""
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != CHECKSUMS_NAME)
-    lines = [f"{sha256_file(p)}  {p.relative_to(root).as_posix()}\n" for p in files]
+def write_checksums(root: Path, known: dict[str, str] | None = None) -> int:
+    """Write `SHA256SUMS` (sha256sum format, sorted paths) over every other file; returns the file count.
+
+    `known` maps relative paths to digests already computed in this build (they are not read again).
+    """
+    known = known or {}
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.name != CHECKSUMS_NAME)
+    lines = [f"{known.get(rel) or sha256_file(root / rel)}  {rel}\n" for rel in files]
     atomic_write_text(root / CHECKSUMS_NAME, "".join(lines))
     return len(files)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,11 +29,11 @@ def load_release(release: Path | str, config: str = "all", *, streaming: bool = 
 
 
 def shard_paths(release: Path, config: str = "all", split: str = "train") -> list[Path]:
-    """The WebDataset shards of one config and split, in order."""
-    shards = sorted((Path(release) / "webdataset").glob(f"{config}-{split}-[0-9]*.tar"))
-    if not shards:
-        raise ReleaseError(f"{release}/webdataset: no shards {config}-{split}-*.tar; run `cxrds build` first")
-    return shards
+    """The WebDataset shards of one config and split, in order, as its wids index lists them."""
+    index = Path(release) / "webdataset" / f"{config}-{split}-shardindex.json"
+    if not index.is_file():
+        raise ReleaseError(f"{index}: no shard index; is {release} a release built by `cxrds build`?")
+    return [index.parent / shard["url"] for shard in json.loads(index.read_text())["shardlist"]]
 
 
 def wds_release(release: Path, config: str = "all", split: str = "train") -> webdataset.WebDataset:

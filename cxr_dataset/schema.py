@@ -12,6 +12,7 @@ from these tuples by the pure functions below, so no writer or reader keeps its 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -151,11 +152,17 @@ def field_names(fields: Sequence[Field]) -> list[str]:
     return [f.name for f in fields]
 
 
+MAX_KEY = 90  # a tar member name "<key>.json" must fit ustar's 100 bytes
+
+
 def make_key(*parts: str) -> str:
-    """Join `parts` into a key safe for WebDataset and HF (no dots, no slashes)."""
+    """Join `parts` into a key safe for WebDataset and HF (no dots, no slashes, at most 90 characters:
+    longer keys keep their start and end in a hash)."""
     key = "_".join(_KEY_UNSAFE.sub("-", p).strip("-") for p in parts)
     if not key:
         raise SchemaError(f"cannot make a key from {parts!r}")
+    if len(key) > MAX_KEY:
+        key = f"{key[: MAX_KEY - 17]}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
     return key
 
 

@@ -77,13 +77,18 @@ def verify_release(root: Path, *, progress: ProgressFn = no_progress) -> Validat
         info["config_name"]: {s["name"]: s["num_examples"] for s in info.get("splits", [])}
         for info in meta.get("dataset_info", [])
     }
+    globs = {
+        (c["config_name"], f["split"]): [f["path"]] if isinstance(f["path"], str) else f["path"]
+        for c in meta.get("configs", [])
+        for f in c.get("data_files", [])
+    }
     if not declared:
         report.add("card", False, "README.md declares no dataset_info splits")
     total = sum(n for splits in declared.values() for n in splits.values())
     done = 0
     for config, splits in declared.items():
         for split, expected in splits.items():
-            files = sorted((root / "data" / config).glob(f"{split}-*.parquet"))
+            files = sorted({p for g in globs.get((config, split), []) for p in root.glob(g) if p.suffix == ".parquet"})
             rows, problems = 0, []
             by_class, by_task = Counter(), Counter()
             for path in files:
@@ -141,20 +146,26 @@ def _class_name(name: str, index: int) -> str:
 
 
 def _count_wds(folder: Path, config: str, split: str) -> tuple[int, list[str]]:
-    """Samples in the config's shards, and samples whose members are not exactly the schema's."""
+    """Samples in the shards the config's wids index lists, and any disagreement with the index or schema."""
+    index_path = folder / f"{config}-{split}-shardindex.json"
+    if not index_path.is_file():
+        return 0, [f"{index_path} is missing"]
+    shardlist = json.loads(index_path.read_text())["shardlist"]
     members: dict[str, set[str]] = {}
     problems = []
-    shards = sorted(folder.glob(f"{config}-{split}-[0-9]*.tar"))
-    if not shards:
-        return 0, [f"no shards {config}-{split}-*.tar in {folder}"]
-    for shard in shards:
+    for shard in shardlist:
+        keys = set()
         try:
-            with tarfile.open(shard) as tar:
+            with tarfile.open(folder / shard["url"]) as tar:
                 for info in tar:
                     key, _, ext = info.name.partition(".")
                     members.setdefault(key, set()).add(ext)
+                    keys.add(key)
         except (tarfile.TarError, OSError) as e:
-            problems.append(f"{shard.name}: unreadable tar ({e})")
+            problems.append(f"{shard['url']}: unreadable tar ({e})")
+            continue
+        if len(keys) != shard["nsamples"]:
+            problems.append(f"{shard['url']}: {len(keys)} samples, index says {shard['nsamples']}")
     expected = set(wds_members())
     problems += [f"{k}: members {sorted(v)}, expected {sorted(expected)}" for k, v in members.items() if v != expected]
     return len(members), problems

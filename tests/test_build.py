@@ -1,6 +1,5 @@
 import datasets
 import pytest
-import webdataset as wds
 
 from builders.release import build_release
 from builders.webdataset import shard_count
@@ -48,7 +47,9 @@ def test_build_webdataset_yields_every_sample_with_image_and_provenance(release)
 
 
 def test_build_shards_are_a_multiple_of_eight_when_data_allow(release):
-    assert len(list((release / "webdataset").glob("all-train-0*.tar"))) % 8 == 0
+    from cxr_dataset.loading import shard_paths
+
+    assert len(shard_paths(release, "all")) % 8 == 0 and len(shard_paths(release, "g_nc")) % 8 == 0
     assert shard_count(5) == 1 and shard_count(21_295) == 24 and shard_count(8, 1000) == 8
 
 
@@ -70,6 +71,15 @@ def test_build_tar_headers_are_fixed(release):
     assert [i.name for i in infos] == sorted(i.name for i in infos)
 
 
+def test_build_stores_every_image_once_and_all_is_the_union_of_the_task_configs(release):
+    from cxr_dataset.loading import shard_paths
+
+    assert not (release / "data" / "all").exists()
+    assert shard_paths(release, "all") == shard_paths(release, "g_nc") + shard_paths(release, "g_pc")
+    ids = [s["__key__"] for s in wds_release(release)]
+    assert len(ids) == len(set(ids))
+
+
 def test_build_card_states_the_true_counts(release):
     card = (release / "README.md").read_text()
     counts = _counts(release)
@@ -82,12 +92,7 @@ def test_build_replaces_a_previous_release_whole(synthetic, tmp_path):
     build_release([synthetic["normal2covid"]], out)
     build_release(list(synthetic.values()), out)
     assert not list(tmp_path.glob(".covid-synthetic-cxr*"))
-    assert _counts(out)["all"] == sum(
-        1
-        for _ in wds.WebDataset(
-            [str(p) for p in sorted((out / "webdataset").glob("all-*.tar"))], shardshuffle=False, empty_check=False
-        )
-    )
+    assert _counts(out)["all"] == sum(1 for _ in wds_release(out))
 
 
 def test_build_a_second_build_into_the_same_folder_is_refused_while_one_runs(synthetic, tmp_path):

@@ -60,3 +60,9 @@ def test_schema_arrow_schema_stores_classes_as_strings():
     schema = to_arrow_schema(MANIFEST_FIELDS)
     assert schema.field("label").type == pa.string()
     assert schema.field("width").type == pa.int64()
+
+
+def test_schema_make_key_caps_long_keys_and_keeps_them_distinct():
+    a = make_key("g_nc", "covid-collection", "x" * 200 + "a")
+    b = make_key("g_nc", "covid-collection", "x" * 200 + "b")
+    assert len(a) == len(b) == 90 and a != b and a.startswith("g_nc_covid-collection_xxx")

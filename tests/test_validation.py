@@ -27,7 +27,7 @@ def test_validation_passes_on_a_fresh_build(release):
 
 
 def test_validation_catches_a_flipped_byte(copy):
-    shard = sorted((copy / "webdataset").glob("all-*.tar"))[0]
+    shard = sorted((copy / "webdataset").glob("g_nc-*.tar"))[0]
     data = bytearray(shard.read_bytes())
     data[700] ^= 0x01
     shard.write_bytes(bytes(data))
@@ -36,7 +36,7 @@ def test_validation_catches_a_flipped_byte(copy):
 
 def test_validation_catches_a_missing_shard(copy):
     sorted((copy / "webdataset").glob("g_pc-*.tar"))[0].unlink()
-    assert {"webdataset g_pc/train", "checksums"} <= _failed(validate_release(copy))
+    assert {"webdataset g_pc/train", "webdataset all/train", "checksums"} <= _failed(validate_release(copy))
 
 
 def test_validation_catches_a_count_mismatch_against_the_card(copy):
