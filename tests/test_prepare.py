@@ -8,6 +8,7 @@ from PIL import Image
 from cxr_dataset.errors import SchemaError, SourceError
 from cxr_dataset.manifest import read_manifest
 from cxr_dataset.prepare import prepare
+from tests.test_dicom import RAMP8, write_dicom
 
 
 def test_prepare_phantom_writes_pngs_and_a_manifest(prepared):
@@ -134,3 +135,12 @@ def test_prepare_paper_split_and_seed_are_recorded(tmp_path):
     manifest = read_manifest(tmp_path)
     assert manifest.meta["split"] == "paper" and manifest.meta["seed"] == 3
     assert {r["split"] for r in manifest.rows()} == {"train", "test"}
+
+
+def test_prepare_rejects_a_dicom_without_pixels_and_keeps_the_good_one(tmp_path):
+    (tmp_path / "src" / "normal").mkdir(parents=True)
+    write_dicom(tmp_path / "src/normal/good.dcm", np.ascontiguousarray(RAMP8))
+    write_dicom(tmp_path / "src/normal/empty.dcm", RAMP8, pixel_data=False)
+    result = prepare([f"folder={tmp_path / 'src'}"], tmp_path / "out", size=32, workers=1, skip_bad=True)
+    assert sum(result.counts.values()) == 1
+    assert [r["reason"].split(": ", 1)[1] for r in result.rejects] == ["DICOM without pixel data"]
