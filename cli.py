@@ -107,7 +107,9 @@ def prepare(
         str, typer.Option(help="RSNA normals: target0 (every Target-0 patient, the seed's) or normal-only.")
     ] = "target0",
     strict: Annotated[bool, typer.Option(help="Refuse release zips whose MD5 differs from the published.")] = False,
-    workers: Annotated[int, typer.Option(help="Worker processes (1 = in this process).")] = min(4, os.cpu_count() or 1),
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes (1 = in this process; default: one per core, up to 4).")
+    ] = None,
     skip_bad: Annotated[bool, typer.Option(help="Keep going past unreadable images (listed in rejects.csv).")] = False,
 ) -> None:
     """Read sources, split them, and write 8-bit grayscale PNGs with a manifest (re-runs resume)."""
@@ -127,7 +129,7 @@ def prepare(
             covid_collection_classes=_items(covid_classes),
             rsna_normal=rsna_normal,
             strict=strict,
-            workers=workers,
+            workers=workers or min(4, os.cpu_count() or 1),
             skip_bad=skip_bad,
             progress=progress,
         )

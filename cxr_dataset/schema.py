@@ -209,6 +209,29 @@ def to_croissant_fields(fields: Sequence[Field] = FIELDS) -> list[dict[str, str]
     return out
 
 
+def to_markdown() -> str:
+    """docs/schema.md: every table's columns with their types and meanings."""
+    tables = (
+        ("Release sample (`cxrds build`)", FIELDS),
+        ("Prepared manifest (`cxrds prepare`)", MANIFEST_FIELDS),
+        ("Provenance (`cxrds translate`)", PROVENANCE_FIELDS),
+    )
+    out = ["# Schema", "", "Generated from `cxr_dataset/schema.py` by `python docs/make_docs.py`; do not edit.", ""]
+    for title, fields in tables:
+        out += [f"## {title}", "", "| column | type | WebDataset member | meaning |", "|---|---|---|---|"]
+        for f in fields:
+            kind = f"class: {', '.join(f.names)}" if f.dtype == "class" else f.dtype
+            out.append(f"| `{f.name}` | {kind} | `.{f.wds_ext}` | {f.doc} |")
+        out.append("")
+    out += [
+        "WebDataset samples hold exactly the members "
+        + ", ".join(f"`.{m}`" for m in wds_members())
+        + " (`.cls` is the label index).",
+        "",
+    ]
+    return "\n".join(out)
+
+
 def to_arrow_schema(fields: Sequence[Field]) -> pa.Schema:
     """Arrow schema of an internal table (manifest, provenance): class fields are strings."""
     import pyarrow as pa

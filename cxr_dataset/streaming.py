@@ -1,0 +1,253 @@
+"""Streaming a release into a trainer: WebDataset pipelines for one GPU or many, HF datasets, random access.
+
+    from cxr_dataset.streaming import wds_pipeline
+    loader = torch.utils.data.DataLoader(
+        wds_pipeline("release/covid-synthetic-cxr", batch_size=32, num_workers=4), batch_size=None, num_workers=4
+    )
+
+Without resampling every sample of the split is read exactly once per epoch across all ranks and workers,
+which needs at least ranks × workers shards (an error says so otherwise); call ``pipeline.set_epoch(e)``
+before each epoch, as with DistributedSampler, to reshuffle. Under DDP use
+``resampled=True, samples_per_rank=N``: every rank then yields the same number of samples, so no rank waits
+for another at the end of an epoch.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import random
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cxr_dataset.errors import ConfigError, ReleaseError
+from cxr_dataset.loading import shard_paths
+from cxr_dataset.schema import CONFIGS
+from cxr_dataset.tarstream import iter_samples
+
+
+def shard_urls(source: str | Path | list[str], config: str = "all", split: str = "train") -> list[str]:
+    """Shard URLs from a release folder (its wids index), a brace pattern (``s3://b/g_nc-train-{000000..000007}.tar``)
+    or a list of URLs (local paths, ``pipe:`` commands, fsspec URLs)."""
+    if isinstance(source, list):
+        return [str(u) for u in source]
+    if Path(source).is_dir():
+        return [str(p) for p in shard_paths(Path(source), config, split)]
+    import braceexpand
+
+    return list(braceexpand.braceexpand(str(source)))
+
+
+def dist_info() -> tuple[int, int]:
+    """(rank, world size) from torch.distributed when initialised, else torchrun's environment, else (0, 1)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def decode_sample(sample: dict[str, Any]) -> dict[str, Any]:
+    """Raw tar members → ``{"image": uint8 tensor 1×H×W, "label": int, "meta": provenance dict, "key": str}``."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(sample["png"])) as img:
+        pixels = np.array(img if img.mode == "L" else img.convert("L"))  # one copy, writable
+    return {
+        "image": torch.from_numpy(pixels).unsqueeze(0),
+        "label": int(sample["cls"]),
+        "meta": json.loads(sample["json"]),
+        "key": sample["__key__"],
+    }
+
+
+def wds_pipeline(
+    source: str | Path | list[str],
+    *,
+    config: str = "all",
+    split: str = "train",
+    batch_size: int | None = None,
+    shuffle: int = 1000,
+    seed: int = 0,
+    resampled: bool = False,
+    samples_per_rank: int | None = None,
+    num_workers: int = 0,
+    transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    rank: int | None = None,
+    world_size: int | None = None,
+):
+    """A `webdataset.DataPipeline` over a release's shards (see the module docstring).
+
+    Args:
+        source: release folder, brace pattern or URL list (`shard_urls`).
+        batch_size: collate into batches (images stacked to N×1×H×W); None yields single samples.
+        shuffle: sample shuffle buffer (0: off); shards are also shuffled, the same way on every rank.
+        seed: seeds both shuffles (the shard order changes each epoch, deterministically).
+        resampled: draw shards with replacement for ever; then `samples_per_rank` sets the epoch length.
+        num_workers: the DataLoader's workers, to check that there are enough shards without resampling.
+        transform: applied to each decoded sample dict.
+        rank, world_size: default to `dist_info()`.
+
+    Raises:
+        ConfigError: fewer shards than ranks × workers without resampling, or resampling without an epoch length.
+    """
+    import webdataset as wds
+
+    if config not in CONFIGS:
+        raise ConfigError(f"config must be one of {list(CONFIGS)}, got {config!r}")
+    urls = shard_urls(source, config, split)
+    if not urls:
+        raise ReleaseError(f"{source}: no shards for {config}/{split}")
+    detected = dist_info()
+    rank = detected[0] if rank is None else rank
+    world_size = detected[1] if world_size is None else world_size
+    readers = world_size * max(1, num_workers)
+    if resampled and not samples_per_rank:
+        raise ConfigError("resampled=True streams for ever: give samples_per_rank to set the epoch length")
+    if not resampled and len(urls) < readers:
+        raise ConfigError(
+            f"{len(urls)} shards cannot feed {world_size} ranks × {max(1, num_workers)} workers = {readers} readers "
+            "without some reading nothing (and DDP hanging); use resampled=True with samples_per_rank, "
+            "fewer workers, or more shards"
+        )
+
+    epoch = _Epoch()
+    if resampled:
+        stages: list[Any] = [wds.ResampledShards(urls, seed=seed + rank, deterministic=True)]
+    else:
+        stages = [wds.SimpleShardList(urls), _ShardSplit(rank, world_size, seed if shuffle else None, epoch)]
+    stages.append(_read_shards)
+    if shuffle:
+        stages.append(_SampleShuffle(shuffle, seed, rank, epoch))
+    stages.append(wds.map(decode_sample))
+    if transform is not None:
+        stages.append(wds.map(transform))
+    if batch_size:
+        stages.append(wds.batched(batch_size, collation_fn=collate, partial=not resampled))
+    pipeline = wds.DataPipeline(*stages)
+    pipeline.set_epoch = epoch.set  # like DistributedSampler.set_epoch: call it before each epoch
+    if resampled:
+        per_worker = math.ceil(samples_per_rank / max(1, num_workers))
+        pipeline = pipeline.with_epoch(math.ceil(per_worker / batch_size) if batch_size else per_worker)
+    return pipeline
+
+
+def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack images and labels; keep provenance and keys as lists."""
+    return {
+        "image": torch.stack([s["image"] for s in samples]),
+        "label": torch.tensor([s["label"] for s in samples]),
+        "meta": [s["meta"] for s in samples],
+        "key": [s["key"] for s in samples],
+    }
+
+
+def _read_shards(src: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Open each shard URL (local, ``pipe:``, fsspec via webdataset's gopen) and yield its samples."""
+    import webdataset as wds
+
+    for shard in src:
+        with wds.gopen(shard["url"]) as stream:
+            yield from iter_samples(stream, shard["url"])
+
+
+class _Epoch:
+    """The epoch number the shuffles are seeded with; DataLoader workers get a copy at each epoch's start."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def set(self, epoch: int) -> None:
+        self.value = epoch
+
+
+class _ShardSplit:
+    """Shuffle the shard list the same way on every rank (seed, epoch), then keep this rank's and this
+    worker's shards: every (world × workers)-th, from its own offset."""
+
+    def __init__(self, rank: int, world_size: int, seed: int | None, epoch: _Epoch) -> None:
+        self.rank, self.world_size, self.seed, self.epoch = rank, world_size, seed, epoch
+
+    def __call__(self, src: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        shards = list(src)
+        if self.seed is not None:
+            random.Random(self.seed * 1_000_003 + self.epoch.value).shuffle(shards)
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        reader, readers = self.rank * workers + worker, self.world_size * workers
+        mine = shards[reader::readers]
+        if not mine:
+            raise ConfigError(f"rank {self.rank} worker {worker}: no shards left for {readers} readers")
+        yield from mine
+
+
+class _SampleShuffle:
+    """A shuffle buffer seeded by (seed, rank, worker, epoch)."""
+
+    def __init__(self, size: int, seed: int, rank: int, epoch: _Epoch) -> None:
+        self.size, self.seed, self.rank, self.epoch = size, seed, rank, epoch
+
+    def __call__(self, src: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        info = torch.utils.data.get_worker_info()
+        rng = random.Random(hash((self.seed, self.rank, info.id if info else 0, self.epoch.value)))
+        buffer: list[dict[str, Any]] = []
+        for sample in src:
+            if len(buffer) < self.size:
+                buffer.append(sample)
+                continue
+            i = rng.randrange(len(buffer))
+            buffer[i], sample = sample, buffer[i]
+            yield sample
+        rng.shuffle(buffer)
+        yield from buffer
+
+
+def hf_dataset(
+    source: str | Path,
+    config: str = "all",
+    split: str = "train",
+    *,
+    streaming: bool = False,
+    rank: int | None = None,
+    world_size: int | None = None,
+):
+    """`datasets.load_dataset` on a release folder or Hub id, formatted for torch.
+
+    With `streaming`, the dataset is split by node with `split_dataset_by_node` (whole parquet files per rank
+    when they divide evenly, otherwise every world_size-th row: no duplicates either way).
+    """
+    import datasets
+    from datasets.distributed import split_dataset_by_node
+
+    if config not in CONFIGS:
+        raise ConfigError(f"config must be one of {list(CONFIGS)}, got {config!r}")
+    ds = datasets.load_dataset(str(source), config, split=split, streaming=streaming)
+    if streaming:
+        detected = dist_info()
+        rank = detected[0] if rank is None else rank
+        world_size = detected[1] if world_size is None else world_size
+        if world_size > 1:
+            ds = split_dataset_by_node(ds, rank=rank, world_size=world_size)
+    return ds.with_format("torch")
+
+
+def random_access(release: Path, config: str = "all", split: str = "train"):
+    """Index any sample of a release without reading the others, through its wids index (`wids.ShardListDataset`).
+
+    ``ds[i]`` is decoded like the pipeline's samples: ``{"image", "label", "meta", "key"}``.
+    """
+    import wids
+
+    index = Path(release) / "webdataset" / f"{config}-{split}-shardindex.json"
+    if not index.is_file():
+        raise ReleaseError(f"{index}: no shard index; is {release} a release built by `cxrds build`?")
+    return wids.ShardListDataset(str(index), transformations=[_from_wids])
+
+
+def _from_wids(sample: dict[str, Any]) -> dict[str, Any]:
+    members = {ext: sample[f".{ext}"].getvalue() for ext in ("png", "cls", "json")}
+    return decode_sample({**members, "__key__": sample["__key__"]})

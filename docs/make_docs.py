@@ -1,0 +1,44 @@
+"""Regenerate docs/cli.md (from the Typer app) and docs/schema.md (from the schema); --check only compares."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent
+
+
+def generated() -> dict[str, str]:
+    from cxr_dataset.schema import to_markdown
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "cli.md"
+        subprocess.run(
+            [sys.executable, "-m", "typer", "cli", "utils", "docs", "--name", "cxrds", "--output", str(out)],
+            check=True,
+            capture_output=True,
+            cwd=DOCS.parent,
+        )
+        return {"cli.md": out.read_text(), "schema.md": to_markdown()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--check", action="store_true", help="exit 1 if a file differs from what it would be")
+    args = parser.parse_args()
+    stale = []
+    for name, text in generated().items():
+        if args.check:
+            if (DOCS / name).read_text() != text:
+                stale.append(name)
+        else:
+            (DOCS / name).write_text(text)
+    if stale:
+        sys.exit(f"stale: {', '.join(stale)}; run python docs/make_docs.py")
+
+
+if __name__ == "__main__":
+    main()
