@@ -240,13 +240,21 @@ def build(
 @app.command()
 def validate(
     release: Annotated[Path, typer.Argument(help="A release folder written by `cxrds build`.")],
+    real: Annotated[
+        Path | None, typer.Option(help="The prepared real data (PREPARED): adds skew, leakage and duplicate checks.")
+    ] = None,
+    near_duplicate_fraction: Annotated[
+        float, typer.Option(help="Near-duplicates: at most this share of the 1,024 dHash bits differ.")
+    ] = 0.08,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.")] = None,
 ) -> None:
-    """Check counts against the card, decode every image, verify checksums; exit 1 on any failure."""
+    """Check integrity (counts, decoding, checksums) and, with --real, class skew, leakage and duplicates."""
     from cxr_dataset.validation import validate_release
 
     with _run() as progress:
-        report = validate_release(release, progress=progress)
+        report = validate_release(
+            release, real=real, near_duplicate_fraction=near_duplicate_fraction, progress=progress
+        )
     _print_report(report)
     if json_out:
         json_out.write_text(report.to_json())
@@ -334,6 +342,15 @@ def _print_report(report) -> None:
         for where, c in report.counts.items()
     ]
     console.print(_table("Counts", counts, ("config/split", "rows", *SOURCE_CLASSES, *TASKS)))
+    if report.skew:
+        skew = [(r["comparison"], r["regime"], r["negatives"], r["positives"], f"{r['skew']:.2f}") for r in report.skew]
+        console.print(
+            _table(
+                "Skew (negatives / positives in training)",
+                skew,
+                ("comparison", "regime", "negatives", "positives", "skew"),
+            )
+        )
     rows = [("[green]ok[/green]" if c.ok else "[red]FAIL[/red]", c.name, c.detail) for c in report.checks]
     console.print(_table(f"Validation of {report.root}", rows, ("", "check", "detail")))
 

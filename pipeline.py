@@ -79,7 +79,7 @@ def run_demo(
         lap("translate")
     result.built = build_release([out / "synthetic" / t for t in TASKS], result.release, progress=progress)
     lap("build")
-    result.validation = validate_release(result.release, progress=progress)
+    result.validation = validate_release(result.release, real=prepared, progress=progress)
     lap("validate")
     result.hf_rows = load_release(result.release)["train"].num_rows
     result.wds_samples = sum(1 for _ in wds_release(result.release))

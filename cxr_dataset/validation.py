@@ -10,17 +10,27 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
+from cxr_dataset.audit import (
+    DEFAULT_NEAR_FRACTION,
+    dhash,
+    dhash_file,
+    near_duplicate_pairs,
+    patients_in_several_splits,
+    synthetic_leaks,
+)
+from cxr_dataset.balance import skew_table
 from cxr_dataset.errors import ReleaseError
 from cxr_dataset.fileio import sha256_bytes, sha256_file
+from cxr_dataset.manifest import read_manifest
 from cxr_dataset.progress import ProgressFn, no_progress
-from cxr_dataset.schema import CARD_NAME, CHECKSUMS_NAME, FIELDS, field_names, wds_members
+from cxr_dataset.schema import CARD_NAME, CHECKSUMS_NAME, FIELDS, TASK_CONFIG, TASKS, field_names, wds_members
 
 
 @dataclass
@@ -35,6 +45,7 @@ class ValidationReport:
     root: str
     checks: list[Check] = field(default_factory=list)
     counts: dict[str, dict[str, Any]] = field(default_factory=dict)  # config → {"rows", "source_class", "task"}
+    skew: list[dict[str, Any]] = field(default_factory=list)  # `balance.skew_table` rows, with --real
 
     @property
     def ok(self) -> bool:
@@ -60,9 +71,75 @@ def read_card_metadata(root: Path) -> dict[str, Any]:
     return yaml.safe_load(text[4 : text.index("\n---\n", 4)]) or {}
 
 
-def validate_release(root: Path, *, progress: ProgressFn = no_progress) -> ValidationReport:
-    """Every check a release must pass before anyone trains on it (today: `verify_release`'s)."""
-    return verify_release(root, progress=progress)
+def validate_release(
+    root: Path,
+    *,
+    real: Path | None = None,
+    near_duplicate_fraction: float = DEFAULT_NEAR_FRACTION,
+    progress: ProgressFn = no_progress,
+) -> ValidationReport:
+    """Every check a release must pass before anyone trains on it: `verify_release`'s integrity checks and,
+    given the prepared real data it was made from, the skew table, the leakage audit and duplicate detection."""
+    report = verify_release(root, progress=progress)
+    if real is not None:
+        _audit_against_real(Path(root), read_manifest(real), report, near_duplicate_fraction, progress)
+    return report
+
+
+def _audit_against_real(root: Path, manifest, report: ValidationReport, fraction: float, progress: ProgressFn) -> None:
+    import pyarrow.parquet as pq
+
+    real_rows = manifest.rows()
+    synthetic = []
+    for path in sorted(root.glob("data/*/*.parquet")):
+        synthetic += pq.read_table(path, columns=["id", "source_patient_id", "task", "image"]).to_pylist()
+    train_counts = Counter(r["label"] for r in real_rows if r["split"] == "train")
+    per_config = Counter(TASK_CONFIG[TASKS[r["task"]]] for r in synthetic)
+    report.skew = skew_table(dict(train_counts), dict(per_config))
+
+    leaks = synthetic_leaks(synthetic, real_rows)
+    report.add(
+        "leakage: synthetic from held-out patients",
+        not leaks,
+        f"{len(leaks)} synthetic images come from validation/test patients: {leaks[:5]}"
+        if leaks
+        else f"none of {len(synthetic)} synthetic images comes from a validation/test patient",
+    )
+    crossing = patients_in_several_splits(real_rows)
+    report.add(
+        "leakage: patients in two splits",
+        not crossing,
+        f"{len(crossing)} patients, e.g. {list(crossing.items())[:3]} (the seed's --split paper allows this)"
+        if crossing
+        else f"each of {len({r['patient_id'] for r in real_rows})} patients is in one split",
+    )
+
+    real_hashes = []
+    for i, r in enumerate(real_rows, 1):
+        real_hashes.append(dhash_file(manifest.image_path(r)))
+        progress("hash real", i, len(real_rows))
+    splits = [r["split"] for r in real_rows]
+    exact = defaultdict(set)
+    for r in real_rows:
+        exact[r["sha256"]].add(r["split"])
+    exact_cross = sum(1 for s in exact.values() if len(s) > 1)
+    near = near_duplicate_pairs(real_hashes, max_fraction=fraction)
+    near_cross = [(i, j, d) for i, j, d in near if splits[i] != splits[j]]
+    report.add(
+        "duplicates: real across splits",
+        not exact_cross and not near_cross,
+        f"{exact_cross} exact, {len(near_cross)} near (dHash, <= {fraction:.0%} of bits differ) pairs across splits; "
+        f"{len(near) - len(near_cross)} near pairs within a split",
+    )
+    held = [i for i, s in enumerate(splits) if s != "train"]
+    synthetic_hashes = [dhash(Image.open(io.BytesIO(r["image"]["bytes"]))) for r in synthetic]
+    near_synthetic = near_duplicate_pairs(synthetic_hashes, [real_hashes[i] for i in held], max_fraction=fraction)
+    report.add(
+        "duplicates: synthetic vs real held-out",
+        not near_synthetic,
+        f"{len(near_synthetic)} synthetic-vs-held-out pairs with <= {fraction:.0%} of dHash bits differing",
+    )
+    report.counts["real/train"] = {"rows": sum(train_counts.values()), "source_class": dict(train_counts), "task": {}}
 
 
 def verify_release(root: Path, *, progress: ProgressFn = no_progress) -> ValidationReport:

@@ -1,0 +1,80 @@
+"""Leakage and duplicate audits between a release and the real data it was made from.
+
+A synthetic image is a translation of one real image, so it carries that patient: if the patient sits in a
+real validation or test split, a model trained on the synthetic image has seen the test patient. Duplicates
+(exact by SHA-256, near by a 64-bit difference hash) across splits leak the same way.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+HELD_OUT = ("validation", "test")
+
+
+def held_out_patients(manifest_rows: Iterable[dict]) -> dict[str, str]:
+    """patient id → split, for every patient with an image in a validation or test split."""
+    return {r["patient_id"]: r["split"] for r in manifest_rows if r["split"] in HELD_OUT}
+
+
+def synthetic_leaks(release_rows: Iterable[dict], manifest_rows: Sequence[dict]) -> list[str]:
+    """Ids of synthetic images whose source patient is held out in the real data."""
+    held = held_out_patients(manifest_rows)
+    return [r["id"] for r in release_rows if r["source_patient_id"] in held]
+
+
+def patients_in_several_splits(manifest_rows: Iterable[dict]) -> dict[str, list[str]]:
+    splits: dict[str, set[str]] = defaultdict(set)
+    for r in manifest_rows:
+        splits[r["patient_id"]].add(r["split"])
+    return {p: sorted(s) for p, s in splits.items() if len(s) > 1}
+
+
+HASH_SIDE = 32  # 32×32 gradient signs: 1,024 bits (9×8, 64 bits, cannot tell one chest X-ray from another)
+DEFAULT_NEAR_FRACTION = 0.08  # at most 8% of the bits differ: a re-encoded or noisy copy, not another patient
+
+
+def dhash(image: Image.Image) -> np.ndarray:
+    """Difference hash: is each pixel of a 33×32 grayscale thumbnail brighter than its right neighbour,
+    packed into 16 uint64 words."""
+    small = np.asarray(image.convert("L").resize((HASH_SIDE + 1, HASH_SIDE), Image.Resampling.BILINEAR), np.int16)
+    return np.packbits(small[:, 1:] > small[:, :-1]).view(np.uint64)
+
+
+def dhash_file(path: Path) -> np.ndarray:
+    with Image.open(path) as img:
+        return dhash(img)
+
+
+def near_duplicate_pairs(
+    hashes_a: Sequence[np.ndarray],
+    hashes_b: Sequence[np.ndarray] | None = None,
+    *,
+    max_fraction: float = DEFAULT_NEAR_FRACTION,
+    chunk: int = 256,
+) -> list[tuple[int, int, int]]:
+    """(i, j, differing bits) of hash pairs within `max_fraction` of the bits: within `hashes_a` (i < j), or
+    across a × b."""
+    a = np.stack(hashes_a) if len(hashes_a) else np.zeros((0, HASH_SIDE * HASH_SIDE // 64), np.uint64)
+    b = a if hashes_b is None else (np.stack(hashes_b) if len(hashes_b) else a[:0])
+    limit = int(max_fraction * a.shape[1] * 64)
+    pairs = []
+    for start in range(0, len(a), chunk):
+        distance = _popcount(a[start : start + chunk, None, :] ^ b[None, :, :]).sum(axis=-1)
+        for i, j in zip(*np.nonzero(distance <= limit), strict=True):
+            if hashes_b is None and j <= i + start:
+                continue
+            pairs.append((int(i) + start, int(j), int(distance[i, j])))
+    return pairs
+
+
+def _popcount(x: np.ndarray) -> np.ndarray:
+    """Bits set per uint64 (numpy < 2.0 has no bitwise_count)."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(x)
+    return np.unpackbits(x.view(np.uint8).reshape(*x.shape, 8), axis=-1).sum(axis=-1)
