@@ -296,6 +296,34 @@ def push(
 
 
 @app.command()
+def benchmark(
+    release: Annotated[Path, typer.Option(help="A release folder (the synthetic positives).")],
+    real: Annotated[Path, typer.Option(help="The prepared real data: train, validation and test splits.")],
+    out: Annotated[Path, typer.Option(help="Writes OUT/metrics.csv, metrics.json and table.md.")],
+    models: Annotated[
+        str, typer.Option(help="Comma-separated: small-cnn, vgg16, resnet50, densenet121.")
+    ] = "small-cnn",
+    size: Annotated[int, typer.Option(help="Image size for the classifiers.")] = 64,
+    epochs: Annotated[int, typer.Option(help="At most this many epochs (early stopping on validation).")] = 20,
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds; one run each.")] = "0",
+    pretrained: Annotated[bool, typer.Option(help="ImageNet weights for torchvision models (downloads).")] = False,
+) -> None:
+    """Train baseline classifiers on each regime (real, + G_NC, + both, synthetic only); score on real test images."""
+    from cxr_dataset.baselines import BenchmarkConfig, run_benchmark
+
+    with _run() as progress:
+        cfg = BenchmarkConfig(
+            models=_items(models),
+            size=size,
+            epochs=epochs,
+            pretrained=pretrained,
+            seeds=tuple(int(s) for s in _items(seeds)),
+        )
+        run_benchmark(release, real, out, cfg, progress=progress)
+    console.print((out / "table.md").read_text())
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Everything goes here: prepared/, runs/, synthetic/, release/.")] = Path(
         "cxrds-demo"
@@ -305,7 +333,7 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of data, split and training.")] = 0,
     phantom: Annotated[str, typer.Option(help="Phantom images per class.")] = DEMO_SPEC,
 ) -> None:
-    """Run prepare → train → translate → build → validate → load on phantom data, on CPU in a few minutes."""
+    """Run prepare → train → translate → build → validate → benchmark → load on phantom data, on CPU in minutes."""
     from pipeline import run_demo
 
     with _run() as progress:
@@ -321,6 +349,7 @@ def demo(
     ]
     console.print(_table("Trained", rows, ("task", "steps", "cycle_A first", "cycle_A last", "img/s")))
     _print_report(result.validation)
+    console.print((out / "benchmark" / "table.md").read_text())
     console.print(f"load_dataset: {result.hf_rows} rows; webdataset: {result.wds_samples} samples")
     console.print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result.stage_seconds.items()))
     console.print(

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from builders.release import BuildResult, build_release
+from cxr_dataset.baselines import BenchmarkConfig, run_benchmark
 from cxr_dataset.loading import load_release, wds_release
 from cxr_dataset.prepare import PrepareResult, prepare
 from cxr_dataset.progress import ProgressFn, no_progress
@@ -34,6 +35,7 @@ class DemoResult:
     built: BuildResult | None = None
     validation: ValidationReport | None = None
     hf_rows: int = 0
+    benchmark: list[dict] = field(default_factory=list)
     wds_samples: int = 0
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -48,7 +50,7 @@ def run_demo(
     workers: int = 2,
     progress: ProgressFn = no_progress,
 ) -> DemoResult:
-    """prepare → train (both tasks) → translate → build → validate → load, all under `out`."""
+    """prepare → train (both tasks) → translate → build → validate → benchmark → load, all under `out`."""
     out = Path(out)
     clock = time.perf_counter()
     seconds: dict[str, float] = {}
@@ -81,6 +83,14 @@ def run_demo(
     lap("build")
     result.validation = validate_release(result.release, real=prepared, progress=progress)
     lap("validate")
+    result.benchmark = run_benchmark(
+        result.release,
+        prepared,
+        out / "benchmark",
+        BenchmarkConfig(epochs=5, bootstrap=200, seeds=(seed,)),
+        progress=progress,
+    )
+    lap("benchmark")
     result.hf_rows = load_release(result.release)["train"].num_rows
     result.wds_samples = sum(1 for _ in wds_release(result.release))
     lap("load")

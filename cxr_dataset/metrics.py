@@ -1,0 +1,71 @@
+"""Test-set metrics of a COVID-19 detector, each with a bootstrap 95% confidence interval.
+
+COVID-19 is the positive class. Sensitivity is what the seed's tables report (SEN = (positives − FN) /
+positives); the rest are the metrics its notebooks computed: specificity, precision, F1, ROC AUC, average
+precision, Cohen's κ and the Brier score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+METRIC_NAMES = ("sensitivity", "specificity", "precision", "f1", "roc_auc", "average_precision", "kappa", "brier")
+
+
+def point_metrics(y_true: np.ndarray, p_covid: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """All metrics at one threshold on the COVID-19 probability; undefined ones (one class only) are NaN."""
+    from sklearn.metrics import average_precision_score, brier_score_loss, cohen_kappa_score, roc_auc_score
+
+    y_true = np.asarray(y_true, dtype=int)
+    p_covid = np.asarray(p_covid, dtype=float)
+    y_pred = (p_covid >= threshold).astype(int)
+    tp = int(((y_pred == 1) & (y_true == 1)).sum())
+    tn = int(((y_pred == 0) & (y_true == 0)).sum())
+    fp = int(((y_pred == 1) & (y_true == 0)).sum())
+    fn = int(((y_pred == 0) & (y_true == 1)).sum())
+    both = 0 < y_true.sum() < len(y_true)
+    out = {
+        "sensitivity": _ratio(tp, tp + fn),
+        "specificity": _ratio(tn, tn + fp),
+        "precision": _ratio(tp, tp + fp),
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+        "roc_auc": float(roc_auc_score(y_true, p_covid)) if both else float("nan"),
+        "average_precision": float(average_precision_score(y_true, p_covid)) if both else float("nan"),
+        "kappa": float(cohen_kappa_score(y_true, y_pred)) if both else float("nan"),
+        "brier": float(brier_score_loss(y_true, p_covid)),
+    }
+    return out | {"tp": tp, "tn": tn, "fp": fp, "fn": fn}
+
+
+def bootstrap_ci(
+    y_true: np.ndarray,
+    p_covid: np.ndarray,
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+    metric: Callable[[np.ndarray, np.ndarray], dict[str, float]] = point_metrics,
+) -> dict[str, tuple[float, float]]:
+    """(2.5th, 97.5th) percentile of each metric over test sets resampled with replacement."""
+    rng = np.random.default_rng(seed)
+    y_true, p_covid = np.asarray(y_true), np.asarray(p_covid)
+    samples = {name: [] for name in METRIC_NAMES}
+    for _ in range(resamples):
+        index = rng.integers(0, len(y_true), len(y_true))
+        values = metric(y_true[index], p_covid[index])
+        for name in METRIC_NAMES:
+            samples[name].append(values[name])
+    return {name: _interval(np.asarray(v, dtype=float)) for name, v in samples.items()}
+
+
+def _interval(values: np.ndarray) -> tuple[float, float]:
+    values = values[~np.isnan(values)]
+    if not len(values):
+        return float("nan"), float("nan")
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def _ratio(num: int, den: int) -> float:
+    return num / den if den else float("nan")

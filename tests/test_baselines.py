@@ -1,0 +1,53 @@
+import json
+import math
+
+import numpy as np
+import pytest
+
+from cxr_dataset.baselines import BenchmarkConfig, run_benchmark
+from cxr_dataset.errors import ConfigError
+from cxr_dataset.manifest import read_manifest
+from cxr_dataset.metrics import bootstrap_ci, point_metrics
+
+
+def test_metrics_at_a_known_confusion_matrix():
+    y = np.array([1, 1, 1, 1, 0, 0, 0, 0])
+    p = np.array([0.9, 0.8, 0.7, 0.2, 0.6, 0.3, 0.1, 0.05])  # TP 3, FN 1, FP 1, TN 3
+    m = point_metrics(y, p)
+    assert (m["tp"], m["fn"], m["fp"], m["tn"]) == (3, 1, 1, 3)
+    assert m["sensitivity"] == m["specificity"] == m["precision"] == m["f1"] == 0.75
+    assert m["roc_auc"] == pytest.approx(14 / 16) and m["kappa"] == pytest.approx(0.5)
+
+
+def test_metrics_bootstrap_interval_holds_the_estimate_and_is_seeded():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    p = np.clip(y * 0.6 + rng.normal(0.2, 0.2, 200), 0, 1)
+    ci = bootstrap_ci(y, p, resamples=200, seed=1)
+    point = point_metrics(y, p)
+    assert all(ci[m][0] <= point[m] <= ci[m][1] for m in ("sensitivity", "roc_auc", "brier"))
+    assert ci == bootstrap_ci(y, p, resamples=200, seed=1)
+
+
+def test_benchmark_runs_every_comparison_and_regime_on_real_test_images(release, prepared, tmp_path):
+    results = run_benchmark(release, prepared, tmp_path, BenchmarkConfig(epochs=2, bootstrap=20))
+    assert [(r["comparison"], r["regime"]) for r in results][:4] == [
+        ("normal vs covid", "real"),
+        ("normal vs covid", "real + G_NC"),
+        ("normal vs covid", "real + G_NC + G_PC"),
+        ("normal vs covid", "synthetic only"),
+    ]
+    test = [r for r in read_manifest(prepared).rows() if r["split"] == "test"]
+    first = results[0]
+    assert first["test_images"] == sum(r["label"] in ("normal", "covid") for r in test)
+    assert first["tp"] + first["fn"] == sum(r["label"] == "covid" for r in test)
+    assert first["skew"] == math.floor(100 * first["train_negatives"] / first["train_positives"]) / 100
+    assert results[1]["train_positives"] > first["train_positives"]  # synthetic positives were added
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert len(saved["results"]) == len(results) == 8
+    assert "| small-cnn |" in (tmp_path / "table.md").read_text()
+
+
+def test_benchmark_unknown_model_is_refused():
+    with pytest.raises(ConfigError, match="models must be among"):
+        BenchmarkConfig(models=("alexnet",))
