@@ -324,6 +324,21 @@ def benchmark(
 
 
 @app.command()
+def report(
+    benchmark: Annotated[Path, typer.Option(help="The output folder of `cxrds benchmark`.")],
+    release: Annotated[Path, typer.Option(help="The release the benchmark used.")],
+    real: Annotated[Path, typer.Option(help="The prepared real data the benchmark used.")],
+    out: Annotated[Path, typer.Option(help="Writes OUT/report.md and its PNG figures.")],
+) -> None:
+    """Write report.md with the metrics tables and figures (class balance, ROC curves, real vs synthetic)."""
+    from cxr_dataset.report import write_report
+
+    with _run():
+        result = write_report(benchmark, release, real, out)
+    console.print(f"report: {result.path} ({', '.join(p.name for p in result.figures)})")
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Everything goes here: prepared/, runs/, synthetic/, release/.")] = Path(
         "cxrds-demo"
@@ -350,6 +365,7 @@ def demo(
     console.print(_table("Trained", rows, ("task", "steps", "cycle_A first", "cycle_A last", "img/s")))
     _print_report(result.validation)
     console.print((out / "benchmark" / "table.md").read_text())
+    console.print(f"report: {result.report}")
     console.print(f"load_dataset: {result.hf_rows} rows; webdataset: {result.wds_samples} samples")
     console.print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result.stage_seconds.items()))
     console.print(

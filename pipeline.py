@@ -15,6 +15,7 @@ from cxr_dataset.baselines import BenchmarkConfig, run_benchmark
 from cxr_dataset.loading import load_release, wds_release
 from cxr_dataset.prepare import PrepareResult, prepare
 from cxr_dataset.progress import ProgressFn, no_progress
+from cxr_dataset.report import write_report
 from cxr_dataset.schema import TASKS
 from cxr_dataset.sources.phantom import DEMO_SPEC
 from cxr_dataset.validation import ValidationReport, validate_release
@@ -36,6 +37,7 @@ class DemoResult:
     validation: ValidationReport | None = None
     hf_rows: int = 0
     benchmark: list[dict] = field(default_factory=list)
+    report: Path | None = None
     wds_samples: int = 0
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -50,7 +52,7 @@ def run_demo(
     workers: int = 2,
     progress: ProgressFn = no_progress,
 ) -> DemoResult:
-    """prepare → train (both tasks) → translate → build → validate → benchmark → load, all under `out`."""
+    """prepare → train (both tasks) → translate → build → validate → benchmark → report → load, under `out`."""
     out = Path(out)
     clock = time.perf_counter()
     seconds: dict[str, float] = {}
@@ -90,6 +92,7 @@ def run_demo(
         BenchmarkConfig(epochs=5, bootstrap=200, seeds=(seed,)),
         progress=progress,
     )
+    result.report = write_report(out / "benchmark", result.release, prepared, out / "report").path
     lap("benchmark")
     result.hf_rows = load_release(result.release)["train"].num_rows
     result.wds_samples = sum(1 for _ in wds_release(result.release))

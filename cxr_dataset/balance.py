@@ -16,6 +16,11 @@ COMPARISONS = {
 }
 
 
+def comparison_title(comparison: str) -> str:
+    """'normal vs covid' → 'Normal vs COVID-19'."""
+    return comparison.replace("normal", "Normal").replace("pneumonia", "Pneumonia").replace("covid", "COVID-19")
+
+
 def truncate(value: float, places: int = 2) -> float:
     """The seed's rounding: cut, don't round (0.989 → 0.98)."""
     scale = 10**places

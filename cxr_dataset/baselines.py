@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cxr_dataset.audit import held_out_patients
-from cxr_dataset.balance import COMPARISONS, truncate
+from cxr_dataset.balance import COMPARISONS, comparison_title, truncate
 from cxr_dataset.errors import ConfigError
 from cxr_dataset.fileio import atomic_write_text
 from cxr_dataset.imaging import read_gray
@@ -33,6 +33,8 @@ from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.schema import TASK_CONFIG, TASKS
 
 MODELS = ("small-cnn", "vgg16", "resnet50", "densenet121")
+METRICS_NAME = "metrics.json"
+PREDICTIONS_NAME = "predictions.json"  # test labels and P(covid) per run, for ROC curves
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,7 +116,7 @@ def run_benchmark(
         x = _stack([read_gray(manifest.image_path(r), cfg.size) for r in chosen], cfg.size)
         return x, torch.tensor([int(r["label"] == "covid") for r in chosen])
 
-    results = []
+    results, predictions = [], []
     jobs = [(c, m, s) for c in COMPARISONS for m in cfg.models for s in cfg.seeds]
     done, total = 0, len(jobs) * 4
     for comparison, model_name, seed in jobs:
@@ -163,9 +165,13 @@ def run_benchmark(
                     **{f"{m}_ci": list(ci[m]) for m in METRIC_NAMES},
                 }
             )
+            predictions.append(
+                {k: results[-1][k] for k in ("comparison", "regime", "model", "seed")}
+                | {"y_true": y_test.tolist(), "p_covid": [round(float(p), 6) for p in p_test]}
+            )
             done += 1
             progress("benchmark", done, total, f"{comparison}, {regime}, {model_name}")
-    _write_outputs(Path(out), results, cfg)
+    _write_outputs(Path(out), results, predictions, cfg)
     return results
 
 
@@ -233,9 +239,12 @@ def _normalise(x: torch.Tensor, device) -> torch.Tensor:
     return (x.to(device).float() / 255 - 0.5) / 0.25
 
 
-def _write_outputs(out: Path, results: list[dict[str, Any]], cfg: BenchmarkConfig) -> None:
+def _write_outputs(
+    out: Path, results: list[dict[str, Any]], predictions: list[dict[str, Any]], cfg: BenchmarkConfig
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "metrics.json", json.dumps({"config": asdict(cfg), "results": results}, indent=2) + "\n")
+    atomic_write_text(out / PREDICTIONS_NAME, json.dumps(predictions) + "\n")
+    atomic_write_text(out / METRICS_NAME, json.dumps({"config": asdict(cfg), "results": results}, indent=2) + "\n")
     buf = io.StringIO()
     if results:
         writer = csv.DictWriter(buf, fieldnames=list(results[0]), lineterminator="\n")
@@ -251,9 +260,8 @@ def seed_layout_table(results: list[dict[str, Any]]) -> str:
     for comparison in COMPARISONS:
         rows = [r for r in results if r["comparison"] == comparison]
         regimes = list(dict.fromkeys(r["regime"] for r in rows))
-        title = comparison.replace("normal", "Normal").replace("pneumonia", "Pneumonia").replace("covid", "COVID-19")
         lines += [
-            f"### {title}: sensitivity % on real test COVID-19 (FN, skew; 95% CI)",
+            f"### {comparison_title(comparison)}: sensitivity % on real test COVID-19 (FN, skew; 95% CI)",
             "",
             "| model | " + " | ".join(regimes) + " |",
             "|---|" + "---|" * len(regimes),

@@ -29,8 +29,14 @@ def test_metrics_bootstrap_interval_holds_the_estimate_and_is_seeded():
     assert ci == bootstrap_ci(y, p, resamples=200, seed=1)
 
 
-def test_benchmark_runs_every_comparison_and_regime_on_real_test_images(release, prepared, tmp_path):
-    results = run_benchmark(release, prepared, tmp_path, BenchmarkConfig(epochs=2, bootstrap=20))
+@pytest.fixture(scope="module")
+def benchmarked(release, prepared, tmp_path_factory):
+    out = tmp_path_factory.mktemp("benchmark")
+    return out, run_benchmark(release, prepared, out, BenchmarkConfig(epochs=2, bootstrap=20))
+
+
+def test_benchmark_runs_every_comparison_and_regime_on_real_test_images(benchmarked, prepared):
+    tmp_path, results = benchmarked
     assert [(r["comparison"], r["regime"]) for r in results][:4] == [
         ("normal vs covid", "real"),
         ("normal vs covid", "real + G_NC"),
@@ -51,3 +57,17 @@ def test_benchmark_runs_every_comparison_and_regime_on_real_test_images(release,
 def test_benchmark_unknown_model_is_refused():
     with pytest.raises(ConfigError, match="models must be among"):
         BenchmarkConfig(models=("alexnet",))
+
+
+def test_report_writes_readable_figures_and_the_tables(benchmarked, release, prepared, tmp_path):
+    from PIL import Image
+
+    from cxr_dataset.report import write_report
+
+    result = write_report(benchmarked[0], release, prepared, tmp_path)
+    for figure in result.figures:
+        pixels = np.asarray(Image.open(figure).convert("L"), dtype=float)
+        assert pixels.shape[0] > 200 and pixels.std() > 10  # drawn on, not blank
+    text = result.path.read_text()
+    assert all(f"]({p.name})" in text for p in result.figures)
+    assert "| small-cnn |" in text and "roc_auc" in text

@@ -1,0 +1,158 @@
+"""`cxrds report`: one folder a reviewer can read: report.md, the metrics table with CIs, and PNG figures.
+
+Figures: class balance of every training regime, ROC curves per comparison and regime, and a grid of real
+COVID-19 images beside synthetic ones. Everything is read from `cxrds benchmark`'s outputs, the release and
+the prepared real data; nothing is typed in.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cxr_dataset.balance import comparison_title
+from cxr_dataset.baselines import METRICS_NAME, PREDICTIONS_NAME, seed_layout_table
+from cxr_dataset.errors import ReleaseError
+from cxr_dataset.fileio import atomic_write_text
+from cxr_dataset.imaging import read_gray
+from cxr_dataset.manifest import read_manifest
+from cxr_dataset.metrics import METRIC_NAMES
+
+FIGURES = ("balance.png", "roc.png", "samples.png")
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    path: Path
+    figures: list[Path]
+
+
+def write_report(benchmark: Path, release: Path, real: Path, out: Path, *, samples: int = 4) -> ReportResult:
+    """Write `out/report.md` and its figures."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    metrics_path, predictions_path = Path(benchmark) / METRICS_NAME, Path(benchmark) / PREDICTIONS_NAME
+    if not metrics_path.is_file() or not predictions_path.is_file():
+        raise ReleaseError(
+            f"{benchmark}: no {METRICS_NAME}/{PREDICTIONS_NAME}; run `cxrds benchmark --out {benchmark}`"
+        )
+    results = json.loads(metrics_path.read_text())["results"]
+    predictions = json.loads(predictions_path.read_text())
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    figures = [
+        _balance_figure(results, out / "balance.png"),
+        _roc_figure(predictions, out / "roc.png"),
+        _sample_grid(Path(release), Path(real), out / "samples.png", samples),
+    ]
+    atomic_write_text(out / "report.md", _markdown(results, figures))
+    return ReportResult(out / "report.md", figures)
+
+
+def _balance_figure(results: list[dict[str, Any]], path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    runs = _first_runs(results)
+    comparisons = list(dict.fromkeys(r["comparison"] for r in runs))
+    fig, axes = plt.subplots(1, len(comparisons), figsize=(6 * len(comparisons), 4), squeeze=False)
+    for ax, comparison in zip(axes[0], comparisons, strict=True):
+        rows = [r for r in runs if r["comparison"] == comparison]
+        x = np.arange(len(rows))
+        ax.bar(x - 0.2, [r["train_negatives"] for r in rows], 0.4, label="negatives (real)")
+        ax.bar(x + 0.2, [r["train_positives"] for r in rows], 0.4, label="COVID-19 positives")
+        ax.set_xticks(x, [r["regime"].replace(" + ", "\n+ ") for r in rows], fontsize=8)
+        ax.set_title(f"{comparison_title(comparison)}: training images")
+        ax.set_ylabel("images")
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _roc_figure(predictions: list[dict[str, Any]], path: Path) -> Path:
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    runs = _first_runs(predictions)
+    comparisons = list(dict.fromkeys(r["comparison"] for r in runs))
+    fig, axes = plt.subplots(1, len(comparisons), figsize=(5 * len(comparisons), 4.5), squeeze=False)
+    for ax, comparison in zip(axes[0], comparisons, strict=True):
+        for run in (r for r in runs if r["comparison"] == comparison):
+            y, p = np.asarray(run["y_true"]), np.asarray(run["p_covid"])
+            if 0 < y.sum() < len(y):
+                fpr, tpr, _ = roc_curve(y, p)
+                ax.plot(fpr, tpr, label=f"{run['regime']} (AUC {roc_auc_score(y, p):.2f})")
+        ax.plot([0, 1], [0, 1], "k:", linewidth=0.8)
+        ax.set(
+            xlabel="1 − specificity", ylabel="sensitivity", title=f"{comparison_title(comparison)} ({runs[0]['model']})"
+        )
+        ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, path)
+
+
+def _sample_grid(release: Path, real: Path, path: Path, n: int) -> Path:
+    """Row 1: real COVID-19 training images; rows 2-3: synthetic images of each task config."""
+    import matplotlib.pyplot as plt
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    manifest = read_manifest(real)
+    rows = {"real COVID-19": [read_gray(manifest.image_path(r)) for r in manifest.rows(label="covid")[:n]]}
+    for parquet in sorted(release.glob("data/*/*.parquet")):
+        name = f"synthetic {parquet.parent.name.upper()}"
+        table = pq.read_table(parquet, columns=["image"]).slice(0, n).to_pylist()
+        rows.setdefault(name, [np.asarray(Image.open(io.BytesIO(r["image"]["bytes"])).convert("L")) for r in table])
+    fig, axes = plt.subplots(len(rows), n, figsize=(2 * n, 2.1 * len(rows)), squeeze=False)
+    for axes_row, (name, images) in zip(axes, rows.items(), strict=True):
+        for i, ax in enumerate(axes_row):
+            ax.axis("off")
+            if i < len(images):
+                ax.imshow(images[i], cmap="gray", vmin=0, vmax=255)
+        axes_row[0].set_title(name, fontsize=9, loc="left")
+    return _save(fig, path)
+
+
+def _markdown(results: list[dict[str, Any]], figures: list[Path]) -> str:
+    header = "| comparison | regime | model | seed | " + " | ".join(METRIC_NAMES) + " |"
+    lines = [
+        "# cxrds benchmark report",
+        "",
+        "Classifiers were trained on the real training split plus each regime's synthetic positives, "
+        "early-stopped on the real validation split, and scored on the real test split. Intervals are "
+        "bootstrap 95% CIs over the test images.",
+        "",
+        "## Sensitivity in the seed's layout",
+        "",
+        seed_layout_table(results),
+        "## All metrics",
+        "",
+        header,
+        "|" + "---|" * (4 + len(METRIC_NAMES)),
+    ]
+    for r in results:
+        cells = [f"{r[m]:.3f} ({r[f'{m}_ci'][0]:.3f}–{r[f'{m}_ci'][1]:.3f})" for m in METRIC_NAMES]
+        lines.append(f"| {r['comparison']} | {r['regime']} | {r['model']} | {r['seed']} | " + " | ".join(cells) + " |")
+    lines += ["", "## Figures", ""]
+    lines += [f"![{p.stem}]({p.name})" for p in figures]
+    return "\n".join(lines) + "\n"
+
+
+def _first_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs of the first model and seed (figures show one model; the tables show all)."""
+    if not runs:
+        return []
+    model, seed = runs[0]["model"], runs[0]["seed"]
+    return [r for r in runs if r["model"] == model and r["seed"] == seed]
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})  # no version stamp: same inputs, same bytes
+    plt.close(fig)
+    return path
