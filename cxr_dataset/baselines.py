@@ -25,12 +25,12 @@ from torch import nn
 from cxr_dataset.audit import held_out_patients
 from cxr_dataset.balance import COMPARISONS, comparison_title, truncate
 from cxr_dataset.errors import ConfigError
-from cxr_dataset.fileio import atomic_write_text
+from cxr_dataset.fileio import atomic_open, atomic_write_text
 from cxr_dataset.imaging import read_gray
 from cxr_dataset.manifest import read_manifest
 from cxr_dataset.metrics import METRIC_NAMES, bootstrap_ci, point_metrics
 from cxr_dataset.progress import ProgressFn, no_progress
-from cxr_dataset.schema import TASK_CONFIG, TASKS
+from cxr_dataset.schema import TASK_CONFIG, TASKS, make_key
 
 MODELS = ("small-cnn", "vgg16", "resnet50", "densenet121")
 METRICS_NAME = "metrics.json"
@@ -108,7 +108,7 @@ def run_benchmark(
     manifest = read_manifest(real)
     rows = manifest.rows()
     held = held_out_patients(rows)
-    synthetic = _synthetic_images(Path(release), held, cfg.size)
+    synthetic = synthetic_images(Path(release), held, cfg.size)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     def real_set(labels: tuple[str, ...], split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,7 +145,12 @@ def run_benchmark(
             y = torch.cat([torch.zeros(len(neg_x), dtype=torch.long), torch.ones(len(positives), dtype=torch.long)])
             if len(positives) == 0:
                 continue
-            p_test, epochs_run = _fit_and_score(model_name, x, y, val, test[0], cfg, seed, device)
+            p_test, epochs_run, model = _fit_and_score(model_name, x, y, val, test[0], cfg, seed, device)
+            save_classifier(
+                model,
+                Path(out) / "models" / model_file(comparison, regime, model_name, seed),
+                {"model": model_name, "comparison": comparison, "regime": regime, "seed": seed, "size": cfg.size},
+            )
             y_test = test[1].numpy()
             point = point_metrics(y_test, p_test)
             ci = bootstrap_ci(y_test, p_test, resamples=cfg.bootstrap, seed=seed)
@@ -175,7 +180,33 @@ def run_benchmark(
     return results
 
 
-def _synthetic_images(release: Path, held: dict[str, str], size: int) -> dict[str, torch.Tensor]:
+def model_file(comparison: str, regime: str, model: str, seed: int) -> str:
+    """A classifier's file name, e.g. 'normal-vs-covid_real-G_NC_small-cnn_s0.safetensors'."""
+    return f"{make_key(comparison, regime, model, f's{seed}')}.safetensors"
+
+
+def save_classifier(model: nn.Module, path: Path, meta: dict[str, Any]) -> None:
+    """Weights as safetensors, everything needed to rebuild it in the file's metadata (no pickle)."""
+    from safetensors.torch import save
+
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    with atomic_open(path) as f:
+        f.write(save(state, metadata={"cxrds": json.dumps(meta, sort_keys=True)}))
+
+
+def load_classifier(path: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a classifier saved by `save_classifier`."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = json.loads(f.metadata()["cxrds"])
+        state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
+    model = build_model(meta["model"])
+    model.load_state_dict(state)
+    return model.eval(), meta
+
+
+def synthetic_images(release: Path, held: dict[str, str], size: int) -> dict[str, torch.Tensor]:
     """Task config → uint8 N×1×size×size of the release's images, minus those of held-out patients."""
     import pyarrow.parquet as pq
     from PIL import Image
@@ -197,8 +228,9 @@ def _stack(images: list[np.ndarray], size: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(images)).unsqueeze(1)
 
 
-def _fit_and_score(model_name, x, y, val, test_x, cfg: BenchmarkConfig, seed: int, device) -> tuple[np.ndarray, int]:
-    """Train with early stopping on the validation loss; return the best model's P(covid) on the test images."""
+def _fit_and_score(model_name, x, y, val, test_x, cfg: BenchmarkConfig, seed: int, device):
+    """Train with early stopping on the validation loss; return the best model's P(covid) on the test images,
+    the epochs run and the model."""
     torch.manual_seed(seed)  # torchvision builds its weights from the global generator
     model = build_model(model_name, cfg.pretrained).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
@@ -225,7 +257,7 @@ def _fit_and_score(model_name, x, y, val, test_x, cfg: BenchmarkConfig, seed: in
             if stale >= cfg.patience:
                 break
     model.load_state_dict(best_state)
-    return _predict(model, test_x, cfg, device)[:, 1], epochs_run
+    return _predict(model, test_x, cfg, device)[:, 1], epochs_run, model
 
 
 @torch.inference_mode()

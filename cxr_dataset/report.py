@@ -1,8 +1,8 @@
 """`cxrds report`: one folder a reviewer can read: report.md, the metrics table with CIs, and PNG figures.
 
-Figures: class balance of every training regime, ROC curves per comparison and regime, and a grid of real
-COVID-19 images beside synthetic ones. Everything is read from `cxrds benchmark`'s outputs, the release and
-the prepared real data; nothing is typed in.
+Figures: class balance of every training regime, ROC curves per comparison and regime, a grid of real
+COVID-19 images beside synthetic ones, and Grad-CAM maps; plus synthetic-image quality (`explain`).
+Everything is read from `cxrds benchmark`'s outputs, the release and the prepared real data; nothing is typed in.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from cxr_dataset.imaging import read_gray
 from cxr_dataset.manifest import read_manifest
 from cxr_dataset.metrics import METRIC_NAMES
 
-FIGURES = ("balance.png", "roc.png", "samples.png")
+FIGURES = ("balance.png", "roc.png", "samples.png", "cam.png")
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,9 @@ def write_report(benchmark: Path, release: Path, real: Path, out: Path, *, sampl
         _roc_figure(predictions, out / "roc.png"),
         _sample_grid(Path(release), Path(real), out / "samples.png", samples),
     ]
-    atomic_write_text(out / "report.md", _markdown(results, figures))
+    quality, cam = _quality_and_cams(Path(benchmark), Path(release), Path(real), out / "cam.png", results)
+    figures += cam
+    atomic_write_text(out / "report.md", _markdown(results, figures, quality))
     return ReportResult(out / "report.md", figures)
 
 
@@ -116,7 +118,76 @@ def _sample_grid(release: Path, real: Path, path: Path, n: int) -> Path:
     return _save(fig, path)
 
 
-def _markdown(results: list[dict[str, Any]], figures: list[Path]) -> str:
+def _quality_and_cams(benchmark: Path, release: Path, real: Path, cam_path: Path, results):
+    """Quality rows per comparison from its real-only small-cnn (judged-COVID share, FID, KID), and a Grad-CAM
+    grid from the model trained with both generators' images. Empty when no small-cnn was benchmarked."""
+    import torch
+
+    from cxr_dataset.audit import held_out_patients
+    from cxr_dataset.baselines import load_classifier, model_file, synthetic_images
+    from cxr_dataset.explain import cam_maps, covid_probability, fid, judged_covid_share, kid, penultimate_features
+
+    runs = [r for r in results if r["model"] == "small-cnn"]
+    if not runs:
+        return [], []
+    seed = runs[0]["seed"]
+    manifest = read_manifest(real)
+    rows = manifest.rows()
+    quality, cam_rows = [], []
+    for comparison in dict.fromkeys(r["comparison"] for r in runs):
+        model, meta = load_classifier(benchmark / "models" / model_file(comparison, "real", "small-cnn", seed))
+        size = meta["size"]
+        synthetic = synthetic_images(release, held_out_patients(rows), size)
+        every = torch.cat(list(synthetic.values()))
+        covid = torch.from_numpy(
+            np.stack([read_gray(manifest.image_path(r), size) for r in manifest.rows(label="covid", split="train")])
+        ).unsqueeze(1)
+        real_features, synth_features = penultimate_features(model, covid), penultimate_features(model, every)
+        quality.append(
+            {
+                "comparison": comparison,
+                **{f"judged covid ({c})": judged_covid_share(model, x) for c, x in synthetic.items()},
+                "FID": fid(real_features, synth_features),
+                "KID": kid(real_features, synth_features),
+            }
+        )
+        both = [r["regime"] for r in runs if r["comparison"] == comparison][2]  # real + both generators
+        model, _ = load_classifier(benchmark / "models" / model_file(comparison, both, "small-cnn", seed))
+        negative = comparison.split(" vs ")[0]
+        test = [r for r in rows if r["split"] == "test" and r["label"] in (negative, "covid")]
+        images = torch.from_numpy(np.stack([read_gray(manifest.image_path(r), size) for r in test])).unsqueeze(1)
+        truth = np.array([int(r["label"] == "covid") for r in test])
+        right = (covid_probability(model, images) >= 0.5).astype(int) == truth
+        for label in (1, 0):
+            chosen = np.nonzero(right & (truth == label))[0][:4]
+            if len(chosen):
+                maps = cam_maps(model, images[chosen], [label] * len(chosen))
+                cam_rows.append(
+                    (
+                        f"{comparison_title(comparison)}: {'COVID-19' if label else negative}",
+                        images[chosen, 0].numpy(),
+                        maps,
+                    )
+                )
+    return quality, ([_cam_figure(cam_rows, cam_path)] if cam_rows else [])
+
+
+def _cam_figure(rows, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    columns = max(len(images) for _, images, _ in rows)
+    fig, axes = plt.subplots(len(rows), columns, figsize=(2 * columns, 2.1 * len(rows)), squeeze=False)
+    for axes_row, (name, images, maps) in zip(axes, rows, strict=True):
+        for i, ax in enumerate(axes_row):
+            ax.axis("off")
+            if i < len(images):
+                ax.imshow(images[i], cmap="gray", vmin=0, vmax=255)
+                ax.imshow(maps[i], cmap="jet", alpha=0.35, vmin=0, vmax=1)
+        axes_row[0].set_title(f"{name} (Grad-CAM, correctly classified)", fontsize=8, loc="left")
+    return _save(fig, path)
+
+
+def _markdown(results: list[dict[str, Any]], figures: list[Path], quality: list[dict[str, Any]]) -> str:
     header = "| comparison | regime | model | seed | " + " | ".join(METRIC_NAMES) + " |"
     lines = [
         "# cxrds benchmark report",
@@ -136,6 +207,21 @@ def _markdown(results: list[dict[str, Any]], figures: list[Path]) -> str:
     for r in results:
         cells = [f"{r[m]:.3f} ({r[f'{m}_ci'][0]:.3f}–{r[f'{m}_ci'][1]:.3f})" for m in METRIC_NAMES]
         lines.append(f"| {r['comparison']} | {r['regime']} | {r['model']} | {r['seed']} | " + " | ".join(cells) + " |")
+    if quality:
+        names = list(dict.fromkeys(k for q in quality for k in q if k != "comparison"))
+        lines += [
+            "",
+            "## Synthetic image quality",
+            "",
+            "Judged by the small CNN trained on real images only: the share of synthetic images it calls "
+            "COVID-19, and FID/KID between synthetic and real COVID-19 training images on its penultimate "
+            "features (not comparable with ImageNet-Inception FIDs).",
+            "",
+            "| comparison | " + " | ".join(names) + " |",
+            "|---|" + "---|" * len(names),
+        ]
+        for q in quality:
+            lines.append(f"| {q['comparison']} | " + " | ".join(f"{q.get(n, float('nan')):.4g}" for n in names) + " |")
     lines += ["", "## Figures", ""]
     lines += [f"![{p.stem}]({p.name})" for p in figures]
     return "\n".join(lines) + "\n"

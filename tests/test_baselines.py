@@ -71,3 +71,21 @@ def test_report_writes_readable_figures_and_the_tables(benchmarked, release, pre
     text = result.path.read_text()
     assert all(f"]({p.name})" in text for p in result.figures)
     assert "| small-cnn |" in text and "roc_auc" in text
+
+
+def test_explain_fid_and_kid_grow_with_the_distance_between_feature_sets():
+    from cxr_dataset.explain import fid, kid
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0, 1, (300, 8)), rng.normal(0, 1, (300, 8))
+    far = rng.normal(1.5, 1, (300, 8))
+    assert fid(a, b) < 0.5 < fid(a, far) and abs(kid(a, b)) < 0.05 < kid(a, far)
+
+
+def test_report_includes_grad_cam_and_synthetic_quality(benchmarked, release, prepared, tmp_path):
+    from cxr_dataset.report import write_report
+
+    result = write_report(benchmarked[0], release, prepared, tmp_path)
+    assert "cam.png" in [p.name for p in result.figures]
+    text = result.path.read_text()
+    assert "## Synthetic image quality" in text and "| FID | KID |" in text

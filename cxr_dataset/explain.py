@@ -1,0 +1,85 @@
+"""Explainability and quality of synthetic images, through the benchmark's classifiers.
+
+* Grad-CAM (pytorch-grad-cam) heat maps on correctly classified real test images.
+* The share of synthetic images that a classifier trained on real images only judges COVID-19.
+* FID and KID between synthetic and real COVID-19 images, on the penultimate-layer features of that same
+  real-only classifier: an extractor that works offline and knows chest X-rays, unlike an ImageNet Inception
+  (whose FIDs are not comparable with these).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from cxr_dataset.baselines import SmallCNN
+
+
+def normalise(x: torch.Tensor) -> torch.Tensor:
+    """uint8 N×1×H×W → the classifiers' input scale (as in training)."""
+    return (x.float() / 255 - 0.5) / 0.25
+
+
+@torch.inference_mode()
+def covid_probability(model: nn.Module, images: torch.Tensor, batch: int = 128) -> np.ndarray:
+    return torch.cat([torch.softmax(model(normalise(b)), dim=1)[:, 1] for b in images.split(batch)]).numpy()
+
+
+def judged_covid_share(model: nn.Module, synthetic: torch.Tensor) -> float:
+    """Share of synthetic images the real-only classifier calls COVID-19 (P ≥ 0.5)."""
+    return float((covid_probability(model, synthetic) >= 0.5).mean()) if len(synthetic) else float("nan")
+
+
+@torch.inference_mode()
+def penultimate_features(model: nn.Module, images: torch.Tensor, batch: int = 128) -> np.ndarray:
+    """The pooled features before the classifier's linear head (SmallCNN only)."""
+    if not isinstance(model, SmallCNN):
+        raise TypeError("features for FID/KID come from the small-cnn classifier")
+    return torch.cat([model.features(normalise(b)).mean(dim=(2, 3)) for b in images.split(batch)]).double().numpy()
+
+
+def fid(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets."""
+    from scipy import linalg
+
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    # A small ridge keeps the product's square root defined when there are fewer images than features.
+    ridge = 1e-6 * np.eye(a.shape[1])
+    cov_a, cov_b = np.cov(a, rowvar=False) + ridge, np.cov(b, rowvar=False) + ridge
+    root = linalg.sqrtm(cov_a @ cov_b)
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * np.real(root)))
+
+
+def kid(a: np.ndarray, b: np.ndarray, *, subsets: int = 20, size: int = 100, seed: int = 0) -> float:
+    """Kernel inception distance: unbiased MMD² with the cubic polynomial kernel, averaged over subsets."""
+    rng = np.random.default_rng(seed)
+    n = min(size, len(a), len(b))
+    if n < 2:
+        return float("nan")
+    d = a.shape[1]
+    values = []
+    for _ in range(subsets):
+        x, y = a[rng.choice(len(a), n, replace=False)], b[rng.choice(len(b), n, replace=False)]
+        kxx, kyy, kxy = ((x @ x.T) / d + 1) ** 3, ((y @ y.T) / d + 1) ** 3, ((x @ y.T) / d + 1) ** 3
+        off = (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (n * (n - 1))
+        values.append(off - 2 * kxy.mean())
+    return float(np.mean(values))
+
+
+def cam_maps(model: nn.Module, images: torch.Tensor, targets: list[int]) -> np.ndarray:
+    """Grad-CAM maps (N×H×W in [0, 1]) for each image's target class, at the last convolutional block."""
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    with GradCAM(model=model, target_layers=[_last_block(model)]) as cam:
+        return cam(input_tensor=normalise(images), targets=[ClassifierOutputTarget(t) for t in targets])
+
+
+def _last_block(model: nn.Module) -> nn.Module:
+    if isinstance(model, SmallCNN):
+        return model.features[-2]  # the last ReLU, before pooling
+    net = model[1]
+    return {"ResNet": lambda: net.layer4[-1], "VGG": lambda: net.features[-1], "DenseNet": lambda: net.features[-1]}[
+        type(net).__name__
+    ]()
