@@ -242,7 +242,9 @@ def _fit_and_score(model_name, x, y, val, test_x, cfg: BenchmarkConfig, seed: in
         for index in torch.randperm(len(x), generator=rng).split(cfg.batch_size):
             if len(index) < 2:
                 continue  # BatchNorm needs two samples
-            loss = F.cross_entropy(model(_normalise(x[index], device)), y[index].to(device))
+            with _autocast(device):
+                logits = model(_normalise(x[index], device))
+            loss = F.cross_entropy(logits.float(), y[index].to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -263,8 +265,16 @@ def _fit_and_score(model_name, x, y, val, test_x, cfg: BenchmarkConfig, seed: in
 @torch.inference_mode()
 def _predict(model: nn.Module, x: torch.Tensor, cfg: BenchmarkConfig, device) -> np.ndarray:
     model.eval()
-    parts = [F.softmax(model(_normalise(b, device)).float(), dim=1).cpu() for b in x.split(cfg.batch_size * 4)]
+    with _autocast(device):
+        parts = [F.softmax(model(_normalise(b, device)).float(), dim=1).cpu() for b in x.split(cfg.batch_size * 4)]
     return torch.cat(parts).numpy().astype(np.float64)
+
+
+def _autocast(device: torch.device):
+    """bf16 on CUDA (the torchvision models are slow in fp32); full precision on CPU, where these nets are small."""
+    import contextlib
+
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
 
 
 def _normalise(x: torch.Tensor, device) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """`cxrds report`: one folder a reviewer can read: report.md, the metrics table with CIs, and PNG figures.
 
 Figures: class balance of every training regime, ROC curves per comparison and regime, a grid of real
-COVID-19 images beside synthetic ones, and Grad-CAM maps; plus synthetic-image quality (`explain`).
+COVID-19 images beside synthetic ones, Grad-CAM maps and a UMAP; plus synthetic-image quality (`explain`).
 Everything is read from `cxrds benchmark`'s outputs, the release and the prepared real data; nothing is typed in.
 """
 
@@ -23,7 +23,7 @@ from cxr_dataset.imaging import read_gray
 from cxr_dataset.manifest import read_manifest
 from cxr_dataset.metrics import METRIC_NAMES
 
-FIGURES = ("balance.png", "roc.png", "samples.png", "cam.png")
+FIGURES = ("balance.png", "roc.png", "samples.png", "cam.png", "umap.png")
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,42 @@ def _quality_and_cams(benchmark: Path, release: Path, real: Path, cam_path: Path
                         maps,
                     )
                 )
-    return quality, ([_cam_figure(cam_rows, cam_path)] if cam_rows else [])
+    figures = [_cam_figure(cam_rows, cam_path)] if cam_rows else []
+    first, _ = load_classifier(benchmark / "models" / model_file(runs[0]["comparison"], "real", "small-cnn", seed))
+    groups = {
+        f"real {label}": [r for r in rows if r["label"] == label][:300] for label in ("normal", "pneumonia", "covid")
+    }
+    embed = {
+        name: torch.from_numpy(np.stack([read_gray(manifest.image_path(r), size) for r in chosen])).unsqueeze(1)
+        for name, chosen in groups.items()
+        if chosen
+    }
+    embed["synthetic"] = every[:300]
+    figures.append(
+        _umap_figure({n: penultimate_features(first, x) for n, x in embed.items()}, cam_path.with_name("umap.png"))
+    )
+    return quality, figures
+
+
+def _umap_figure(features: dict[str, np.ndarray], path: Path) -> Path:
+    """UMAP (umap-learn, seeded) of the real-only classifier's features, coloured by group."""
+    import warnings
+
+    import matplotlib.pyplot as plt
+    import umap
+
+    stacked = np.concatenate(list(features.values()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "n_jobs overridden by random_state": we want the seed
+        points = umap.UMAP(n_neighbors=min(15, len(stacked) - 1), random_state=0).fit_transform(stacked)
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    start = 0
+    for name, group in features.items():
+        ax.scatter(*points[start : start + len(group)].T, s=8, alpha=0.7, label=f"{name} ({len(group)})")
+        start += len(group)
+    ax.set(title="UMAP of the real-only classifier's features", xticks=[], yticks=[])
+    ax.legend(fontsize=8)
+    return _save(fig, path)
 
 
 def _cam_figure(rows, path: Path) -> Path:

@@ -86,6 +86,6 @@ def test_report_includes_grad_cam_and_synthetic_quality(benchmarked, release, pr
     from cxr_dataset.report import write_report
 
     result = write_report(benchmarked[0], release, prepared, tmp_path)
-    assert "cam.png" in [p.name for p in result.figures]
+    assert {"cam.png", "umap.png"} <= {p.name for p in result.figures}
     text = result.path.read_text()
     assert "## Synthetic image quality" in text and "| FID | KID |" in text
