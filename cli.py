@@ -340,15 +340,15 @@ def report(
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Everything goes here: prepared/, runs/, synthetic/, release/.")] = Path(
-        "cxrds-demo"
-    ),
+    out: Annotated[
+        Path, typer.Option(help="Everything goes here: prepared/, runs/, synthetic/, release/, benchmark/, report/.")
+    ] = Path("cxrds-demo"),
     size: Annotated[int, typer.Option(help="Image size of the whole demo.")] = 64,
     epochs: Annotated[int | None, typer.Option(help="Training epochs per task (default: the tiny preset's).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of data, split and training.")] = 0,
     phantom: Annotated[str, typer.Option(help="Phantom images per class.")] = DEMO_SPEC,
 ) -> None:
-    """Run prepare → train → translate → build → validate → benchmark → load on phantom data, on CPU in minutes."""
+    """Run prepare → train → translate → build → validate → benchmark → report → load on phantom data, on CPU."""
     from pipeline import run_demo
 
     with _run() as progress:

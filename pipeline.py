@@ -93,7 +93,7 @@ def run_demo(
         progress=progress,
     )
     result.report = write_report(out / "benchmark", result.release, prepared, out / "report").path
-    lap("benchmark")
+    lap("benchmark + report")
     result.hf_rows = load_release(result.release)["train"].num_rows
     result.wds_samples = sum(1 for _ in wds_release(result.release))
     lap("load")
