@@ -243,13 +243,16 @@ def _fit_and_score(model_name, x, y, val, test_x, cfg: BenchmarkConfig, seed: in
             if len(index) < 2:
                 continue  # BatchNorm needs two samples
             with _autocast(device):
-                logits = model(_normalise(x[index], device))
+                logits = model(normalise(x[index], device))
             loss = F.cross_entropy(logits.float(), y[index].to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
         val_loss = F.cross_entropy(
-            torch.log(torch.from_numpy(_predict(model, val[0], cfg, device)).clamp_min(1e-7)), val[1]
+            torch.log(
+                torch.from_numpy(predict_proba(model, val[0], device=device, batch=cfg.batch_size * 4)).clamp_min(1e-7)
+            ),
+            val[1],
         ).item()
         if val_loss < best - 1e-4:
             best, stale = val_loss, 0
@@ -259,14 +262,16 @@ def _fit_and_score(model_name, x, y, val, test_x, cfg: BenchmarkConfig, seed: in
             if stale >= cfg.patience:
                 break
     model.load_state_dict(best_state)
-    return _predict(model, test_x, cfg, device)[:, 1], epochs_run, model
+    return predict_proba(model, test_x, device=device, batch=cfg.batch_size * 4)[:, 1], epochs_run, model
 
 
 @torch.inference_mode()
-def _predict(model: nn.Module, x: torch.Tensor, cfg: BenchmarkConfig, device) -> np.ndarray:
+def predict_proba(model: nn.Module, x: torch.Tensor, *, device=None, batch: int = 128) -> np.ndarray:
+    """Class probabilities (N×2, float64) of uint8 images N×1×H×W."""
+    device = device or next(model.parameters()).device
     model.eval()
     with _autocast(device):
-        parts = [F.softmax(model(_normalise(b, device)).float(), dim=1).cpu() for b in x.split(cfg.batch_size * 4)]
+        parts = [F.softmax(model(normalise(b, device)).float(), dim=1).cpu() for b in x.split(batch)]
     return torch.cat(parts).numpy().astype(np.float64)
 
 
@@ -277,7 +282,8 @@ def _autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
 
 
-def _normalise(x: torch.Tensor, device) -> torch.Tensor:
+def normalise(x: torch.Tensor, device=None) -> torch.Tensor:
+    """uint8 N×1×H×W → the classifiers' input scale."""
     return (x.to(device).float() / 255 - 0.5) / 0.25
 
 

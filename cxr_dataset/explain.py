@@ -13,17 +13,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from cxr_dataset.baselines import SmallCNN
+from cxr_dataset.baselines import SmallCNN, normalise, predict_proba
 
 
-def normalise(x: torch.Tensor) -> torch.Tensor:
-    """uint8 N×1×H×W → the classifiers' input scale (as in training)."""
-    return (x.float() / 255 - 0.5) / 0.25
-
-
-@torch.inference_mode()
-def covid_probability(model: nn.Module, images: torch.Tensor, batch: int = 128) -> np.ndarray:
-    return torch.cat([torch.softmax(model(normalise(b)), dim=1)[:, 1] for b in images.split(batch)]).numpy()
+def covid_probability(model: nn.Module, images: torch.Tensor) -> np.ndarray:
+    return predict_proba(model, images)[:, 1]
 
 
 def judged_covid_share(model: nn.Module, synthetic: torch.Tensor) -> float:

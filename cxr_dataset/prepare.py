@@ -148,9 +148,9 @@ def _prepare_one(task) -> tuple[SourceImage, dict[str, Any] | None, str]:
     """
     src, rec, size, resize, out, settings, cached = task
     try:
-        print_ = fingerprint(src, rec, settings)
-        if cached and cached["fingerprint"] == print_ and _still_there(out, cached["row"]):
-            return rec, cached["row"], print_
+        digest = fingerprint(src, rec, settings)
+        if cached and cached["fingerprint"] == digest and _still_there(out, cached["row"]):
+            return rec, cached["row"], digest
         pixels = to_square(src.load(rec, size), size, resize)
     except (CxrdsError, OSError, ValueError) as e:  # PIL raises OSError/ValueError on broken files
         return rec, None, str(e) or type(e).__name__
@@ -172,7 +172,7 @@ def _prepare_one(task) -> tuple[SourceImage, dict[str, Any] | None, str]:
         "width": size,
         "height": size,
     }
-    return rec, row, print_
+    return rec, row, digest
 
 
 def _still_there(out: Path, row: dict[str, Any]) -> bool:

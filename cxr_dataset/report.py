@@ -133,15 +133,14 @@ def _quality_and_cams(benchmark: Path, release: Path, real: Path, cam_path: Path
     seed = runs[0]["seed"]
     manifest = read_manifest(real)
     rows = manifest.rows()
+    first, meta = load_classifier(benchmark / "models" / model_file(runs[0]["comparison"], "real", "small-cnn", seed))
+    size = meta["size"]  # every classifier of one benchmark run shares it
+    synthetic = synthetic_images(release, held_out_patients(rows), size)
+    every = torch.cat(list(synthetic.values()))
+    covid = _images(manifest, manifest.rows(label="covid", split="train"), size)
     quality, cam_rows = [], []
     for comparison in dict.fromkeys(r["comparison"] for r in runs):
-        model, meta = load_classifier(benchmark / "models" / model_file(comparison, "real", "small-cnn", seed))
-        size = meta["size"]
-        synthetic = synthetic_images(release, held_out_patients(rows), size)
-        every = torch.cat(list(synthetic.values()))
-        covid = torch.from_numpy(
-            np.stack([read_gray(manifest.image_path(r), size) for r in manifest.rows(label="covid", split="train")])
-        ).unsqueeze(1)
+        model, _ = load_classifier(benchmark / "models" / model_file(comparison, "real", "small-cnn", seed))
         real_features, synth_features = penultimate_features(model, covid), penultimate_features(model, every)
         quality.append(
             {
@@ -155,7 +154,7 @@ def _quality_and_cams(benchmark: Path, release: Path, real: Path, cam_path: Path
         model, _ = load_classifier(benchmark / "models" / model_file(comparison, both, "small-cnn", seed))
         negative = comparison.split(" vs ")[0]
         test = [r for r in rows if r["split"] == "test" and r["label"] in (negative, "covid")]
-        images = torch.from_numpy(np.stack([read_gray(manifest.image_path(r), size) for r in test])).unsqueeze(1)
+        images = _images(manifest, test, size)
         truth = np.array([int(r["label"] == "covid") for r in test])
         right = (covid_probability(model, images) >= 0.5).astype(int) == truth
         for label in (1, 0):
@@ -170,20 +169,22 @@ def _quality_and_cams(benchmark: Path, release: Path, real: Path, cam_path: Path
                     )
                 )
     figures = [_cam_figure(cam_rows, cam_path)] if cam_rows else []
-    first, _ = load_classifier(benchmark / "models" / model_file(runs[0]["comparison"], "real", "small-cnn", seed))
     groups = {
         f"real {label}": [r for r in rows if r["label"] == label][:300] for label in ("normal", "pneumonia", "covid")
     }
-    embed = {
-        name: torch.from_numpy(np.stack([read_gray(manifest.image_path(r), size) for r in chosen])).unsqueeze(1)
-        for name, chosen in groups.items()
-        if chosen
-    }
+    embed = {name: _images(manifest, chosen, size) for name, chosen in groups.items() if chosen}
     embed["synthetic"] = every[:300]
     figures.append(
         _umap_figure({n: penultimate_features(first, x) for n, x in embed.items()}, cam_path.with_name("umap.png"))
     )
     return quality, figures
+
+
+def _images(manifest, rows: list[dict[str, Any]], size: int):
+    """The rows' images as a uint8 N×1×size×size tensor."""
+    import torch
+
+    return torch.from_numpy(np.stack([read_gray(manifest.image_path(r), size) for r in rows])).unsqueeze(1)
 
 
 def _umap_figure(features: dict[str, np.ndarray], path: Path) -> Path:
