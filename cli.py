@@ -303,6 +303,9 @@ def benchmark(
     models: Annotated[
         str, typer.Option(help="Comma-separated: small-cnn, vgg16, resnet50, densenet121.")
     ] = "small-cnn",
+    comparisons: Annotated[
+        str, typer.Option(help="Comma-separated: 'normal vs covid', 'pneumonia vs covid'.")
+    ] = "normal vs covid,pneumonia vs covid",
     size: Annotated[int, typer.Option(help="Image size for the classifiers.")] = 64,
     epochs: Annotated[int, typer.Option(help="At most this many epochs (early stopping on validation).")] = 20,
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds; one run each.")] = "0",
@@ -314,6 +317,7 @@ def benchmark(
     with _run() as progress:
         cfg = BenchmarkConfig(
             models=_items(models),
+            comparisons=_items(comparisons),
             size=size,
             epochs=epochs,
             pretrained=pretrained,
@@ -329,12 +333,16 @@ def report(
     release: Annotated[Path, typer.Option(help="The release the benchmark used.")],
     real: Annotated[Path, typer.Option(help="The prepared real data the benchmark used.")],
     out: Annotated[Path, typer.Option(help="Writes OUT/report.md and its PNG figures.")],
+    inception_weights: Annotated[
+        Path | None,
+        typer.Option(help="torchvision Inception-v3 weights as .safetensors: adds FID/KID on its features."),
+    ] = None,
 ) -> None:
     """Write report.md with the metrics tables and figures (class balance, ROC curves, real vs synthetic)."""
     from cxr_dataset.report import write_report
 
     with _run():
-        result = write_report(benchmark, release, real, out)
+        result = write_report(benchmark, release, real, out, inception=inception_weights)
     console.print(f"report: {result.path} ({', '.join(p.name for p in result.figures)})")
 
 

@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from cxr_dataset.audit import held_out_patients
 from cxr_dataset.balance import COMPARISONS, comparison_title, truncate
 from cxr_dataset.errors import ConfigError
 from cxr_dataset.fileio import atomic_open, atomic_write_text
-from cxr_dataset.imaging import read_gray
+from cxr_dataset.imaging import read_gray_batch
 from cxr_dataset.manifest import read_manifest
 from cxr_dataset.metrics import METRIC_NAMES, bootstrap_ci, point_metrics
 from cxr_dataset.progress import ProgressFn, no_progress
@@ -40,6 +41,7 @@ PREDICTIONS_NAME = "predictions.json"  # test labels and P(covid) per run, for R
 @dataclass(frozen=True, kw_only=True)
 class BenchmarkConfig:
     models: tuple[str, ...] = ("small-cnn",)  # torchvision's vgg16/resnet50/densenet121 are slow on a CPU
+    comparisons: tuple[str, ...] = tuple(COMPARISONS)  # 'normal vs covid', 'pneumonia vs covid'
     size: int = 64  # images are resized to size²
     epochs: int = 20  # at most; early stopping on the validation loss
     patience: int = 3  # epochs without validation improvement before stopping
@@ -48,11 +50,15 @@ class BenchmarkConfig:
     seeds: tuple[int, ...] = (0,)  # one run per seed
     pretrained: bool = False  # ImageNet weights (downloads them: off in tests)
     bootstrap: int = 1000  # resamples for the 95% intervals
+    workers: int = 0  # processes decoding images (0: one per core, up to 8)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.models) - set(MODELS))
         if unknown:
             raise ConfigError(f"models must be among {list(MODELS)}, got {unknown}")
+        unknown = sorted(set(self.comparisons) - set(COMPARISONS))
+        if unknown or not self.comparisons:
+            raise ConfigError(f"comparisons must be among {list(COMPARISONS)}, got {unknown or 'none'}")
 
 
 class SmallCNN(nn.Module):
@@ -108,16 +114,19 @@ def run_benchmark(
     manifest = read_manifest(real)
     rows = manifest.rows()
     held = held_out_patients(rows)
-    synthetic = synthetic_images(Path(release), held, cfg.size)
+    workers = cfg.workers or min(os.cpu_count() or 1, 8)
+    synthetic = synthetic_images(Path(release), held, cfg.size, workers)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    # Every real image once, kept on the device: the classifiers train from memory.
+    pixels = _stack(read_gray_batch([manifest.image_path(r) for r in rows], cfg.size, workers)).to(device)
+    synthetic = {config: images.to(device) for config, images in synthetic.items()}
 
     def real_set(labels: tuple[str, ...], split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        chosen = [r for r in rows if r["split"] == split and r["label"] in labels]
-        x = _stack([read_gray(manifest.image_path(r), cfg.size) for r in chosen], cfg.size)
-        return x, torch.tensor([int(r["label"] == "covid") for r in chosen])
+        chosen = [i for i, r in enumerate(rows) if r["split"] == split and r["label"] in labels]
+        return pixels[chosen], torch.tensor([int(rows[i]["label"] == "covid") for i in chosen])
 
     results, predictions = [], []
-    jobs = [(c, m, s) for c in COMPARISONS for m in cfg.models for s in cfg.seeds]
+    jobs = [(c, m, s) for c in cfg.comparisons for m in cfg.models for s in cfg.seeds]
     done, total = 0, len(jobs) * 4
     for comparison, model_name, seed in jobs:
         negative, order = COMPARISONS[comparison]
@@ -206,26 +215,21 @@ def load_classifier(path: Path) -> tuple[nn.Module, dict[str, Any]]:
     return model.eval(), meta
 
 
-def synthetic_images(release: Path, held: dict[str, str], size: int) -> dict[str, torch.Tensor]:
+def synthetic_images(release: Path, held: dict[str, str], size: int, workers: int = 1) -> dict[str, torch.Tensor]:
     """Task config → uint8 N×1×size×size of the release's images, minus those of held-out patients."""
     import pyarrow.parquet as pq
-    from PIL import Image
 
-    out: dict[str, list[np.ndarray]] = {}
+    encoded: dict[str, list[bytes]] = {}
     for path in sorted(release.glob("data/*/*.parquet")):
         for row in pq.read_table(path, columns=["task", "source_patient_id", "image"]).to_pylist():
-            if row["source_patient_id"] in held:
-                continue
-            with Image.open(io.BytesIO(row["image"]["bytes"])) as img:
-                gray = img.convert("L").resize((size, size), Image.Resampling.BICUBIC)
-            out.setdefault(TASK_CONFIG[TASKS[row["task"]]], []).append(np.asarray(gray))
-    return {config: _stack(images, size) for config, images in out.items()}
+            if row["source_patient_id"] not in held:
+                encoded.setdefault(TASK_CONFIG[TASKS[row["task"]]], []).append(row["image"]["bytes"])
+    return {config: _stack(read_gray_batch(data, size, workers)) for config, data in encoded.items()}
 
 
-def _stack(images: list[np.ndarray], size: int) -> torch.Tensor:
-    if not images:
-        return torch.zeros((0, 1, size, size), dtype=torch.uint8)
-    return torch.from_numpy(np.stack(images)).unsqueeze(1)
+def _stack(pixels: np.ndarray) -> torch.Tensor:
+    """N×H×W uint8 → N×1×H×W tensor."""
+    return torch.from_numpy(pixels).unsqueeze(1)
 
 
 def _fit_and_score(model_name, x, y, val, test_x, cfg: BenchmarkConfig, seed: int, device):
@@ -305,7 +309,7 @@ def _write_outputs(
 def seed_layout_table(results: list[dict[str, Any]]) -> str:
     """The seed's layout: per comparison, one row per model, one column per regime: SEN % (FN) and skew."""
     lines = []
-    for comparison in COMPARISONS:
+    for comparison in dict.fromkeys(r["comparison"] for r in results):
         rows = [r for r in results if r["comparison"] == comparison]
         regimes = list(dict.fromkeys(r["regime"] for r in rows))
         lines += [

@@ -5,15 +5,30 @@
 * FID and KID between synthetic and real COVID-19 images, on the penultimate-layer features of that same
   real-only classifier: an extractor that works offline and knows chest X-rays, unlike an ImageNet Inception
   (whose FIDs are not comparable with these).
+* Optionally the same on torchvision Inception-v3 pool features (2,048-d), from weights the user supplies as
+  safetensors (`load_inception`). These are torchvision's ImageNet weights, not the TensorFlow ones of the
+  original FID, so the numbers rank generators but do not match published FIDs.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cxr_dataset.baselines import SmallCNN, normalise, predict_proba
+from cxr_dataset.errors import ConfigError
+
+INCEPTION_SIZE = 299
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+INCEPTION_HOWTO = (
+    "convert torchvision's weights once on a machine with network access: python -c \"import torchvision, "
+    "safetensors.torch as st; st.save_file(torchvision.models.inception_v3(weights='DEFAULT').state_dict(), "
+    "'inception_v3.safetensors')\""
+)
 
 
 def covid_probability(model: nn.Module, images: torch.Tensor) -> np.ndarray:
@@ -31,6 +46,44 @@ def penultimate_features(model: nn.Module, images: torch.Tensor, batch: int = 12
     if not isinstance(model, SmallCNN):
         raise TypeError("features for FID/KID come from the small-cnn classifier")
     return torch.cat([model.features(normalise(b)).mean(dim=(2, 3)) for b in images.split(batch)]).double().numpy()
+
+
+def load_inception(path: Path) -> nn.Module:
+    """torchvision's Inception-v3 with the weights in a safetensors file, its classifier removed (2,048-d out).
+
+    Only safetensors is read (never a pickle); the auxiliary classifier's weights, if present, are ignored.
+    """
+    import torchvision
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    try:
+        state = load_file(path)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ConfigError(f"{path}: not a readable safetensors file ({e}); {INCEPTION_HOWTO}") from None
+    state = {k: v for k, v in state.items() if not k.startswith("AuxLogits.")}
+    net = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False, transform_input=True)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as e:
+        raise ConfigError(f"{path}: not torchvision Inception-v3 weights: {str(e).splitlines()[1].strip()}") from None
+    net.fc = nn.Identity()
+    return net.eval()
+
+
+@torch.inference_mode()
+def inception_features(net: nn.Module, images: torch.Tensor, batch: int = 32) -> np.ndarray:
+    """Pool features (N×2,048) of uint8 N×1×H×W images, resized to 299² and shown as RGB like ImageNet."""
+    device = next(net.parameters()).device
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+    parts = []
+    for chunk in images.split(batch):
+        x = chunk.to(device).float().div(255).expand(-1, 3, -1, -1)
+        x = F.interpolate(x, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear", align_corners=False)
+        parts.append(net((x - mean) / std).double().cpu())
+    return torch.cat(parts).numpy()
 
 
 def fid(a: np.ndarray, b: np.ndarray) -> float:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -47,13 +50,28 @@ def encode_png(pixels: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def read_gray(path: Path, size: int | None = None) -> np.ndarray:
-    """Read an image file as a 2-D uint8 array, resized (bicubic) to `size`² when given."""
-    with Image.open(path) as img:
+def read_gray(source: Path | bytes, size: int | None = None) -> np.ndarray:
+    """Read an image file (or its bytes) as a 2-D uint8 array, resized (bicubic) to `size`² when given."""
+    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
         gray = img.convert("L")
         if size is not None and gray.size != (size, size):
             gray = gray.resize((size, size), Image.Resampling.BICUBIC)
         return np.asarray(gray)
+
+
+def read_gray_batch(sources: Sequence[Path | bytes], size: int, workers: int = 1) -> np.ndarray:
+    """`read_gray` over many images into one uint8 N×size×size array, decoding in `workers` processes."""
+    out = np.zeros((len(sources), size, size), dtype=np.uint8)
+    read = partial(read_gray, size=size)
+    if workers > 1 and len(sources) > 64:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            pixels = pool.map(read, sources, chunksize=max(16, len(sources) // (8 * workers)))
+            for i, image in enumerate(pixels):
+                out[i] = image
+    else:
+        for i, source in enumerate(sources):
+            out[i] = read(source)
+    return out
 
 
 def decode_gray(data: bytes) -> np.ndarray:

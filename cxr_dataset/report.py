@@ -19,7 +19,7 @@ from cxr_dataset.balance import comparison_title
 from cxr_dataset.baselines import METRICS_NAME, PREDICTIONS_NAME, seed_layout_table
 from cxr_dataset.errors import ReleaseError
 from cxr_dataset.fileio import atomic_write_text
-from cxr_dataset.imaging import read_gray
+from cxr_dataset.imaging import read_gray, read_gray_batch
 from cxr_dataset.manifest import read_manifest
 from cxr_dataset.metrics import METRIC_NAMES
 
@@ -32,8 +32,11 @@ class ReportResult:
     figures: list[Path]
 
 
-def write_report(benchmark: Path, release: Path, real: Path, out: Path, *, samples: int = 4) -> ReportResult:
-    """Write `out/report.md` and its figures."""
+def write_report(
+    benchmark: Path, release: Path, real: Path, out: Path, *, samples: int = 4, inception: Path | None = None
+) -> ReportResult:
+    """Write `out/report.md` and its figures; `inception` (torchvision Inception-v3 weights as safetensors)
+    adds FID/KID on its features."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -51,7 +54,7 @@ def write_report(benchmark: Path, release: Path, real: Path, out: Path, *, sampl
         _roc_figure(predictions, out / "roc.png"),
         _sample_grid(Path(release), Path(real), out / "samples.png", samples),
     ]
-    quality, cam = _quality_and_cams(Path(benchmark), Path(release), Path(real), out / "cam.png", results)
+    quality, cam = _quality_and_cams(Path(benchmark), Path(release), Path(real), out / "cam.png", results, inception)
     figures += cam
     atomic_write_text(out / "report.md", _markdown(results, figures, quality))
     return ReportResult(out / "report.md", figures)
@@ -118,14 +121,24 @@ def _sample_grid(release: Path, real: Path, path: Path, n: int) -> Path:
     return _save(fig, path)
 
 
-def _quality_and_cams(benchmark: Path, release: Path, real: Path, cam_path: Path, results):
-    """Quality rows per comparison from its real-only small-cnn (judged-COVID share, FID, KID), and a Grad-CAM
-    grid from the model trained with both generators' images. Empty when no small-cnn was benchmarked."""
+def _quality_and_cams(benchmark: Path, release: Path, real: Path, cam_path: Path, results, inception: Path | None):
+    """Quality rows per comparison from its real-only small-cnn (judged-COVID share, FID, KID; with `inception`
+    also on Inception-v3 features), and a Grad-CAM grid from the model trained with both generators' images.
+    Empty when no small-cnn was benchmarked."""
     import torch
 
     from cxr_dataset.audit import held_out_patients
     from cxr_dataset.baselines import load_classifier, model_file, synthetic_images
-    from cxr_dataset.explain import cam_maps, covid_probability, fid, judged_covid_share, kid, penultimate_features
+    from cxr_dataset.explain import (
+        cam_maps,
+        covid_probability,
+        fid,
+        inception_features,
+        judged_covid_share,
+        kid,
+        load_inception,
+        penultimate_features,
+    )
 
     runs = [r for r in results if r["model"] == "small-cnn"]
     if not runs:
@@ -138,6 +151,14 @@ def _quality_and_cams(benchmark: Path, release: Path, real: Path, cam_path: Path
     synthetic = synthetic_images(release, held_out_patients(rows), size)
     every = torch.cat(list(synthetic.values()))
     covid = _images(manifest, manifest.rows(label="covid", split="train"), size)
+    on_inception = {}
+    if inception is not None:
+        net = load_inception(inception)
+        real_features, synth_features = inception_features(net, covid), inception_features(net, every)
+        on_inception = {
+            "FID (Inception)": fid(real_features, synth_features),
+            "KID (Inception)": kid(real_features, synth_features),
+        }
     quality, cam_rows = [], []
     for comparison in dict.fromkeys(r["comparison"] for r in runs):
         model, _ = load_classifier(benchmark / "models" / model_file(comparison, "real", "small-cnn", seed))
@@ -148,6 +169,7 @@ def _quality_and_cams(benchmark: Path, release: Path, real: Path, cam_path: Path
                 **{f"judged covid ({c})": judged_covid_share(model, x) for c, x in synthetic.items()},
                 "FID": fid(real_features, synth_features),
                 "KID": kid(real_features, synth_features),
+                **on_inception,
             }
         )
         both = [r["regime"] for r in runs if r["comparison"] == comparison][2]  # real + both generators
@@ -184,7 +206,7 @@ def _images(manifest, rows: list[dict[str, Any]], size: int):
     """The rows' images as a uint8 N×1×size×size tensor."""
     import torch
 
-    return torch.from_numpy(np.stack([read_gray(manifest.image_path(r), size) for r in rows])).unsqueeze(1)
+    return torch.from_numpy(read_gray_batch([manifest.image_path(r) for r in rows], size)).unsqueeze(1)
 
 
 def _umap_figure(features: dict[str, np.ndarray], path: Path) -> Path:
@@ -251,7 +273,8 @@ def _markdown(results: list[dict[str, Any]], figures: list[Path], quality: list[
             "",
             "Judged by the small CNN trained on real images only: the share of synthetic images it calls "
             "COVID-19, and FID/KID between synthetic and real COVID-19 training images on its penultimate "
-            "features (not comparable with ImageNet-Inception FIDs).",
+            "features (not comparable with ImageNet-Inception FIDs). Where given, the Inception columns use "
+            "torchvision's Inception-v3 pool features of the same images.",
             "",
             "| comparison | " + " | ".join(names) + " |",
             "|---|" + "---|" * len(names),

@@ -21,7 +21,7 @@ import torch
 
 from cxr_dataset.errors import ConfigError
 from cxr_dataset.fileio import atomic_write_bytes, atomic_write_text
-from cxr_dataset.imaging import encode_png, read_gray
+from cxr_dataset.imaging import encode_png, read_gray_batch
 from cxr_dataset.manifest import Manifest, read_manifest
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.schema import SYNTHETIC_LABEL, TASK_SOURCE_CLASS
@@ -62,7 +62,7 @@ def load_domain(manifest: Manifest, label: str, size: int, device: torch.device)
     rows = manifest.rows(label=label, split="train")
     if not rows:
         raise ConfigError(f"{manifest.root}: no training images of class {label!r}; check `cxrds prepare` sources")
-    pixels = np.stack([read_gray(manifest.image_path(r), size) for r in rows])
+    pixels = read_gray_batch([manifest.image_path(r) for r in rows], size)
     return torch.from_numpy(pixels).unsqueeze(1).to(device)
 
 

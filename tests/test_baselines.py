@@ -89,3 +89,50 @@ def test_report_includes_grad_cam_and_synthetic_quality(benchmarked, release, pr
     assert {"cam.png", "umap.png"} <= {p.name for p in result.figures}
     text = result.path.read_text()
     assert "## Synthetic image quality" in text and "| FID | KID |" in text
+
+
+@pytest.fixture(scope="module")
+def inception_weights(tmp_path_factory):
+    """torchvision's Inception-v3 with freshly initialised weights, saved the way the docs tell users to."""
+    import torch
+    import torchvision
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("inception") / "inception_v3.safetensors"
+    save_file(torchvision.models.inception_v3(weights=None, init_weights=True).state_dict(), path)
+    return path
+
+
+def test_inception_features_from_user_weights(inception_weights):
+    import torch
+
+    from cxr_dataset.explain import fid, inception_features, load_inception
+
+    net = load_inception(inception_weights)
+    images = torch.randint(0, 256, (6, 1, 64, 64), dtype=torch.uint8)
+    features = inception_features(net, images, batch=4)
+    assert features.shape == (6, 2048) and np.isfinite(features).all()
+    assert features.std(axis=0).max() > 0  # the images are told apart
+    assert fid(features, features) == pytest.approx(0, abs=1e-6)
+
+
+def test_inception_refuses_pickles_and_other_weights(inception_weights, benchmarked, tmp_path):
+    import torch
+
+    from cxr_dataset.explain import load_inception
+
+    pickled = tmp_path / "inception.pth"
+    torch.save({"w": torch.zeros(2)}, pickled)
+    with pytest.raises(ConfigError, match="inception.pth: not a readable safetensors file"):
+        load_inception(pickled)
+    other = next((benchmarked[0] / "models").glob("*.safetensors"))
+    with pytest.raises(ConfigError, match="not torchvision Inception-v3 weights"):
+        load_inception(other)
+
+
+def test_report_adds_inception_fid_when_given_weights(benchmarked, release, prepared, inception_weights, tmp_path):
+    from cxr_dataset.report import write_report
+
+    text = write_report(benchmarked[0], release, prepared, tmp_path, inception=inception_weights).path.read_text()
+    assert "FID (Inception) | KID (Inception) |" in text

@@ -49,3 +49,18 @@ def test_phantom_bad_spec_is_refused_with_the_syntax(spec):
 def test_phantom_size_out_of_range_is_refused():
     with pytest.raises(SourceError, match="size 32 out of range"):
         render_phantom("normal", 32, seed=0, patient=0, image=0)
+
+
+def test_phantom_strength_scales_the_findings_and_travels_in_the_origin():
+    lower, lateral = slice(70, 100), slice(10, 35)
+    faint = PhantomSource.from_spec("covid:3,per_patient:1,strength:0.25")
+    full = PhantomSource.from_spec("covid:3,per_patient:1")
+    assert faint.records()[0].origin.endswith(":0.25") and full.records()[0].origin.count(":") == 4
+    clear = PhantomSource.from_spec("covid:3,per_patient:1,strength:0")  # the same patients without findings
+    zone = {
+        name: np.mean([src.load(r, 128)[lower, lateral].mean() for r in src.records()])
+        for name, src in (("clear", clear), ("faint", faint), ("full", full))
+    }
+    assert zone["full"] - zone["clear"] > 2 * (zone["faint"] - zone["clear"]) > 0
+    with pytest.raises(SourceError, match="strength"):
+        PhantomSource.from_spec("covid:3,strength:-1")
