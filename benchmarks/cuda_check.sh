@@ -6,6 +6,7 @@
 #     bash benchmarks/cuda_check.sh WORKDIR [NORMALS] [SIZE]
 #
 # NORMALS phantom normal images (default 3000; 70% are translated), SIZE pixels (default 256).
+# SKIP_GENERATOR_BENCHMARK=1 leaves out the first step (when re-running after it has been measured).
 set -euo pipefail
 work=${1:?usage: cuda_check.sh WORKDIR [NORMALS] [SIZE]}
 normals=${2:-3000}
@@ -18,8 +19,10 @@ took() { "$python" -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[
 
 "$python" -c "import torch; print('torch', torch.__version__, '|', torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA')"
 
-echo "== generator throughput (benchmarks/generator.py)"
-"$python" benchmarks/generator.py --sizes 128 "$size"
+if [[ -z ${SKIP_GENERATOR_BENCHMARK:-} ]]; then
+    echo "== generator throughput (benchmarks/generator.py)"
+    "$python" benchmarks/generator.py --sizes 128 "$size"
+fi
 
 echo "== prepare: phantom normal:$normals,covid:$((normals / 4)) at ${size}²"
 t=$(stamp)

@@ -87,15 +87,17 @@ def inception_features(net: nn.Module, images: torch.Tensor, batch: int = 32) ->
 
 
 def fid(a: np.ndarray, b: np.ndarray) -> float:
-    """Fréchet distance between Gaussians fitted to two feature sets."""
-    from scipy import linalg
+    """Fréchet distance between Gaussians fitted to two feature sets.
 
+    tr √(Σa Σb) is taken as Σ √λ of the symmetric PSD matrix √Σa Σb √Σa (eigendecompositions only), which
+    stays finite and non-negative when there are fewer images than features and the covariances are singular.
+    """
     mu_a, mu_b = a.mean(0), b.mean(0)
-    # A small ridge keeps the product's square root defined when there are fewer images than features.
-    ridge = 1e-6 * np.eye(a.shape[1])
-    cov_a, cov_b = np.cov(a, rowvar=False) + ridge, np.cov(b, rowvar=False) + ridge
-    root = linalg.sqrtm(cov_a @ cov_b)
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * np.real(root)))
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    values, vectors = np.linalg.eigh(cov_a)
+    root_a = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    cross = np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ cov_b @ root_a), 0, None)).sum()
+    return float(max(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * cross, 0.0))
 
 
 def kid(a: np.ndarray, b: np.ndarray, *, subsets: int = 20, size: int = 100, seed: int = 0) -> float:

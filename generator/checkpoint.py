@@ -133,6 +133,12 @@ def optimizer_from_tensors(
             index, key = name[len(prefix) + 1 :].split(".", 1)
             state.setdefault(int(index), {})[key] = value
     opt.load_state_dict({"state": state, "param_groups": param_groups})
+    # Safetensors stores dense row-major tensors; fused Adam needs each moment laid out like its parameter
+    # (channels_last on CUDA), so copy them back into that layout.
+    for param, moments in opt.state.items():
+        for key, value in moments.items():
+            if value.shape == param.shape and value.stride() != param.stride():
+                moments[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 def _list(folder: Path) -> list[Path]:

@@ -133,3 +133,30 @@ def test_train_killed_with_sigkill_and_resumed_matches_an_uninterrupted_run(prep
     resumed = train(prepared, "normal2covid", tmp_path / "b", cfg, resume=True)
     assert resumed.steps == uninterrupted.steps
     assert _losses_by_step(tmp_path / "b") == _losses_by_step(tmp_path / "a")
+
+
+def test_optimizer_moments_come_back_in_the_layout_of_channels_last_parameters():
+    """Safetensors returns dense row-major tensors; fused Adam (as on CUDA) refuses moments whose strides
+    differ from their parameter's."""
+    from generator.checkpoint import optimizer_from_tensors, optimizer_to_tensors
+
+    def conv_and_adam():
+        torch.manual_seed(0)
+        conv = torch.nn.Conv2d(2, 4, 3).to(memory_format=torch.channels_last)
+        return conv, torch.optim.Adam(conv.parameters(), fused=True)
+
+    def step(conv, opt):
+        x = torch.ones(2, 2, 8, 8).contiguous(memory_format=torch.channels_last)
+        conv(x).square().mean().backward()
+        opt.step()
+
+    conv, opt = conv_and_adam()
+    step(conv, opt)
+    tensors, groups = optimizer_to_tensors(opt, "optim")
+    dense = {k: v.contiguous() for k, v in tensors.items()}  # what a safetensors round trip gives back
+    fresh, fresh_opt = conv_and_adam()
+    optimizer_from_tensors(fresh_opt, dense, "optim", groups)
+    assert all(
+        m.stride() == p.stride() for p, st in fresh_opt.state.items() for m in st.values() if m.shape == p.shape
+    )
+    step(fresh, fresh_opt)  # raises without the re-layout
