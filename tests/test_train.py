@@ -156,7 +156,5 @@ def test_optimizer_moments_come_back_in_the_layout_of_channels_last_parameters()
     dense = {k: v.contiguous() for k, v in tensors.items()}  # what a safetensors round trip gives back
     fresh, fresh_opt = conv_and_adam()
     optimizer_from_tensors(fresh_opt, dense, "optim", groups)
-    assert all(
-        m.stride() == p.stride() for p, st in fresh_opt.state.items() for m in st.values() if m.shape == p.shape
-    )
+    assert all(m.stride() == p.stride() for p, st in fresh_opt.state.items() for m in st.values() if m.shape == p.shape)
     step(fresh, fresh_opt)  # raises without the re-layout
