@@ -15,9 +15,10 @@ METRIC_NAMES = ("sensitivity", "specificity", "precision", "f1", "roc_auc", "ave
 
 
 def point_metrics(y_true: np.ndarray, p_covid: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    """All metrics at one threshold on the COVID-19 probability; undefined ones (one class only) are NaN."""
-    from sklearn.metrics import average_precision_score, brier_score_loss, cohen_kappa_score, roc_auc_score
+    """All metrics at one threshold on the COVID-19 probability; undefined ones (one class only) are NaN.
 
+    Plain numpy (the bootstrap calls this a thousand times per run); tested against scikit-learn.
+    """
     y_true = np.asarray(y_true, dtype=int)
     p_covid = np.asarray(p_covid, dtype=float)
     y_pred = (p_covid >= threshold).astype(int)
@@ -25,18 +26,34 @@ def point_metrics(y_true: np.ndarray, p_covid: np.ndarray, threshold: float = 0.
     tn = int(((y_pred == 0) & (y_true == 0)).sum())
     fp = int(((y_pred == 1) & (y_true == 0)).sum())
     fn = int(((y_pred == 0) & (y_true == 1)).sum())
-    both = 0 < y_true.sum() < len(y_true)
+    n = len(y_true)
+    both = 0 < y_true.sum() < n
+    auc, ap = _ranking_metrics(y_true, p_covid) if both else (float("nan"), float("nan"))
+    chance = ((tp + fp) * (tp + fn) + (fn + tn) * (fp + tn)) / n**2 if n else float("nan")
     out = {
         "sensitivity": _ratio(tp, tp + fn),
         "specificity": _ratio(tn, tn + fp),
         "precision": _ratio(tp, tp + fp),
         "f1": _ratio(2 * tp, 2 * tp + fp + fn),
-        "roc_auc": float(roc_auc_score(y_true, p_covid)) if both else float("nan"),
-        "average_precision": float(average_precision_score(y_true, p_covid)) if both else float("nan"),
-        "kappa": float(cohen_kappa_score(y_true, y_pred)) if both else float("nan"),
-        "brier": float(brier_score_loss(y_true, p_covid)),
+        "roc_auc": auc,
+        "average_precision": ap,
+        "kappa": _ratio((tp + tn) / n - chance, 1 - chance) if both else float("nan"),
+        "brier": float(np.mean((p_covid - y_true) ** 2)),
     }
     return out | {"tp": tp, "tn": tn, "fp": fp, "fn": fn}
+
+
+def _ranking_metrics(y_true: np.ndarray, score: np.ndarray) -> tuple[float, float]:
+    """ROC AUC (trapezoids, ties as one step) and average precision (Σ ΔR·P), as scikit-learn defines them."""
+    order = np.argsort(-score, kind="mergesort")
+    ranked, truth = score[order], y_true[order]
+    ends = np.r_[np.nonzero(np.diff(ranked))[0], len(ranked) - 1]  # last index of each distinct score
+    tps = np.cumsum(truth)[ends]
+    fps = ends + 1 - tps
+    tpr, fpr = np.r_[0, tps] / tps[-1], np.r_[0, fps] / fps[-1]
+    auc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+    ap = float(np.sum(np.diff(tpr) * tps / (tps + fps)))
+    return auc, ap
 
 
 def bootstrap_ci(
@@ -67,5 +84,5 @@ def _interval(values: np.ndarray) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def _ratio(num: int, den: int) -> float:
+def _ratio(num: float, den: float) -> float:
     return num / den if den else float("nan")

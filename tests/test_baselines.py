@@ -136,3 +136,17 @@ def test_report_adds_inception_fid_when_given_weights(benchmarked, release, prep
 
     text = write_report(benchmarked[0], release, prepared, tmp_path, inception=inception_weights).path.read_text()
     assert "FID (Inception) | KID (Inception) |" in text
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_metrics_equal_scikit_learn_with_ties(seed):
+    from sklearn.metrics import average_precision_score, brier_score_loss, cohen_kappa_score, roc_auc_score
+
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, 300)
+    p = np.round(np.clip(0.3 * y + rng.normal(0.35, 0.25, 300), 0, 1), 1)  # coarse: many tied scores
+    m = point_metrics(y, p)
+    assert m["roc_auc"] == pytest.approx(roc_auc_score(y, p))
+    assert m["average_precision"] == pytest.approx(average_precision_score(y, p))
+    assert m["kappa"] == pytest.approx(cohen_kappa_score(y, (p >= 0.5).astype(int)))
+    assert m["brier"] == pytest.approx(brier_score_loss(y, p))
