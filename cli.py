@@ -310,6 +310,7 @@ def benchmark(
     epochs: Annotated[int, typer.Option(help="At most this many epochs (early stopping on validation).")] = 20,
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds; one run each.")] = "0",
     pretrained: Annotated[bool, typer.Option(help="ImageNet weights for torchvision models (downloads).")] = False,
+    workers: Annotated[int, typer.Option(help="Processes decoding images (0: one per core, up to 8).")] = 0,
 ) -> None:
     """Train baseline classifiers on each regime (real, + G_NC, + both, synthetic only); score on real test images."""
     from cxr_dataset.baselines import BenchmarkConfig, run_benchmark
@@ -322,6 +323,7 @@ def benchmark(
             epochs=epochs,
             pretrained=pretrained,
             seeds=tuple(int(s) for s in _items(seeds)),
+            workers=workers,
         )
         run_benchmark(release, real, out, cfg, progress=progress)
     console.print((out / "table.md").read_text())

@@ -59,6 +59,8 @@ class BenchmarkConfig:
         unknown = sorted(set(self.comparisons) - set(COMPARISONS))
         if unknown or not self.comparisons:
             raise ConfigError(f"comparisons must be among {list(COMPARISONS)}, got {unknown or 'none'}")
+        if self.workers < 0:
+            raise ConfigError(f"workers must be >= 0 (0: one per core), got {self.workers}")
 
 
 class SmallCNN(nn.Module):

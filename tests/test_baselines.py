@@ -54,9 +54,13 @@ def test_benchmark_runs_every_comparison_and_regime_on_real_test_images(benchmar
     assert "| small-cnn |" in (tmp_path / "table.md").read_text()
 
 
-def test_benchmark_unknown_model_is_refused():
+def test_benchmark_unknown_model_comparison_or_workers_is_refused():
     with pytest.raises(ConfigError, match="models must be among"):
         BenchmarkConfig(models=("alexnet",))
+    with pytest.raises(ConfigError, match="comparisons must be among"):
+        BenchmarkConfig(comparisons=("normal vs pneumonia",))
+    with pytest.raises(ConfigError, match="workers must be >= 0"):
+        BenchmarkConfig(workers=-1)
 
 
 def test_report_writes_readable_figures_and_the_tables(benchmarked, release, prepared, tmp_path):
