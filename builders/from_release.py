@@ -7,7 +7,7 @@ from typing import Any
 
 from cxr_dataset import __version__
 from cxr_dataset.fileio import atomic_write_bytes, sha256_bytes
-from cxr_dataset.imaging import decode_gray, encode_png
+from cxr_dataset.imaging import encode_png, read_gray
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.schema import SYNTHETIC_LABEL, TASK_SOURCE_CLASS, make_key
 from cxr_dataset.sources.release import check_release_zip, iter_release_images, release_zips
@@ -27,7 +27,7 @@ def rows_from_release(
         asset, members, md5 = check_release_zip(path, strict=strict)
         metas.append({"task": asset.task, "release_asset": path.name, "release_md5": md5})
         for i, (member, data) in enumerate(iter_release_images(path, members), 1):
-            pixels = decode_gray(data)  # the release's JPEGs are RGB with near-equal channels
+            pixels = read_gray(data)  # the release's JPEGs are RGB with near-equal channels
             png = encode_png(pixels)
             key = make_key(asset.config, "v0-1", str(member.number))
             atomic_write_bytes(workdir / f"{key}.png", png)

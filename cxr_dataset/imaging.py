@@ -72,9 +72,3 @@ def read_gray_batch(sources: Sequence[Path | bytes], size: int, workers: int = 1
         for i, source in enumerate(sources):
             out[i] = read(source)
     return out
-
-
-def decode_gray(data: bytes) -> np.ndarray:
-    """Decode image bytes to a 2-D uint8 array (converting to grayscale if needed)."""
-    with Image.open(io.BytesIO(data)) as img:
-        return np.asarray(img.convert("L"))

@@ -20,7 +20,7 @@ from PIL import Image
 from cxr_dataset import __version__
 from cxr_dataset.errors import ConfigError
 from cxr_dataset.fileio import atomic_write_bytes, sha256_bytes
-from cxr_dataset.imaging import decode_gray, encode_png, read_gray
+from cxr_dataset.imaging import encode_png, read_gray
 from cxr_dataset.manifest import read_manifest
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.schema import PROVENANCE_FIELDS, PROVENANCE_NAME, TASK_CONFIG, TASK_SOURCE_CLASS, make_key
@@ -163,7 +163,7 @@ def seed_output_quirk(image: np.ndarray) -> np.ndarray:
         image = np.round((image.astype(np.float64) - lo) * (255.0 / (hi - lo))).astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(image, mode="L").save(buf, format="JPEG", quality=75)
-    return decode_gray(buf.getvalue())
+    return read_gray(buf.getvalue())
 
 
 def _encoder_pool(workers: int):

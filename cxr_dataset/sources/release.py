@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from cxr_dataset.errors import SourceError
-from cxr_dataset.imaging import decode_gray
+from cxr_dataset.imaging import read_gray
 from cxr_dataset.schema import make_key
 from cxr_dataset.sources.base import SourceImage
 
@@ -169,6 +169,6 @@ class ReleaseSource:
     def load(self, record: SourceImage, size: int) -> np.ndarray:
         zip_path, _, member = record.origin.partition("::")
         try:
-            return decode_gray(_open_zip(zip_path).read(member))
+            return read_gray(_open_zip(zip_path).read(member))
         except (OSError, KeyError, zipfile.BadZipFile) as e:
             raise SourceError(f"{zip_path}: member {member} unreadable ({e})") from None
