@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -31,6 +33,7 @@ SOURCE_HELP = (
     "(covid-chestxray-dataset folder); rsna (RSNA challenge folder, DICOM or JPG); "
     "folder (ROOT/<class>/*.png|jpg|dcm); release (the seed's G_NC.zip/G_PC.zip or their folder)."
 )
+PRECISION_HELP = "auto (bf16 where the device has it natively, else fp32), bf16 or fp32; runs record the resolved one."
 
 
 @app.callback()
@@ -56,13 +59,18 @@ def _run() -> Iterator[ProgressFn]:
                 tasks[stage] = bar.add_task(stage, total=total, info="")
             bar.update(tasks[stage], completed=done, total=total, info=info)
 
+        def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+            bar.console.print(f"[yellow]warning:[/yellow] {escape(str(message))}", soft_wrap=True)
+
         try:
-            yield report
+            with warnings.catch_warnings():
+                warnings.showwarning = show_warning
+                yield report
         except CxrdsError as e:
             if _debug["on"]:
                 raise
             bar.stop()
-            console.print(f"[red]error:[/red] {e}", soft_wrap=True)
+            console.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
             raise typer.Exit(1) from None
 
 
@@ -150,7 +158,7 @@ def train(
     epochs_decay: Annotated[int | None, typer.Option(help="Further epochs of linear decay.")] = None,
     size: Annotated[int | None, typer.Option(help="Training resolution (keeps the preset's load/crop ratio).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per domain per step.")] = None,
-    precision: Annotated[str | None, typer.Option(help="bf16 or fp32.")] = None,
+    precision: Annotated[str | None, typer.Option(help=PRECISION_HELP)] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of weights, order, crops, flips, pool.")] = None,
     compile: Annotated[bool, typer.Option(help="torch.compile the networks (CUDA; slow to start).")] = False,
     resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint in OUT (same config).")] = False,
@@ -192,7 +200,7 @@ def translate(
     checkpoint: Annotated[Path, typer.Option(help="A run folder (latest checkpoint) or a checkpoint .json.")],
     out: Annotated[Path, typer.Option(help="Writes OUT/images/*.png and OUT/provenance.parquet.")],
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 16,
-    precision: Annotated[str, typer.Option(help="bf16 or fp32.")] = "bf16",
+    precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "auto",
     seed_quirk: Annotated[bool, typer.Option(help="The seed's output: per-image min-max rescale + JPEG.")] = False,
     encode_workers: Annotated[int, typer.Option(help="Processes encoding PNGs beside the generator.")] = 2,
 ) -> None:

@@ -58,6 +58,7 @@ def fake_synthetic(root: Path, n: int, size: int) -> list[Path]:
                     "preset": "tiny",
                     "code_version": "bench",
                     "seed": 0,
+                    "precision": "fp32",
                     "sha256": sha256_bytes(data),
                     "width": size,
                     "height": size,

@@ -23,9 +23,10 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).re
 import torch  # noqa: E402
 
 from generator.config import TrainConfig, load_preset  # noqa: E402
-from generator.cyclegan import CycleGAN, ImagePool, autocast, train_step  # noqa: E402
+from generator.cyclegan import CycleGAN, ImagePool, train_step  # noqa: E402
 from generator.distributed import DistInfo  # noqa: E402
 from generator.networks import build_generator  # noqa: E402
+from generator.precision import autocast  # noqa: E402
 from generator.train import seeded  # noqa: E402
 
 RELEASE_IMAGES = 21_295

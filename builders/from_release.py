@@ -47,6 +47,7 @@ def rows_from_release(
                     "preset": RELEASE_PRESET,
                     "code_version": __version__,
                     "seed": UNKNOWN_SEED,
+                    "precision": "",  # the seed's Keras run does not say
                     "sha256": sha256_bytes(png),
                     "width": pixels.shape[1],
                     "height": pixels.shape[0],

@@ -98,6 +98,7 @@ _CATALOGUE: dict[str, Field] = {
         Field("preset", "string", "Generator preset the config was resolved from."),
         Field("code_version", "string", "cxrds version that made the image."),
         Field("seed", "int64", "Seed of the run that made the image."),
+        Field("precision", "string", "Arithmetic of the generator's forward pass: bf16 or fp32 (empty: unknown)."),
     )
 }
 
@@ -115,6 +116,7 @@ _PROVENANCE_NAMES = (
     "preset",
     "code_version",
     "seed",
+    "precision",
     "sha256",
     "width",
     "height",

@@ -22,6 +22,10 @@ from cxr_dataset.errors import ConfigError
 
 T = TypeVar("T")
 
+PRECISIONS = ("auto", "bf16", "fp32")  # auto: bf16 where the device runs it natively, else fp32 (generator.precision)
+# Keys a resumed run may change: the schedule's length and bookkeeping that does not touch the numerics.
+RESUMABLE_CHANGES = frozenset({"epochs", "epochs_decay", "log_every", "save_every", "sample_every", "keep_last"})
+
 
 class Preset(enum.StrEnum):
     """Named starting points: `cyclegan` (reference), `paper` (the seed's Keras setup), `tiny` (demo, tests)."""
@@ -69,7 +73,7 @@ class TrainConfig:
     load_size: int = 286  # images are resized to this, then randomly cropped ...
     crop_size: int = 256  # ... to this, the training resolution
     flip: bool = True  # random horizontal flips
-    precision: str = "bf16"  # "bf16" autocast (CPU and CUDA) or "fp32"
+    precision: str = "auto"  # "bf16" autocast, "fp32", or "auto" (bf16 where native); runs record the resolved one
     compile: bool = False  # torch.compile the networks (CUDA; slow to start)
     seed: int = 0  # fixes initial weights, data order, crops, flips and the image pool
     log_every: int = 10  # steps between JSONL log lines
@@ -78,13 +82,16 @@ class TrainConfig:
     keep_last: int = 3  # checkpoints kept in RUN/checkpoints
 
     def __post_init__(self) -> None:
-        _one_of("precision", self.precision, ("bf16", "fp32"))
+        _one_of("precision", self.precision, PRECISIONS)
         _one_of("preset", self.preset, [p.value for p in Preset])
         if not 0 < self.crop_size <= self.load_size:
             raise ConfigError(f"crop_size must be in 1..load_size ({self.load_size}), got {self.crop_size}")
         for name in ("epochs", "batch_size", "log_every", "keep_last"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("epochs_decay", "save_every", "sample_every", "pool_size"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
 
     @property
     def total_epochs(self) -> int:
@@ -104,6 +111,24 @@ class TrainConfig:
     def sha256(self) -> str:
         """Hash of the canonical JSON of the resolved config."""
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def config_differences(old: TrainConfig, new: TrainConfig) -> list[str]:
+    """Dotted names of the keys whose values differ, e.g. ['batch_size', 'model.ngf']."""
+    before, after = flat(old), flat(new)
+    return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+
+
+def flat(cfg: TrainConfig) -> dict[str, Any]:
+    """The config as one level of dotted keys: {'lr': 0.0002, 'model.ngf': 64, ...}."""
+
+    def walk(data: dict[str, Any], prefix: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(walk(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+        return out
+
+    return walk(cfg.to_dict(), "")
 
 
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:

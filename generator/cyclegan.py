@@ -8,7 +8,6 @@ identity L1 (Zhu et al. 2017, eqs. 1-3).
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -17,6 +16,7 @@ from torch import nn
 
 from generator.config import ModelConfig, TrainConfig
 from generator.networks import build_discriminator, build_generator
+from generator.precision import autocast
 
 NET_NAMES = ("G_A", "G_B", "D_A", "D_B")
 LOSS_NAMES = ("G_A", "G_B", "cycle_A", "cycle_B", "idt_A", "idt_B", "D_A", "D_B")
@@ -87,12 +87,6 @@ def _unwrapped(net: nn.Module) -> nn.Module:
 def _lsgan(scores: torch.Tensor, target_real: bool) -> torch.Tensor:
     scores = scores.float()
     return F.mse_loss(scores, torch.full_like(scores, 1.0 if target_real else 0.0))
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def train_step(

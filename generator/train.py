@@ -10,9 +10,11 @@ uint8 tensors on the training device and augmented there: no loader workers are 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,15 +29,17 @@ from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.schema import SYNTHETIC_LABEL, TASK_SOURCE_CLASS
 from generator import distributed
 from generator.checkpoint import (
+    Checkpoint,
     load_checkpoint,
     load_into,
     optimizer_from_tensors,
     optimizer_to_tensors,
     save_checkpoint,
 )
-from generator.config import TrainConfig
-from generator.cyclegan import NET_NAMES, CycleGAN, DDPNets, ImagePool, autocast, train_step
+from generator.config import RESUMABLE_CHANGES, TrainConfig, config_differences, flat
+from generator.cyclegan import NET_NAMES, CycleGAN, DDPNets, ImagePool, train_step
 from generator.distributed import DistInfo
+from generator.precision import AUTO, autocast, resolve_precision
 
 LOG_NAME = "log.jsonl"
 CONFIG_NAME = "config.json"  # the resolved config, beside the checkpoints
@@ -105,6 +109,14 @@ def train(
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
 
+    has_checkpoints = any((out / "checkpoints").glob("step-*.json"))
+    if has_checkpoints and not resume:
+        raise ConfigError(f"{out} already holds checkpoints; pass --resume to continue, or choose a new --out")
+    ckpt = load_checkpoint(out) if has_checkpoints else None
+    # `auto` on resume keeps the checkpoint's precision, so the run continues exactly as it began.
+    requested = ckpt.config.precision if ckpt is not None and cfg.precision == AUTO else cfg.precision
+    cfg = dataclasses.replace(cfg, precision=resolve_precision(requested, device))
+
     manifest = read_manifest(prepared)
     domain_a = load_domain(manifest, TASK_SOURCE_CLASS[task], cfg.load_size, device)
     domain_b = load_domain(manifest, SYNTHETIC_LABEL, cfg.load_size, device)
@@ -120,11 +132,8 @@ def train(
     pools = (ImagePool(cfg.pool_size), ImagePool(cfg.pool_size))
 
     step = 0
-    has_checkpoints = any((out / "checkpoints").glob("step-*.json"))
-    if resume and has_checkpoints:
-        step = _restore(out, cfg, nets, opt_g, opt_d, pools, device, ddp)
-    elif has_checkpoints:
-        raise ConfigError(f"{out} already holds checkpoints; pass --resume to continue, or choose a new --out")
+    if ckpt is not None:
+        step = _restore(ckpt, cfg, steps_per_epoch, nets, opt_g, opt_d, pools, device, ddp)
     if ddp.is_main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / CONFIG_NAME, json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
@@ -214,12 +223,33 @@ def _save(out, step, task, cfg, nets, opt_g, opt_d, pools, manifest_sha256, ddp:
     ddp.barrier()
 
 
-def _restore(out, cfg, nets, opt_g, opt_d, pools, device, ddp: DistInfo) -> int:
-    ckpt = load_checkpoint(out)
-    if ckpt.config != cfg:
+def _restore(ckpt: Checkpoint, cfg, steps_per_epoch, nets, opt_g, opt_d, pools, device, ddp: DistInfo) -> int:
+    """Load nets, optimizers and this rank's pools; returns the step to continue from.
+
+    Only the schedule's length (and logging/saving cadence) may change: `--epochs N` extends a finished
+    or stopped run, exactly as if planned from the start while no trained epoch's learning rate changes.
+    """
+    changed = config_differences(ckpt.config, cfg)
+    refused = [k for k in changed if k not in RESUMABLE_CHANGES]
+    if refused:
+        old, new = flat(ckpt.config), flat(cfg)
+        detail = ", ".join(f"{k} {old[k]!r} → {new[k]!r}" for k in refused)
         raise ConfigError(
-            f"{ckpt.json_path}: --resume needs the same config; it was trained with {ckpt.config.preset!r} "
-            f"({ckpt.meta['config_sha256'][:12]}…), asked for {cfg.preset!r} ({cfg.sha256()[:12]}…)"
+            f"{ckpt.json_path}: --resume can change only {sorted(RESUMABLE_CHANGES)}; this run changes {detail}. "
+            "Start a new --out to train with another config"
+        )
+    step = int(ckpt.meta["step"])
+    if step > cfg.total_epochs * steps_per_epoch:
+        raise ConfigError(
+            f"{ckpt.json_path}: already trained {step} steps, more than the {cfg.total_epochs} epochs asked for "
+            f"({cfg.total_epochs * steps_per_epoch} steps); ask for more --epochs"
+        )
+    trained_epochs = math.ceil(step / steps_per_epoch)
+    if any(ckpt.config.lr_factor(e) != cfg.lr_factor(e) for e in range(trained_epochs)):
+        warnings.warn(
+            f"{ckpt.json_path}: the new schedule gives some of the {trained_epochs} trained epochs another learning "
+            "rate; the run continues, but not as a run planned this way from the start would have",
+            stacklevel=2,
         )
     if ckpt.meta["world_size"] != ddp.world_size:
         raise ConfigError(
@@ -235,7 +265,7 @@ def _restore(out, cfg, nets, opt_g, opt_d, pools, device, ddp: DistInfo) -> int:
     optimizer_from_tensors(opt_d, tensors, "optim.D", ckpt.meta["param_groups"]["D"])
     for name, pool in zip("AB", pools):
         pool.images = tensors.get(f"pool.{name}.r{ddp.rank}")
-    return int(ckpt.meta["step"])
+    return step
 
 
 @torch.inference_mode()

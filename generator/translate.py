@@ -27,9 +27,9 @@ from cxr_dataset.schema import PROVENANCE_FIELDS, PROVENANCE_NAME, TASK_CONFIG, 
 from cxr_dataset.tables import read_table, write_table
 from generator import distributed
 from generator.checkpoint import load_checkpoint, load_into
-from generator.cyclegan import autocast
 from generator.distributed import DistInfo, rank_slice
 from generator.networks import build_generator
+from generator.precision import AUTO, autocast, resolve_precision
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def translate(
     out: Path,
     *,
     batch_size: int = 16,
-    precision: str = "bf16",
+    precision: str = AUTO,
     split: str = "train",
     seed_quirk: bool = False,
     encode_workers: int = 2,
@@ -54,7 +54,8 @@ def translate(
     """Translate the `split` images of the checkpoint's source class into synthetic COVID-19 images.
 
     `seed_quirk` reproduces the seed's output: each image min-max rescaled to 0-255 and passed through
-    JPEG (quality 75), then stored as PNG like every other image. Under `torchrun` each rank translates
+    JPEG (quality 75), then stored as PNG like every other image. `precision` `auto` runs bf16 where the
+    device has it natively, else fp32; provenance records the one used. Under `torchrun` each rank translates
     every world_size-th image and rank 0 merges the provenance.
 
     Example:
@@ -64,6 +65,7 @@ def translate(
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     ddp = distributed.setup()
     device = ddp.device
+    precision = resolve_precision(precision, device)
     ckpt = load_checkpoint(checkpoint)
     cfg, task = ckpt.config, ckpt.meta["task"]
     g_a = build_generator(cfg.model).to(device).eval()
@@ -86,6 +88,7 @@ def translate(
         "preset": cfg.preset,
         "code_version": __version__,
         "seed": cfg.seed,
+        "precision": precision,
         "width": size,
         "height": size,
         "source_md5": "",  # only images read from an archive (the seed's zips) have one
@@ -126,6 +129,7 @@ def translate(
         "checkpoint": str(ckpt.json_path),
         "manifest_sha256": manifest.sha256,
         "seed_quirk": seed_quirk,
+        "precision": precision,
         "config": cfg.to_dict(),
         "prepared": prepared_with,
     }

@@ -8,6 +8,7 @@ from safetensors.torch import save_file
 
 from cxr_dataset.errors import CheckpointError, ConfigError
 from generator.checkpoint import load_checkpoint
+from generator.precision import resolve_precision
 from generator.train import train
 from tests.conftest import tiny_config
 
@@ -26,7 +27,8 @@ def test_train_writes_safetensors_plus_json_with_the_resolved_config(prepared, t
     train(prepared, "pneumonia2covid", tmp_path, tiny_config())
     ckpt = load_checkpoint(tmp_path)
     assert ckpt.tensors_path.suffix == ".safetensors"
-    assert ckpt.config == tiny_config() and ckpt.meta["task"] == "pneumonia2covid"
+    resolved = dataclasses.replace(tiny_config(), precision=resolve_precision("auto", torch.device("cpu")))
+    assert ckpt.config == resolved and ckpt.meta["task"] == "pneumonia2covid"
     assert {k.split(".")[0] for k in ckpt.tensors("nets.")} == {"G_A", "G_B", "D_A", "D_B"}
 
 
@@ -158,3 +160,31 @@ def test_optimizer_moments_come_back_in_the_layout_of_channels_last_parameters()
     optimizer_from_tensors(fresh_opt, dense, "optim", groups)
     assert all(m.stride() == p.stride() for p, st in fresh_opt.state.items() for m in st.values() if m.shape == p.shape)
     step(fresh, fresh_opt)  # raises without the re-layout
+
+
+def test_resume_with_more_epochs_reaches_the_weights_of_a_run_planned_that_long(prepared, tmp_path):
+    planned = train(prepared, "normal2covid", tmp_path / "planned", tiny_config(epochs=3))
+    train(prepared, "normal2covid", tmp_path / "extended", tiny_config(epochs=2))
+    extended = train(prepared, "normal2covid", tmp_path / "extended", tiny_config(epochs=3), resume=True)
+    assert extended.steps == planned.steps
+    a, b = load_checkpoint(tmp_path / "planned").tensors(), load_checkpoint(tmp_path / "extended").tensors()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_a_changed_key_and_names_it(prepared, tmp_path):
+    train(prepared, "normal2covid", tmp_path, tiny_config())
+    changed = dataclasses.replace(tiny_config(epochs=2, lr=1e-3), model=dataclasses.replace(tiny_config().model, ngf=8))
+    with pytest.raises(ConfigError, match=r"this run changes lr 0\.0005 → 0\.001, model\.ngf 16 → 8\."):
+        train(prepared, "normal2covid", tmp_path, changed, resume=True)
+
+
+def test_resume_refuses_fewer_epochs_than_already_trained(prepared, tmp_path):
+    train(prepared, "normal2covid", tmp_path, tiny_config(epochs=2))
+    with pytest.raises(ConfigError, match=r"already trained 8 steps, more than the 1 epochs asked for \(4 steps\)"):
+        train(prepared, "normal2covid", tmp_path, tiny_config(epochs=1), resume=True)
+
+
+def test_resume_that_changes_the_rate_of_trained_epochs_warns(prepared, tmp_path):
+    train(prepared, "normal2covid", tmp_path, tiny_config(epochs=1, epochs_decay=1))
+    with pytest.warns(UserWarning, match="another learning rate"):
+        train(prepared, "normal2covid", tmp_path, tiny_config(epochs=1, epochs_decay=3), resume=True)
