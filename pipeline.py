@@ -13,6 +13,7 @@ from pathlib import Path
 from builders.release import BuildResult, build_release
 from cxr_dataset.baselines import BenchmarkConfig, run_benchmark
 from cxr_dataset.loading import load_release, wds_release
+from cxr_dataset.ownership import claim_output
 from cxr_dataset.prepare import PrepareResult, prepare
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.report import write_report
@@ -53,7 +54,7 @@ def run_demo(
     progress: ProgressFn = no_progress,
 ) -> DemoResult:
     """prepare → train (both tasks) → translate → build → validate → benchmark → report → load, under `out`."""
-    out = Path(out)
+    out = claim_output(out, "demo")  # the demo owns this folder and starts each stage's folder afresh
     clock = time.perf_counter()
     seconds: dict[str, float] = {}
 

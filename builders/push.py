@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from cxr_dataset.checksums import read_checksums
 from cxr_dataset.errors import ReleaseError
+from cxr_dataset.schema import CHECKSUMS_NAME
 from cxr_dataset.validation import verify_release
 
 
@@ -26,14 +28,17 @@ def push_release(root: Path, repo_id: str, *, dry_run: bool = False, private: bo
     if not report.ok:
         failed = next(c for c in report.checks if not c.ok)
         raise ReleaseError(f"{root}: verify failed ({failed.name}: {failed.detail}); fix it before pushing")
-    files = [(p.relative_to(root).as_posix(), p.stat().st_size) for p in sorted(Path(root).rglob("*")) if p.is_file()]
+    # Exactly what SHA256SUMS lists, plus the list: verify has refused anything else in the folder.
+    names = sorted([*read_checksums(root), CHECKSUMS_NAME])
+    files = [(name, (Path(root) / name).stat().st_size) for name in names]
     if dry_run:
         return PushResult(files)
-    from huggingface_hub import HfApi
+    from huggingface_hub import CommitOperationAdd, HfApi
 
     api = HfApi()
     api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    commit = api.upload_folder(
-        folder_path=str(root), repo_id=repo_id, repo_type="dataset", commit_message=f"cxrds build: {len(files)} files"
+    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(Path(root) / name)) for name in names]
+    commit = api.create_commit(
+        repo_id, operations, commit_message=f"cxrds build: {len(files)} files", repo_type="dataset"
     )
     return PushResult(files, str(commit.commit_url))

@@ -21,13 +21,14 @@ from builders.from_release import rows_from_release
 from builders.hf_parquet import ROWS_PER_FILE, write_parquet_split
 from builders.webdataset import SAMPLES_PER_SHARD, write_shard_index, write_wds_split
 from cxr_dataset import __version__
-from cxr_dataset.errors import ReleaseError
+from cxr_dataset.checksums import write_checksums
+from cxr_dataset.errors import OwnershipError, ReleaseError
 from cxr_dataset.fileio import atomic_write_text, sha256_bytes, sha256_file
+from cxr_dataset.ownership import MARKER_NAME, check_output, claim_output, is_release
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.schema import (
     ALL_CONFIG,
     CARD_NAME,
-    CHECKSUMS_NAME,
     PROVENANCE_FIELDS,
     PROVENANCE_NAME,
     SYNTHETIC_LABEL,
@@ -58,6 +59,7 @@ def build_release(
     Example:
         >>> build_release([Path("synth/nc"), Path("synth/pc")], Path("release/covid-synthetic-cxr"))  # doctest: +SKIP
     """
+    check_output(out, "release", inputs=synthetic)
     rows, metas = _release_rows(synthetic)
     return _write_release(rows, metas, Path(out), rows_per_file, samples_per_shard, progress)
 
@@ -76,13 +78,10 @@ def build_release_from_zips(
     Each JPEG becomes an 8-bit grayscale PNG; provenance names the asset, the member and the zip's MD5.
     """
     out = Path(out)
-    workdir = out.with_name(f".{out.name}.from-release")
-    shutil.rmtree(workdir, ignore_errors=True)
-    try:
+    check_output(out, "release", inputs=zips)
+    with _staging(out.with_name(f".{out.name}.from-release")) as workdir:
         rows, metas = rows_from_release(zips, workdir, strict=strict, progress=progress)
         return _write_release(rows, metas, out, rows_per_file, samples_per_shard, progress)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _write_release(
@@ -95,9 +94,7 @@ def _write_release(
     data_files = {name: [f"data/{name}/{RELEASE_SPLIT}-*"] for name in parts}
     data_files[ALL_CONFIG] = [glob for name in parts for glob in data_files[name]]
 
-    with build_lock(out):
-        staging = out.with_name(f".{out.name}.building")
-        shutil.rmtree(staging, ignore_errors=True)  # a killed build is redone from the start
+    with build_lock(out), _staging(out.with_name(f".{out.name}.building")) as staging:
         total, done = 2 * len(rows), 0
 
         def read_image(row: dict[str, Any]) -> bytes:
@@ -139,9 +136,24 @@ def _write_release(
         write_croissant(
             staging, counts, data_files, parquet, name=out.name, description=description, version=__version__
         )
+        (staging / MARKER_NAME).unlink()  # the release holds exactly what SHA256SUMS lists
         files = write_checksums(staging, known=parquet)
         _swap_in(staging, out)
     return BuildResult(out, counts, files)
+
+
+@contextmanager
+def _staging(folder: Path) -> Iterator[Path]:
+    """A scratch folder of this build beside the release: a killed build's is redone from the start, and
+    it is removed on every way out (after a success it has been renamed to the release)."""
+    if folder.exists():
+        check_output(folder, "staging")
+        shutil.rmtree(folder)
+    claim_output(folder, "staging")
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextmanager
@@ -181,18 +193,6 @@ def _alive(pid: int) -> bool:
     return pid > 0
 
 
-def write_checksums(root: Path, known: dict[str, str] | None = None) -> int:
-    """Write `SHA256SUMS` (sha256sum format, sorted paths) over every other file; returns the file count.
-
-    `known` maps relative paths to digests already computed in this build (they are not read again).
-    """
-    known = known or {}
-    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.name != CHECKSUMS_NAME)
-    lines = [f"{known.get(rel) or sha256_file(root / rel)}  {rel}\n" for rel in files]
-    atomic_write_text(root / CHECKSUMS_NAME, "".join(lines))
-    return len(files)
-
-
 def _release_rows(synthetic: list[Path]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Release rows (class fields as names) from every provenance table, sorted by id, and each table's
     metadata (task, resolved config, how the real images were prepared)."""
@@ -211,10 +211,20 @@ def _release_rows(synthetic: list[Path]) -> tuple[list[dict[str, Any]], list[dic
 
 
 def _swap_in(staging: Path, out: Path) -> None:
-    """Replace `out` by `staging` with two renames; the old release is removed only after."""
+    """Replace `out` by `staging` with two renames; the old release is removed only after.
+
+    Only an empty folder or a release (its card and SHA256SUMS) is ever replaced."""
+    check_output(out, "release")
     old = out.with_name(f".{out.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
+    for path in (old, out):
+        if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
+            path.rmdir()
+        elif path.exists() and not is_release(path):
+            raise OwnershipError(f"{path}: is not a release `cxrds build` made; not replacing it")
+    if old.exists():
+        shutil.rmtree(old)
     if out.exists():
         out.rename(old)
     staging.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
+    if old.exists():
+        shutil.rmtree(old)

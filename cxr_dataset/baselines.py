@@ -30,6 +30,7 @@ from cxr_dataset.fileio import atomic_open, atomic_write_text
 from cxr_dataset.imaging import read_gray_batch
 from cxr_dataset.manifest import read_manifest
 from cxr_dataset.metrics import METRIC_NAMES, bootstrap_ci, point_metrics
+from cxr_dataset.ownership import check_output, claim_output
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.schema import TASK_CONFIG, TASKS, make_key
 
@@ -113,6 +114,7 @@ def run_benchmark(
     release: Path, real: Path, out: Path, cfg: BenchmarkConfig, *, progress: ProgressFn = no_progress
 ) -> list[dict[str, Any]]:
     """Train and score every comparison × regime × model × seed; writes metrics.csv, metrics.json, table.md."""
+    check_output(out, "benchmark", inputs=[release, real])  # before hours of training, not after
     manifest = read_manifest(real)
     rows = manifest.rows()
     held = held_out_patients(rows)
@@ -296,7 +298,7 @@ def normalise(x: torch.Tensor, device=None) -> torch.Tensor:
 def _write_outputs(
     out: Path, results: list[dict[str, Any]], predictions: list[dict[str, Any]], cfg: BenchmarkConfig
 ) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+    claim_output(out, "benchmark")
     atomic_write_text(out / PREDICTIONS_NAME, json.dumps(predictions) + "\n")
     atomic_write_text(out / METRICS_NAME, json.dumps({"config": asdict(cfg), "results": results}, indent=2) + "\n")
     buf = io.StringIO()

@@ -25,3 +25,7 @@ class CheckpointError(CxrdsError):
 
 class ReleaseError(CxrdsError):
     """A release folder is incomplete or inconsistent."""
+
+
+class OwnershipError(CxrdsError):
+    """An output folder is not one the command made, or is one of its inputs."""

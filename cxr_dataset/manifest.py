@@ -9,7 +9,7 @@ from typing import Any
 import pyarrow as pa
 
 from cxr_dataset.errors import SchemaError
-from cxr_dataset.fileio import sha256_file
+from cxr_dataset.fileio import sha256_bytes, sha256_file
 from cxr_dataset.schema import MANIFEST_FIELDS, MANIFEST_NAME
 from cxr_dataset.tables import read_table, write_table
 
@@ -33,6 +33,19 @@ class Manifest:
 
     def image_path(self, row: dict[str, Any]) -> Path:
         return self.root / row["path"]
+
+    def read_image(self, row: dict[str, Any]) -> bytes:
+        """The row's PNG bytes, checked against its SHA-256; `SchemaError` if missing or changed."""
+        path = self.image_path(row)
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise SchemaError(f"{path}: cannot read a prepared image ({e.strerror}); re-run `cxrds prepare`") from None
+        if sha256_bytes(data) != row["sha256"]:
+            raise SchemaError(
+                f"{path}: SHA-256 differs from the manifest; re-run `cxrds prepare`"
+            )
+        return data
 
 
 def write_manifest(rows: list[dict[str, Any]], root: Path, meta: dict[str, Any]) -> Path:

@@ -17,9 +17,12 @@ from cxr_dataset.errors import CxrdsError, SourceError
 from cxr_dataset.fileio import atomic_write_bytes, atomic_write_text, sha256_bytes, sha256_file
 from cxr_dataset.imaging import RESIZE_MODES, encode_png, to_square
 from cxr_dataset.manifest import write_manifest
+from cxr_dataset.ownership import claim_output
 from cxr_dataset.progress import ProgressFn, no_progress
-from cxr_dataset.sources import Source, SourceImage, SourceOptions, open_source
+from cxr_dataset.schema import MANIFEST_NAME
+from cxr_dataset.sources import Source, SourceImage, SourceOptions, open_source, source_path
 from cxr_dataset.sources.base import DEFAULT_VIEWS
+from cxr_dataset.sources.files import confined
 from cxr_dataset.splits import DEFAULT_FRACTIONS, SPLIT_MODES, paper_splits, patient_splits
 
 REJECTS_NAME = "rejects.csv"
@@ -72,6 +75,8 @@ def prepare(
         covid_collection_classes=tuple(covid_collection_classes),
         rsna_normal=rsna_normal,
     )
+    out = Path(out)
+    claim_output(out, "prepared", inputs=[p for p in map(source_path, sources) if p is not None])
     opened = [open_source(spec, options) for spec in sources]
     jobs = [(src, rec) for src in opened for rec in src.records()]
     if not jobs:
@@ -85,7 +90,9 @@ def prepare(
     cache = _read_cache(out / CACHE_NAME)
     rows, rejects = [], []
     tasks = [(src, rec, size, resize, out, settings, cache.get(rec.id)) for src, rec in jobs]
-    out.mkdir(parents=True, exist_ok=True)
+    # A run that fails from here on leaves no manifest, so later stages refuse the folder rather than
+    # pair an old manifest with new images.
+    (out / MANIFEST_NAME).unlink(missing_ok=True)
     with _pool(workers) as pool, open(out / CACHE_NAME, "a") as journal:
         results = pool.map(_prepare_one, tasks, chunksize=8) if pool else map(_prepare_one, tasks)
         for i, (rec, row, detail) in enumerate(results, 1):
@@ -131,11 +138,11 @@ def _assign_splits(
 
 def fingerprint(src: Source, rec: SourceImage, settings: str) -> str:
     """What the prepared image depends on: the source bytes (or generator spec) and the settings."""
-    custom = getattr(src, "fingerprint", None)
+    custom, root = getattr(src, "fingerprint", None), getattr(src, "root", None)
     if custom is not None:
         basis = custom(rec)
     elif Path(rec.origin).is_file():
-        basis = sha256_file(Path(rec.origin))
+        basis = sha256_file(confined(root, Path(rec.origin)) if root is not None else Path(rec.origin))
     else:
         basis = rec.origin
     return sha256_bytes(f"{basis}|{settings}".encode())

@@ -22,6 +22,7 @@ from cxr_dataset.fileio import atomic_write_text
 from cxr_dataset.imaging import read_gray, read_gray_batch
 from cxr_dataset.manifest import read_manifest
 from cxr_dataset.metrics import METRIC_NAMES
+from cxr_dataset.ownership import claim_output
 
 FIGURES = ("balance.png", "roc.png", "samples.png", "cam.png", "umap.png")
 
@@ -47,8 +48,7 @@ def write_report(
         )
     results = json.loads(metrics_path.read_text())["results"]
     predictions = json.loads(predictions_path.read_text())
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_output(out, "report", inputs=[benchmark, release, real])
     figures = [
         _balance_figure(results, out / "balance.png"),
         _roc_figure(predictions, out / "roc.png"),

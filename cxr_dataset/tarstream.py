@@ -78,8 +78,20 @@ def _pax_records(data: bytes) -> Iterator[tuple[str, str]]:
         pos += length
 
 
+_CHUNK = 1 << 24
+
+
 def _read_exactly(stream: BinaryIO, size: int, url: str) -> bytes:
-    data = stream.read(size)
+    """`size` bytes, read in chunks: a header claiming more than the stream holds costs no more memory
+    than the stream's real bytes."""
+    if size <= _CHUNK:
+        data = stream.read(size)
+    else:
+        parts, left = [], size
+        while left and (part := stream.read(min(left, _CHUNK))):
+            parts.append(part)
+            left -= len(part)
+        data = b"".join(parts)
     if len(data) != size:
         raise ValueError(f"{url}: truncated tar (a member wants {size} bytes, {len(data)} left)")
     return data

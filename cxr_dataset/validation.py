@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from PIL import Image
 
 from cxr_dataset.audit import (
@@ -26,8 +27,9 @@ from cxr_dataset.audit import (
     synthetic_leaks,
 )
 from cxr_dataset.balance import skew_table
+from cxr_dataset.checksums import checksum_problems, is_safe_relative
 from cxr_dataset.errors import ReleaseError
-from cxr_dataset.fileio import sha256_bytes, sha256_file
+from cxr_dataset.fileio import sha256_bytes
 from cxr_dataset.manifest import read_manifest
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.schema import CARD_NAME, CHECKSUMS_NAME, FIELDS, TASK_CONFIG, TASKS, field_names, wds_members
@@ -65,10 +67,19 @@ def read_card_metadata(root: Path) -> dict[str, Any]:
     path = root / CARD_NAME
     if not path.is_file():
         raise ReleaseError(f"{path}: no dataset card; is {root} a release built by `cxrds build`?")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ReleaseError(f"{path}: unreadable ({e})") from None
     if not text.startswith("---\n") or "\n---\n" not in text[4:]:
         raise ReleaseError(f"{path}: no YAML header between '---' lines")
-    return yaml.safe_load(text[4 : text.index("\n---\n", 4)]) or {}
+    try:
+        meta = yaml.safe_load(text[4 : text.index("\n---\n", 4)]) or {}
+    except yaml.YAMLError as e:
+        raise ReleaseError(f"{path}: the YAML header does not parse ({str(e).splitlines()[0]})") from None
+    if not isinstance(meta, dict):
+        raise ReleaseError(f"{path}: the YAML header is not a mapping")
+    return meta
 
 
 def validate_release(
@@ -150,38 +161,44 @@ def verify_release(root: Path, *, progress: ProgressFn = no_progress) -> Validat
     root = Path(root)
     report = ValidationReport(str(root))
     meta = read_card_metadata(root)
-    declared = {
-        info["config_name"]: {s["name"]: s["num_examples"] for s in info.get("splits", [])}
-        for info in meta.get("dataset_info", [])
-    }
-    globs = {
-        (c["config_name"], f["split"]): [f["path"]] if isinstance(f["path"], str) else f["path"]
-        for c in meta.get("configs", [])
-        for f in c.get("data_files", [])
-    }
+    try:
+        declared = {
+            info["config_name"]: {sp["name"]: int(sp["num_examples"]) for sp in info.get("splits", [])}
+            for info in meta.get("dataset_info", [])
+        }
+        globs = {
+            (c["config_name"], f["split"]): [f["path"]] if isinstance(f["path"], str) else list(f["path"])
+            for c in meta.get("configs", [])
+            for f in c.get("data_files", [])
+        }
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ReleaseError(f"{root / CARD_NAME}: dataset_info or configs malformed ({type(e).__name__}: {e})") from None
     if not declared:
         report.add("card", False, "README.md declares no dataset_info splits")
     total = sum(n for splits in declared.values() for n in splits.values())
     done = 0
     for config, splits in declared.items():
         for split, expected in splits.items():
-            files = sorted({p for g in globs.get((config, split), []) for p in root.glob(g) if p.suffix == ".parquet"})
-            rows, problems = 0, []
+            files, problems = _data_files(root, globs.get((config, split), []))
+            rows = 0
             by_class, by_task = Counter(), Counter()
             for path in files:
-                parquet = pq.ParquetFile(path)
-                missing = set(field_names(FIELDS)) - set(parquet.schema_arrow.names)
-                if missing:
-                    problems.append(f"{path.name}: missing columns {sorted(missing)}")
-                    continue
-                for batch in parquet.iter_batches(batch_size=100):
-                    for row in batch.to_pylist():
-                        rows += 1
-                        problems += _check_row(row, f"{path.name} id={row['id']}")
-                        by_class[_class_name("source_class", row["source_class"])] += 1
-                        by_task[_class_name("task", row["task"])] += 1
-                        done += 1
-                        progress("validate", done, total)
+                try:
+                    parquet = pq.ParquetFile(path)
+                    missing = set(field_names(FIELDS)) - set(parquet.schema_arrow.names)
+                    if missing:
+                        problems.append(f"{path.name}: missing columns {sorted(missing)}")
+                        continue
+                    for batch in parquet.iter_batches(batch_size=100):
+                        for row in batch.to_pylist():
+                            rows += 1
+                            problems += _check_row(row, f"{path.name} id={row['id']}")
+                            by_class[_class_name("source_class", row["source_class"])] += 1
+                            by_task[_class_name("task", row["task"])] += 1
+                            done += 1
+                            progress("validate", done, total)
+                except (pa.ArrowException, OSError) as e:
+                    problems.append(f"{path.name}: unreadable parquet ({str(e).splitlines()[0]})")
             where = f"{config}/{split}"
             report.add(
                 f"parquet rows {where}",
@@ -199,6 +216,17 @@ def verify_release(root: Path, *, progress: ProgressFn = no_progress) -> Validat
             )
     _check_sums(root, report)
     return report
+
+
+def _data_files(root: Path, patterns: list[str]) -> tuple[list[Path], list[str]]:
+    """The parquet files the card's patterns match, all inside `root`; patterns that leave it are problems."""
+    files, problems = set(), []
+    for pattern in patterns:
+        if not isinstance(pattern, str) or not is_safe_relative(pattern):
+            problems.append(f"card data_files pattern {pattern!r} leaves the release")
+            continue
+        files |= {p for p in root.glob(pattern) if p.suffix == ".parquet" and not p.is_symlink()}
+    return sorted(files), problems
 
 
 def _check_row(row: dict[str, Any], where: str) -> list[str]:
@@ -227,40 +255,41 @@ def _count_wds(folder: Path, config: str, split: str) -> tuple[int, list[str]]:
     index_path = folder / f"{config}-{split}-shardindex.json"
     if not index_path.is_file():
         return 0, [f"{index_path} is missing"]
-    shardlist = json.loads(index_path.read_text())["shardlist"]
+    try:
+        shardlist = json.loads(index_path.read_text(encoding="utf-8"))["shardlist"]
+        shards = [(str(s["url"]), int(s["nsamples"])) for s in shardlist]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+        return 0, [f"{index_path}: not a wids shard index ({type(e).__name__}: {e})"]
     members: dict[str, set[str]] = {}
     problems = []
-    for shard in shardlist:
+    for url, nsamples in shards:
+        if not is_safe_relative(url) or "/" in url:
+            problems.append(f"{index_path.name}: shard url {url!r} is not a file of {folder}")
+            continue
         keys = set()
         try:
-            with tarfile.open(folder / shard["url"]) as tar:
+            with tarfile.open(folder / url) as tar:
+                length = (folder / url).stat().st_size
                 for info in tar:
+                    if not info.isreg() or "/" in info.name or info.name.startswith("."):
+                        problems.append(f"{url}: member {info.name!r} is not a plain file of a sample")
+                        continue
+                    if info.offset_data + info.size > length:
+                        problems.append(f"{url}: member {info.name!r} claims {info.size} bytes past the end")
+                        continue
                     key, _, ext = info.name.partition(".")
                     members.setdefault(key, set()).add(ext)
                     keys.add(key)
         except (tarfile.TarError, OSError) as e:
-            problems.append(f"{shard['url']}: unreadable tar ({e})")
+            problems.append(f"{url}: unreadable tar ({e})")
             continue
-        if len(keys) != shard["nsamples"]:
-            problems.append(f"{shard['url']}: {len(keys)} samples, index says {shard['nsamples']}")
+        if len(keys) != nsamples:
+            problems.append(f"{url}: {len(keys)} samples, index says {nsamples}")
     expected = set(wds_members())
     problems += [f"{k}: members {sorted(v)}, expected {sorted(expected)}" for k, v in members.items() if v != expected]
     return len(members), problems
 
 
 def _check_sums(root: Path, report: ValidationReport) -> None:
-    path = root / CHECKSUMS_NAME
-    if not path.is_file():
-        report.add("checksums", False, f"{path} is missing")
-        return
-    bad = []
-    listed = 0
-    for line in path.read_text().splitlines():
-        digest, _, name = line.partition("  ")
-        listed += 1
-        target = root / name
-        if not target.is_file():
-            bad.append(f"{name}: missing")
-        elif sha256_file(target) != digest:
-            bad.append(f"{name}: SHA-256 differs")
-    report.add("checksums", not bad, "; ".join(bad[:5]) or f"{listed} files match {CHECKSUMS_NAME}")
+    listed, problems = checksum_problems(root)
+    report.add("checksums", not problems, "; ".join(problems[:5]) or f"{listed} files match {CHECKSUMS_NAME}")

@@ -110,6 +110,9 @@ def load_checkpoint(path: Path) -> Checkpoint:
 
 def load_into(module: torch.nn.Module, tensors: dict[str, torch.Tensor], where: str) -> None:
     """Load a state dict strictly, turning shape or key mismatches into one `CheckpointError`."""
+    for name, value in tensors.items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise CheckpointError(f"{where}: tensor {name} holds NaN or infinite values; the run diverged")
     try:
         module.load_state_dict(tensors, strict=True)
     except RuntimeError as e:

@@ -25,6 +25,7 @@ from cxr_dataset.errors import ConfigError
 from cxr_dataset.fileio import atomic_write_bytes, atomic_write_text
 from cxr_dataset.imaging import encode_png, read_gray_batch
 from cxr_dataset.manifest import Manifest, read_manifest
+from cxr_dataset.ownership import claim_output
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.schema import SYNTHETIC_LABEL, TASK_SOURCE_CLASS
 from generator import distributed
@@ -66,7 +67,7 @@ def load_domain(manifest: Manifest, label: str, size: int, device: torch.device)
     rows = manifest.rows(label=label, split="train")
     if not rows:
         raise ConfigError(f"{manifest.root}: no training images of class {label!r}; check `cxrds prepare` sources")
-    pixels = read_gray_batch([manifest.image_path(r) for r in rows], size)
+    pixels = read_gray_batch([manifest.read_image(r) for r in rows], size)
     return torch.from_numpy(pixels).unsqueeze(1).to(device)
 
 
@@ -109,6 +110,10 @@ def train(
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
 
+    out = Path(out)
+    if ddp.is_main:
+        claim_output(out, "run", inputs=[prepared])
+    ddp.barrier()
     has_checkpoints = any((out / "checkpoints").glob("step-*.json"))
     if has_checkpoints and not resume:
         raise ConfigError(f"{out} already holds checkpoints; pass --resume to continue, or choose a new --out")

@@ -18,10 +18,11 @@ import torch
 from PIL import Image
 
 from cxr_dataset import __version__
-from cxr_dataset.errors import ConfigError
+from cxr_dataset.errors import CheckpointError, ConfigError
 from cxr_dataset.fileio import atomic_write_bytes, sha256_bytes
 from cxr_dataset.imaging import encode_png, read_gray
 from cxr_dataset.manifest import read_manifest
+from cxr_dataset.ownership import claim_output
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.schema import PROVENANCE_FIELDS, PROVENANCE_NAME, TASK_CONFIG, TASK_SOURCE_CLASS, make_key
 from cxr_dataset.tables import read_table, write_table
@@ -66,6 +67,12 @@ def translate(
     ddp = distributed.setup()
     device = ddp.device
     precision = resolve_precision(precision, device)
+    out = Path(out)
+    if ddp.is_main:
+        claim_output(out, "synthetic", inputs=[prepared, checkpoint])
+        for stale in (out / "images").glob(".*.tmp-*"):  # left by a killed run's image writers
+            stale.unlink()
+    ddp.barrier()
     ckpt = load_checkpoint(checkpoint)
     cfg, task = ckpt.config, ckpt.meta["task"]
     g_a = build_generator(cfg.model).to(device).eval()
@@ -98,7 +105,8 @@ def translate(
         pending: list = []
         for start in range(0, len(rows), batch_size):
             batch = rows[start : start + batch_size]
-            outputs = _generate(g_a, [manifest.image_path(r) for r in batch], size, device, precision)
+            inputs = [manifest.read_image(r) for r in batch]
+            outputs = _generate(g_a, inputs, size, device, precision, where=f"{ckpt.tensors_path} [G_A]")
             jobs = [
                 (out, f"images/{make_key(TASK_CONFIG[task], r['id'])}.png", img, seed_quirk)
                 for r, img in zip(batch, outputs)
@@ -139,14 +147,22 @@ def translate(
 
 
 @torch.inference_mode()
-def _generate(g_a: torch.nn.Module, paths: list[Path], size: int, device: torch.device, precision: str) -> np.ndarray:
-    """Run G_A on a batch of image files; returns uint8 N×size×size."""
-    pixels = np.stack([read_gray(p, size) for p in paths])
+def _generate(
+    g_a: torch.nn.Module, images: list[bytes], size: int, device: torch.device, precision: str, where: str
+) -> np.ndarray:
+    """Run G_A on a batch of encoded images; returns uint8 N×size×size. Non-finite or constant output (a
+    diverged or broken generator) is refused rather than written as black images."""
+    pixels = np.stack([read_gray(data, size) for data in images])
     x = torch.from_numpy(pixels).unsqueeze(1).to(device).float().div_(127.5).sub_(1.0)
     if device.type == "cuda":
         x = x.contiguous(memory_format=torch.channels_last)
     with autocast(device, precision):
         y = g_a(x).float()
+    if not torch.isfinite(y).all():
+        raise CheckpointError(f"{where}: the generator's output holds NaN or infinite values; the run diverged")
+    flat = y.flatten(1)
+    if bool((flat.amax(1) == flat.amin(1)).any()):
+        raise CheckpointError(f"{where}: the generator's output is a constant image; the checkpoint is broken")
     return ((y.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).squeeze(1).cpu().numpy()
 
 

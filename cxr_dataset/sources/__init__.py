@@ -43,4 +43,10 @@ def open_source(spec: str, options: SourceOptions | None = None) -> Source:
     return SOURCE_KINDS[kind](arg, options or SourceOptions())
 
 
-__all__ = ["SOURCE_KINDS", "Source", "SourceImage", "SourceOptions", "open_source"]
+def source_path(spec: str) -> Path | None:
+    """The file or folder a ``KIND=PATH`` spec reads (None for the generated phantom)."""
+    kind, _, arg = spec.partition("=")
+    return None if kind == "phantom" or not arg else Path(arg)
+
+
+__all__ = ["SOURCE_KINDS", "Source", "SourceImage", "SourceOptions", "open_source", "source_path"]

@@ -123,4 +123,4 @@ class CovidCollectionSource:
         return out
 
     def load(self, record: SourceImage, size: int) -> np.ndarray:
-        return load_image_file(Path(record.origin))
+        return load_image_file(Path(record.origin), root=self.root)

@@ -16,9 +16,18 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm")
 MAX_PIXELS = 100_000_000  # larger images are refused as possible decompression bombs
 
 
-def load_image_file(path: Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def confined(root: Path, path: Path) -> Path:
+    """`path`, if it resolves (links followed) inside the source folder `root`; else `SourceError`."""
+    if not Path(path).resolve().is_relative_to(Path(root).resolve()):
+        raise SourceError(f"{path}: resolves outside the source folder {root}; refusing to read it")
+    return Path(path)
+
+
+def load_image_file(path: Path, max_pixels: int = MAX_PIXELS, *, root: Path | None = None) -> np.ndarray:
     """Decode `path` to 2-D uint8. 16-bit and float images are scaled to 8 bit, not clipped; EXIF
-    orientation is applied; DICOM goes through `read_dicom`."""
+    orientation is applied; DICOM goes through `read_dicom`. With `root`, a path that leaves it is refused."""
+    if root is not None:
+        confined(root, path)
     if path.suffix.lower() == ".dcm":
         return read_dicom(path, max_pixels)
     if not path.is_file():

@@ -119,4 +119,4 @@ class RsnaSource:
         return out
 
     def load(self, record: SourceImage, size: int) -> np.ndarray:
-        return load_image_file(Path(record.origin))
+        return load_image_file(Path(record.origin), root=self.root)

@@ -1,0 +1,357 @@
+"""Hostile and careless input: no command deletes or leaks what it does not own, or ships garbage."""
+
+import csv
+import io
+import json
+import os
+import shutil
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+from builders.push import push_release
+from builders.release import build_release
+from cli import app
+from cxr_dataset.checksums import write_checksums
+from cxr_dataset.errors import CheckpointError, OwnershipError, SchemaError
+from cxr_dataset.fileio import sha256_file
+from cxr_dataset.prepare import prepare
+from cxr_dataset.validation import verify_release
+from generator.checkpoint import load_checkpoint
+from generator.train import train
+from generator.translate import translate
+from tests.conftest import PHANTOM, SIZE, tiny_config
+from tests.test_sources_covid_collection import make_collection
+from tests.test_sources_rsna import make_rsna
+
+
+def _thesis(folder):
+    folder.mkdir(parents=True)
+    (folder / "chapter1.tex").write_text("years of work")
+    return folder
+
+
+def _copy(release, tmp_path):
+    copy = tmp_path / "copy" / "covid-synthetic-cxr"
+    shutil.copytree(release, copy)
+    return copy
+
+
+def _failed(report):
+    return {c.name: c.detail for c in report.checks if not c.ok}
+
+
+# --- ownership of output folders ---------------------------------------------------------------------
+
+
+def test_build_refuses_a_folder_of_someone_elses_files_and_leaves_it_intact(synthetic, tmp_path):
+    thesis = _thesis(tmp_path / "thesis")
+    with pytest.raises(OwnershipError, match="holds files `cxrds` did not write"):
+        build_release(list(synthetic.values()), thesis)
+    assert (thesis / "chapter1.tex").read_text() == "years of work"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["thesis"]
+
+
+def test_build_refuses_its_own_synthetic_input_as_out(synthetic):
+    folder = synthetic["normal2covid"]
+    before = sorted(p.name for p in folder.rglob("*"))
+    with pytest.raises(OwnershipError, match="is an input of this command"):
+        build_release(list(synthetic.values()), folder)
+    with pytest.raises(OwnershipError, match="is an input of this command"):
+        build_release(list(synthetic.values()), folder.parent)  # an ancestor of an input
+    assert sorted(p.name for p in folder.rglob("*")) == before
+
+
+def test_build_refuses_an_existing_file_as_out(synthetic, tmp_path):
+    (tmp_path / "notes.txt").write_text("keep me")
+    with pytest.raises(OwnershipError, match="is not a folder"):
+        build_release(list(synthetic.values()), tmp_path / "notes.txt")
+    assert (tmp_path / "notes.txt").read_text() == "keep me" and not list(tmp_path.glob(".notes*"))
+
+
+@pytest.mark.parametrize("where", ["home", "cwd"])
+def test_build_refuses_the_home_folder_and_the_working_directory_even_when_empty(
+    synthetic, tmp_path, monkeypatch, where
+):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("HOME", str(empty)) if where == "home" else monkeypatch.chdir(empty)
+    with pytest.raises(OwnershipError, match="your home folder" if where == "home" else "the working directory"):
+        build_release(list(synthetic.values()), empty)
+    assert empty.is_dir()
+
+
+def test_build_into_an_empty_folder_replaces_it(synthetic, tmp_path):
+    (tmp_path / "covid-synthetic-cxr").mkdir()
+    build_release(list(synthetic.values()), tmp_path / "covid-synthetic-cxr", samples_per_shard=4)
+    assert verify_release(tmp_path / "covid-synthetic-cxr").ok
+
+
+def test_build_failure_removes_its_staging_folder(synthetic, tmp_path):
+    broken = tmp_path / "synthetic"
+    shutil.copytree(synthetic["normal2covid"], broken)
+    first = sorted((broken / "images").glob("*.png"))[0]
+    first.write_bytes(first.read_bytes() + b"x")
+    with pytest.raises(Exception, match="SHA-256 differs from its provenance"):
+        build_release([broken], tmp_path / "out" / "covid-synthetic-cxr")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_train_and_translate_refuse_folders_they_did_not_make(prepared, synthetic, tmp_path):
+    thesis = _thesis(tmp_path / "thesis")
+    with pytest.raises(OwnershipError, match="did not write"):
+        train(prepared, "normal2covid", thesis, tiny_config())
+    run = synthetic["normal2covid"].parents[1] / "runs" / "normal2covid"
+    with pytest.raises(OwnershipError, match="did not write"):
+        translate(prepared, run, thesis)
+    with pytest.raises(OwnershipError, match="is an input"):
+        translate(prepared, run, prepared)
+    with pytest.raises(OwnershipError, match="a run folder, not a synthetic one"):
+        translate(prepared, run, synthetic["normal2covid"].parents[1] / "runs" / "pneumonia2covid")
+    assert sorted(p.name for p in thesis.iterdir()) == ["chapter1.tex"]
+
+
+def test_prepare_refuses_its_source_folder_as_out(tmp_path):
+    collection = make_collection(tmp_path / "collection")
+    with pytest.raises(OwnershipError, match="is an input"):
+        prepare([f"covid-collection={collection}"], collection, size=32, workers=1)
+    with pytest.raises(OwnershipError, match="is an input"):
+        prepare([f"covid-collection={collection}"], tmp_path, size=32, workers=1)
+
+
+def test_demo_refuses_a_folder_of_someone_elses_files(tmp_path):
+    thesis = _thesis(tmp_path / "thesis")
+    (thesis / "prepared").mkdir()
+    result = CliRunner().invoke(app, ["demo", "--out", str(thesis)])
+    assert result.exit_code == 1 and "did not write" in result.output and "Traceback" not in result.output
+    assert sorted(p.name for p in thesis.iterdir()) == ["chapter1.tex", "prepared"]
+
+
+# --- the release is what SHA256SUMS lists --------------------------------------------------------------
+
+
+def test_verify_fails_and_push_skips_an_unlisted_secret(release, tmp_path):
+    copy = _copy(release, tmp_path)
+    (copy / ".env").write_text("HF_TOKEN=hf_secret")
+    assert ".env: not listed in SHA256SUMS" in _failed(verify_release(copy))["checksums"]
+    with pytest.raises(Exception, match="verify failed"):
+        push_release(copy, "someone/x", dry_run=True)
+
+
+def test_push_lists_exactly_the_checksummed_files(release):
+    result = push_release(release, "someone/x", dry_run=True)
+    listed = (release / "SHA256SUMS").read_text().splitlines()
+    assert sorted(name for name, _ in result.files) == sorted(
+        [line.split("  ", 1)[1] for line in listed] + ["SHA256SUMS"]
+    )
+
+
+def test_verify_fails_on_a_symlink_even_when_listed(release, tmp_path):
+    outside = tmp_path / "private.txt"
+    outside.write_text("not for the Hub")
+    copy = _copy(release, tmp_path)
+    (copy / "notes.txt").symlink_to(outside)
+    with open(copy / "SHA256SUMS", "a") as f:
+        f.write(f"{sha256_file(outside)}  notes.txt\n")
+    assert "notes.txt: a link or special file" in _failed(verify_release(copy))["checksums"]
+
+
+def test_verify_fails_on_a_listed_path_that_leaves_the_release(release, tmp_path):
+    copy = _copy(release, tmp_path)
+    with open(copy / "SHA256SUMS", "a") as f:
+        f.write(f"{'0' * 64}  ../../etc/passwd\n")
+    assert "expected '<sha256>  <relative path>'" in _failed(verify_release(copy))["checksums"]
+
+
+@pytest.mark.parametrize("kind", ["symlink", "hardlink", "absolute"])
+def test_verify_fails_on_tar_members_that_are_not_plain_sample_files(release, tmp_path, kind):
+    copy = _copy(release, tmp_path)
+    shard = sorted((copy / "webdataset").glob("g_nc-*.tar"))[0]
+    with tarfile.open(shard, "a") as tar:
+        info = tarfile.TarInfo("/etc/evil.png" if kind == "absolute" else "evil.png")
+        if kind == "symlink":
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        elif kind == "hardlink":
+            info.type, info.linkname = tarfile.LNKTYPE, "/etc/passwd"
+        tar.addfile(info, io.BytesIO(b"") if kind == "absolute" else None)
+    (copy / "SHA256SUMS").unlink()
+    write_checksums(copy)
+    failed = _failed(verify_release(copy))
+    assert any("is not a plain file of a sample" in d for d in failed.values()), failed
+
+
+@pytest.mark.parametrize(
+    ("damage", "check"),
+    [
+        ("SHA256SUMS", "checksums"),
+        ("webdataset/g_nc-train-shardindex.json", "webdataset g_nc/train"),
+        ("parquet", "images g_nc/train"),
+    ],
+)
+def test_verify_reports_damaged_files_as_failures_not_tracebacks(release, tmp_path, damage, check):
+    copy = _copy(release, tmp_path)
+    target = sorted((copy / "data" / "g_nc").glob("*.parquet"))[0] if damage == "parquet" else copy / damage
+    data = target.read_bytes()
+    target.write_bytes(b"\xff\xfe" + data[: len(data) // 2])
+    assert check in _failed(verify_release(copy))
+
+
+def test_cli_verify_of_a_damaged_card_prints_one_line(release, tmp_path):
+    copy = _copy(release, tmp_path)
+    (copy / "README.md").write_bytes(b"---\nconfigs: [\n---\n")
+    result = CliRunner().invoke(app, ["verify", str(copy)])
+    assert result.exit_code == 1 and "YAML header does not parse" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_tar_reader_refuses_a_member_larger_than_the_file_without_allocating_it(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    info = tarfile.TarInfo("x.png")
+    info.size = 8**11 - 1  # 8 GiB claimed (ustar's largest), a few bytes present
+    (tmp_path / "evil.tar").write_bytes(info.tobuf(format=tarfile.USTAR_FORMAT) + b"tiny")
+    script = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"  # 1 GiB of address space
+        "from cxr_dataset.tarstream import iter_members\n"
+        "try:\n"
+        f"    list(iter_members(open({str(tmp_path / 'evil.tar')!r}, 'rb'), 'evil.tar'))\n"
+        "except ValueError as e:\n"
+        "    print(e)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert proc.returncode == 0, proc.stderr
+    assert "evil.tar: truncated tar (a member wants 8589934591 bytes, 4 left)" in proc.stdout
+
+
+# --- sources stay inside their root --------------------------------------------------------------------
+
+
+def _secret(tmp_path):
+    secret = tmp_path / "secret.png"
+    Image.fromarray(np.full((40, 30), 7, np.uint8)).save(secret)
+    return secret
+
+
+@pytest.mark.parametrize("how", ["dotdot", "absolute"])
+def test_collection_metadata_cannot_prepare_a_file_outside_its_folder(tmp_path, how):
+    secret = _secret(tmp_path)
+    root = make_collection(tmp_path / "collection")
+    rows = list(csv.DictReader((root / "metadata.csv").read_text().splitlines()))
+    rows[0]["filename"] = "../../secret.png" if how == "dotdot" else str(secret)
+    with open(root / "metadata.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    result = prepare([f"covid-collection={root}"], tmp_path / "out", size=32, workers=1, skip_bad=True)
+    assert [r["reason"] for r in result.rejects] == [
+        f"{root / 'images' / rows[0]['filename']}: resolves outside the source folder {root}; refusing to read it"
+    ]
+
+
+def test_rsna_patient_id_cannot_reach_outside_its_folder(tmp_path):
+    _secret(tmp_path)
+    root = make_rsna(tmp_path / "rsna", images="jpg")
+    with open(root / "stage_2_train_labels.csv", "a", newline="") as f:
+        csv.writer(f).writerow(["../../../secret", "", "", "", "", "0"])
+    result = prepare([f"rsna={root}"], tmp_path / "out", size=32, workers=1, skip_bad=True)
+    assert len(result.rejects) == 1 and "outside the source folder" in result.rejects[0]["reason"]
+
+
+def test_folder_source_symlink_leaving_the_folder_is_refused(tmp_path):
+    secret = _secret(tmp_path)
+    root = tmp_path / "folder"
+    (root / "normal").mkdir(parents=True)
+    Image.fromarray(np.full((40, 30), 90, np.uint8)).save(root / "normal" / "a.png")
+    (root / "normal" / "b.png").symlink_to(secret)
+    result = prepare([f"folder={root}"], tmp_path / "out", size=32, workers=1, skip_bad=True)
+    assert [r["id"] for r in result.rejects] == ["folder_normal_b"]
+
+
+# --- no silent garbage ---------------------------------------------------------------------------------
+
+
+def _rewrite_checkpoint(run, change):
+    ckpt = load_checkpoint(run)
+    tensors = ckpt.tensors()
+    change(tensors)
+    save_file(tensors, ckpt.tensors_path)
+    meta = json.loads(ckpt.json_path.read_text())
+    meta["tensors_sha256"] = sha256_file(ckpt.tensors_path)
+    ckpt.json_path.write_text(json.dumps(meta))
+
+
+def test_translate_refuses_a_checkpoint_with_nan_weights(prepared, tmp_path):
+    train(prepared, "normal2covid", tmp_path / "run", tiny_config())
+    _rewrite_checkpoint(tmp_path / "run", lambda t: t["nets.G_A.model.1.weight"].fill_(float("nan")))
+    with pytest.raises(CheckpointError, match=r"\[G_A\]: tensor model\.1\.weight holds NaN or infinite values"):
+        translate(prepared, tmp_path / "run", tmp_path / "out")
+    assert not list((tmp_path / "out").glob("images/*.png"))
+
+
+def test_translate_refuses_a_generator_whose_output_is_constant(prepared, tmp_path):
+    train(prepared, "normal2covid", tmp_path / "run", tiny_config())
+
+    def zero_last_conv(tensors):
+        names = [k for k in tensors if k.startswith("nets.G_A.model.") and k.endswith(".weight")]
+        tensors[max(names, key=lambda k: int(k.split(".")[3]))].zero_()  # output = tanh(bias) everywhere
+
+    _rewrite_checkpoint(tmp_path / "run", zero_last_conv)
+    with pytest.raises(CheckpointError, match="output is a constant image"):
+        translate(prepared, tmp_path / "run", tmp_path / "out")
+
+
+def test_a_failed_reprepare_leaves_a_folder_later_stages_refuse(tmp_path):
+    out = tmp_path / "prepared"
+    prepare([PHANTOM], out, size=SIZE, workers=1)
+    bad = tmp_path / "bad"
+    (bad / "normal").mkdir(parents=True)
+    (bad / "normal" / "x.png").write_bytes(b"not a png")
+    with pytest.raises(Exception, match="rejected"):
+        prepare([PHANTOM, f"folder={bad}"], out, size=SIZE * 2, workers=1)
+    with pytest.raises(SchemaError, match="no manifest"):
+        train(out, "normal2covid", tmp_path / "run", tiny_config())
+
+
+def test_train_refuses_a_prepared_image_changed_after_prepare(tmp_path):
+    out = tmp_path / "prepared"
+    prepare([PHANTOM], out, size=SIZE, workers=1)
+    victim = sorted((out / "images" / "normal").glob("*.png"))[0]
+    Image.fromarray(np.zeros((SIZE, SIZE), np.uint8)).save(victim)
+    with pytest.raises(SchemaError, match=f"{victim.name}: SHA-256 differs from the manifest"):
+        train(out, "normal2covid", tmp_path / "run", tiny_config())
+
+
+# --- options and messages ------------------------------------------------------------------------------
+
+
+def test_cli_translate_refuses_an_unknown_precision_in_one_line(prepared, synthetic, tmp_path):
+    run = synthetic["normal2covid"].parents[1] / "runs" / "normal2covid"
+    args = ["translate", "--prepared", str(prepared), "--checkpoint", str(run), "--out", str(tmp_path / "o")]
+    result = CliRunner().invoke(app, [*args, "--precision", "fp8"])
+    assert result.exit_code == 1 and "precision must be one of ['auto', 'bf16', 'fp32'], got 'fp8'" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "o").exists()
+
+
+def test_cli_errors_print_square_brackets_as_written(tmp_path):
+    folder = tmp_path / "[bold]release"
+    folder.mkdir()
+    result = CliRunner().invoke(app, ["verify", str(folder)])
+    assert result.exit_code == 1 and "[bold]release/README.md: no dataset card" in result.output
+
+
+def test_ownership_marker_is_written_and_kinds_do_not_mix(tmp_path):
+    from cxr_dataset.ownership import MARKER_NAME, check_output, claim_output, marker_kind
+
+    claim_output(tmp_path / "run", "run")
+    assert marker_kind(tmp_path / "run") == "run" and (tmp_path / "run" / MARKER_NAME).is_file()
+    check_output(tmp_path / "run", "run")
+    with pytest.raises(OwnershipError, match="a run folder, not a report one"):
+        check_output(tmp_path / "run", "report")
+    assert os.listdir(tmp_path / "run") == [MARKER_NAME]
