@@ -66,12 +66,26 @@ def _run() -> Iterator[ProgressFn]:
             with warnings.catch_warnings():
                 warnings.showwarning = show_warning
                 yield report
-        except CxrdsError as e:
+        except (CxrdsError, OSError) as e:
             if _debug["on"]:
                 raise
             bar.stop()
-            console.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
+            console.print(f"[red]error:[/red] {escape(_one_line(e))}", soft_wrap=True)
             raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            if _debug["on"]:
+                raise
+            bar.stop()
+            console.print("[yellow]interrupted[/yellow]; nothing half-written is kept: re-run the command to resume")
+            raise typer.Exit(130) from None
+
+
+def _one_line(error: Exception) -> str:
+    """A library error's message, or an OS error as 'PATH: reason' (disk full, read-only, name too long)."""
+    if isinstance(error, OSError) and not isinstance(error, CxrdsError):
+        where = error.filename if error.filename is not None else "?"
+        return f"{where}: {error.strerror or error}"
+    return str(error)
 
 
 def _items(value: str) -> tuple[str, ...]:

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from cxr_dataset import __version__
+from cxr_dataset.errors import SourceError
 from cxr_dataset.fileio import atomic_write_bytes, sha256_bytes
-from cxr_dataset.imaging import encode_png, read_gray
+from cxr_dataset.imaging import encode_png
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.schema import SYNTHETIC_LABEL, TASK_SOURCE_CLASS, make_key
 from cxr_dataset.sources.release import check_release_zip, iter_release_images, release_zips
@@ -23,11 +24,13 @@ def rows_from_release(
     """Convert every member to a grayscale PNG under `workdir`; returns release rows and one meta per zip."""
     rows, metas = [], []
     paths = [p for z in zips for p in release_zips(Path(z))]
+    names = [p.name for p in paths]
+    if len(set(names)) < len(names):
+        raise SourceError(f"release zips {[str(p) for p in paths]}: each asset ({sorted(set(names))}) may come once")
     for path in paths:
         asset, members, md5 = check_release_zip(path, strict=strict)
         metas.append({"task": asset.task, "release_asset": path.name, "release_md5": md5})
-        for i, (member, data) in enumerate(iter_release_images(path, members), 1):
-            pixels = read_gray(data)  # the release's JPEGs are RGB with near-equal channels
+        for i, (member, pixels) in enumerate(iter_release_images(path, members), 1):
             png = encode_png(pixels)
             key = make_key(asset.config, "v0-1", str(member.number))
             atomic_write_bytes(workdir / f"{key}.png", png)

@@ -30,7 +30,8 @@ from cxr_dataset.fileio import atomic_open, atomic_write_text
 from cxr_dataset.imaging import read_gray_batch
 from cxr_dataset.manifest import read_manifest
 from cxr_dataset.metrics import METRIC_NAMES, bootstrap_ci, point_metrics
-from cxr_dataset.ownership import check_output, claim_output
+from cxr_dataset.options import check_workers
+from cxr_dataset.ownership import claim_output
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.schema import TASK_CONFIG, TASKS, make_key
 
@@ -60,8 +61,7 @@ class BenchmarkConfig:
         unknown = sorted(set(self.comparisons) - set(COMPARISONS))
         if unknown or not self.comparisons:
             raise ConfigError(f"comparisons must be among {list(COMPARISONS)}, got {unknown or 'none'}")
-        if self.workers < 0:
-            raise ConfigError(f"workers must be >= 0 (0: one per core), got {self.workers}")
+        check_workers(self.workers, zero_means_auto=True)
 
 
 class SmallCNN(nn.Module):
@@ -114,7 +114,7 @@ def run_benchmark(
     release: Path, real: Path, out: Path, cfg: BenchmarkConfig, *, progress: ProgressFn = no_progress
 ) -> list[dict[str, Any]]:
     """Train and score every comparison × regime × model × seed; writes metrics.csv, metrics.json, table.md."""
-    check_output(out, "benchmark", inputs=[release, real])  # before hours of training, not after
+    out = claim_output(out, "benchmark", inputs=[release, real])  # before hours of training, not after
     manifest = read_manifest(real)
     rows = manifest.rows()
     held = held_out_patients(rows)
@@ -298,7 +298,6 @@ def normalise(x: torch.Tensor, device=None) -> torch.Tensor:
 def _write_outputs(
     out: Path, results: list[dict[str, Any]], predictions: list[dict[str, Any]], cfg: BenchmarkConfig
 ) -> None:
-    claim_output(out, "benchmark")
     atomic_write_text(out / PREDICTIONS_NAME, json.dumps(predictions) + "\n")
     atomic_write_text(out / METRICS_NAME, json.dumps({"config": asdict(cfg), "results": results}, indent=2) + "\n")
     buf = io.StringIO()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from cxr_dataset.workers import process_pool
 
 RESIZE_MODES = ("pad", "crop")
 
@@ -64,7 +65,7 @@ def read_gray_batch(sources: Sequence[Path | bytes], size: int, workers: int = 1
     out = np.zeros((len(sources), size, size), dtype=np.uint8)
     read = partial(read_gray, size=size)
     if workers > 1 and len(sources) > 64:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with process_pool(workers) as pool:
             pixels = pool.map(read, sources, chunksize=max(16, len(sources) // (8 * workers)))
             for i, image in enumerate(pixels):
                 out[i] = image

@@ -42,9 +42,7 @@ class Manifest:
         except OSError as e:
             raise SchemaError(f"{path}: cannot read a prepared image ({e.strerror}); re-run `cxrds prepare`") from None
         if sha256_bytes(data) != row["sha256"]:
-            raise SchemaError(
-                f"{path}: SHA-256 differs from the manifest; re-run `cxrds prepare`"
-            )
+            raise SchemaError(f"{path}: SHA-256 differs from the manifest; re-run `cxrds prepare`")
         return data
 
 

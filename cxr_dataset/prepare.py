@@ -7,8 +7,6 @@ import dataclasses
 import io
 import json
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,13 +15,15 @@ from cxr_dataset.errors import CxrdsError, SourceError
 from cxr_dataset.fileio import atomic_write_bytes, atomic_write_text, sha256_bytes, sha256_file
 from cxr_dataset.imaging import RESIZE_MODES, encode_png, to_square
 from cxr_dataset.manifest import write_manifest
+from cxr_dataset.options import check_workers
 from cxr_dataset.ownership import claim_output
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.schema import MANIFEST_NAME
 from cxr_dataset.sources import Source, SourceImage, SourceOptions, open_source, source_path
 from cxr_dataset.sources.base import DEFAULT_VIEWS
 from cxr_dataset.sources.files import confined
-from cxr_dataset.splits import DEFAULT_FRACTIONS, SPLIT_MODES, paper_splits, patient_splits
+from cxr_dataset.splits import DEFAULT_FRACTIONS, SPLIT_MODES, check_split_fractions, paper_splits, patient_splits
+from cxr_dataset.workers import process_pool
 
 REJECTS_NAME = "rejects.csv"
 CACHE_NAME = ".prepare-cache.jsonl"
@@ -67,6 +67,11 @@ def prepare(
         raise SourceError(f"split must be one of {list(SPLIT_MODES)}, got {split!r}")
     if resize not in RESIZE_MODES:
         raise SourceError(f"resize must be one of {list(RESIZE_MODES)}, got {resize!r}")
+    if split == "patient":
+        check_split_fractions(fractions)
+    check_workers(workers)
+    if not 8 <= size <= 8192:
+        raise SourceError(f"size must be in 8..8192 pixels, got {size}")
     options = SourceOptions(
         seed=seed,
         paper=split == "paper",
@@ -93,7 +98,7 @@ def prepare(
     # A run that fails from here on leaves no manifest, so later stages refuse the folder rather than
     # pair an old manifest with new images.
     (out / MANIFEST_NAME).unlink(missing_ok=True)
-    with _pool(workers) as pool, open(out / CACHE_NAME, "a") as journal:
+    with process_pool(workers) as pool, open(out / CACHE_NAME, "a") as journal:
         results = pool.map(_prepare_one, tasks, chunksize=8) if pool else map(_prepare_one, tasks)
         for i, (rec, row, detail) in enumerate(results, 1):
             if row is not None:
@@ -159,8 +164,10 @@ def _prepare_one(task) -> tuple[SourceImage, dict[str, Any] | None, str]:
         if cached and cached["fingerprint"] == digest and _still_there(out, cached["row"]):
             return rec, cached["row"], digest
         pixels = to_square(src.load(rec, size), size, resize)
-    except (CxrdsError, OSError, ValueError) as e:  # PIL raises OSError/ValueError on broken files
-        return rec, None, str(e) or type(e).__name__
+    except CxrdsError as e:
+        return rec, None, str(e)
+    except Exception as e:  # the one boundary: whatever a decoder raises on a bad file becomes a reject row
+        return rec, None, f"{rec.origin}: {type(e).__name__}: {e}"
     data = encode_png(pixels)
     rel = f"images/{rec.label}/{rec.id}.png"
     atomic_write_bytes(out / rel, data)
@@ -198,11 +205,6 @@ def _read_cache(path: Path) -> dict[str, dict[str, Any]]:
             except (json.JSONDecodeError, KeyError, TypeError):
                 continue
     return cache
-
-
-def _pool(workers: int):
-    """A process pool, or a null context meaning 'run in this process' when workers <= 1."""
-    return ProcessPoolExecutor(max_workers=workers) if workers > 1 else nullcontext(None)
 
 
 def _write_rejects(path: Path, rejects: list[dict[str, str]]) -> None:

@@ -15,6 +15,18 @@ SPLIT_MODES = ("patient", "paper")
 DEFAULT_FRACTIONS = {"train": 0.7, "validation": 0.1, "test": 0.2}
 
 
+def check_split_fractions(fractions: dict[str, float]) -> None:
+    """`ConfigError` unless `fractions` gives train, validation and test, each in 0..1, summing to 1."""
+    if (
+        set(fractions) != set(DEFAULT_FRACTIONS)
+        or any(not 0.0 <= f <= 1.0 for f in fractions.values())
+        or not math.isclose(sum(fractions.values()), 1.0)
+    ):
+        raise ConfigError(
+            f"split fractions must give train, validation and test, each in 0..1, summing to 1; got {fractions}"
+        )
+
+
 def patient_splits(
     records: Sequence[SourceImage], *, seed: int, fractions: dict[str, float] = DEFAULT_FRACTIONS
 ) -> dict[str, str]:
@@ -23,8 +35,7 @@ def patient_splits(
     Patients are stratified by their set of classes, shuffled with `seed`, and cut by `fractions`
     (train/validation/test). A stratum with at least three patients gets at least one per non-empty split.
     """
-    if set(fractions) != set(DEFAULT_FRACTIONS) or not math.isclose(sum(fractions.values()), 1.0):
-        raise ConfigError(f"split fractions must give train, validation and test summing to 1, got {fractions}")
+    check_split_fractions(fractions)
     classes_of: dict[str, set[str]] = defaultdict(set)
     for r in records:
         classes_of[r.patient_id].add(r.label)

@@ -31,6 +31,7 @@ from cxr_dataset.checksums import checksum_problems, is_safe_relative
 from cxr_dataset.errors import ReleaseError
 from cxr_dataset.fileio import sha256_bytes
 from cxr_dataset.manifest import read_manifest
+from cxr_dataset.options import check_fraction
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.schema import CARD_NAME, CHECKSUMS_NAME, FIELDS, TASK_CONFIG, TASKS, field_names, wds_members
 
@@ -91,6 +92,7 @@ def validate_release(
 ) -> ValidationReport:
     """Every check a release must pass before anyone trains on it: `verify_release`'s integrity checks and,
     given the prepared real data it was made from, the skew table, the leakage audit and duplicate detection."""
+    check_fraction(near_duplicate_fraction, "near_duplicate_fraction")
     report = verify_release(root, progress=progress)
     if real is not None:
         _audit_against_real(Path(root), read_manifest(real), report, near_duplicate_fraction, progress)

@@ -24,6 +24,7 @@ from generator.config import TrainConfig, from_dict
 
 FORMAT = "cxrds-cyclegan-checkpoint/1"
 _STEP_FILE = re.compile(r"step-(\d{9})\.json$")
+_REQUIRED = {"config": dict, "step": int, "task": str, "tensors_file": str, "tensors_sha256": str, "config_sha256": str}
 
 
 @dataclass(frozen=True)
@@ -92,11 +93,17 @@ def load_checkpoint(path: Path) -> Checkpoint:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise CheckpointError(f"{json_path}: format must be {FORMAT!r}, got {got!r}")
+    missing = [k for k, kind in _REQUIRED.items() if not isinstance(meta.get(k), kind)]
+    if missing:
+        raise CheckpointError(f"{json_path}: missing or mistyped keys {missing}; not a complete cxrds checkpoint")
     try:
         config = from_dict(TrainConfig, meta["config"], where=f"{json_path}: config")
-    except (ConfigError, KeyError) as e:
+    except ConfigError as e:
         raise CheckpointError(f"{json_path}: bad config: {e}") from None
-    tensors_path = json_path.with_name(meta["tensors_file"])
+    name = meta["tensors_file"]
+    if "/" in name or "\\" in name or name in ("", ".", "..") or not name.endswith(".safetensors"):
+        raise CheckpointError(f"{json_path}: tensors_file {name!r} must be a .safetensors file beside the JSON")
+    tensors_path = json_path.with_name(name)
     if not tensors_path.is_file():
         raise CheckpointError(f"{json_path}: its tensors file {tensors_path.name} is missing")
     actual = sha256_file(tensors_path)

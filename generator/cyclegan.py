@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cxr_dataset.errors import ConfigError
 from generator.config import ModelConfig, TrainConfig
 from generator.networks import build_discriminator, build_generator
 from generator.precision import autocast
@@ -78,6 +79,19 @@ class DDPNets:
 
     def discriminators(self) -> list[nn.Parameter]:
         return [*self.D_A.parameters(), *self.D_B.parameters()]
+
+
+def check_input_size(model: ModelConfig, size: int) -> None:
+    """`ConfigError` unless the networks take `size`² images and give `size`² back (shapes only: meta device)."""
+    try:
+        with torch.device("meta"), torch.no_grad():
+            fake = build_generator(model)(torch.zeros(1, model.channels, size, size))
+            build_discriminator(model)(fake)
+        fits = tuple(fake.shape[-2:]) == (size, size)
+    except RuntimeError:
+        fits = False
+    if not fits:
+        raise ConfigError(f"training size {size}² does not fit the {model.generator} networks; try a multiple of 32")
 
 
 def _unwrapped(net: nn.Module) -> nn.Module:

@@ -38,7 +38,7 @@ from generator.checkpoint import (
     save_checkpoint,
 )
 from generator.config import RESUMABLE_CHANGES, TrainConfig, config_differences, flat
-from generator.cyclegan import NET_NAMES, CycleGAN, DDPNets, ImagePool, train_step
+from generator.cyclegan import NET_NAMES, CycleGAN, DDPNets, ImagePool, check_input_size, train_step
 from generator.distributed import DistInfo
 from generator.precision import AUTO, autocast, resolve_precision
 
@@ -105,6 +105,7 @@ def train(
         raise ConfigError(f"task must be one of {list(TASK_SOURCE_CLASS)}, got {task!r}")
     if cfg.model.channels != 1:
         raise ConfigError("training reads grayscale X-rays; model.channels = 3 is only for benchmarks")
+    check_input_size(cfg.model, cfg.crop_size)
     ddp = distributed.setup()
     device = ddp.device
     if device.type == "cuda":

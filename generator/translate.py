@@ -8,8 +8,6 @@ and the PNG's SHA-256. The same checkpoint and inputs always give the same bytes
 from __future__ import annotations
 
 import io
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,10 +20,12 @@ from cxr_dataset.errors import CheckpointError, ConfigError
 from cxr_dataset.fileio import atomic_write_bytes, sha256_bytes
 from cxr_dataset.imaging import encode_png, read_gray
 from cxr_dataset.manifest import read_manifest
+from cxr_dataset.options import check_workers
 from cxr_dataset.ownership import claim_output
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.schema import PROVENANCE_FIELDS, PROVENANCE_NAME, TASK_CONFIG, TASK_SOURCE_CLASS, make_key
 from cxr_dataset.tables import read_table, write_table
+from cxr_dataset.workers import process_pool
 from generator import distributed
 from generator.checkpoint import load_checkpoint, load_into
 from generator.distributed import DistInfo, rank_slice
@@ -64,6 +64,7 @@ def translate(
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    check_workers(encode_workers, "encode_workers")
     ddp = distributed.setup()
     device = ddp.device
     precision = resolve_precision(precision, device)
@@ -101,7 +102,7 @@ def translate(
         "source_md5": "",  # only images read from an archive (the seed's zips) have one
     }
     provenance = []
-    with _encoder_pool(encode_workers) as pool:
+    with process_pool(encode_workers) as pool:
         pending: list = []
         for start in range(0, len(rows), batch_size):
             batch = rows[start : start + batch_size]
@@ -184,10 +185,6 @@ def seed_output_quirk(image: np.ndarray) -> np.ndarray:
     buf = io.BytesIO()
     Image.fromarray(image, mode="L").save(buf, format="JPEG", quality=75)
     return read_gray(buf.getvalue())
-
-
-def _encoder_pool(workers: int):
-    return ProcessPoolExecutor(max_workers=workers) if workers > 1 else nullcontext(None)
 
 
 def _write_provenance(rows: list[dict], out: Path, ddp: DistInfo, meta: dict) -> Path:

@@ -355,3 +355,192 @@ def test_ownership_marker_is_written_and_kinds_do_not_mix(tmp_path):
     with pytest.raises(OwnershipError, match="a run folder, not a report one"):
         check_output(tmp_path / "run", "report")
     assert os.listdir(tmp_path / "run") == [MARKER_NAME]
+
+
+# --- bounded reading and one error boundary ------------------------------------------------------------
+
+
+def _zip_with(tmp_path, members, name="G_NC.zip"):
+    """A G_NC.zip holding `members` (name, bytes) in the seed's layout."""
+    import zipfile
+
+    folder = tmp_path / "zips"
+    folder.mkdir(exist_ok=True)
+    with zipfile.ZipFile(folder / name, "w") as zf:
+        for member, data in members:
+            zf.writestr(member, data)
+    return folder / name
+
+
+def _patch_central_directory(path, offset, value: bytes):
+    """Overwrite bytes at `offset` of the first central-directory entry (and its local header twin)."""
+    data = bytearray(path.read_bytes())
+    central = data.index(b"PK\x01\x02")
+    data[central + offset : central + offset + len(value)] = value
+    data[offset - 2 : offset - 2 + len(value)] = value  # local header fields sit 2 bytes earlier
+    path.write_bytes(bytes(data))
+
+
+def _build_from(zips, tmp_path):
+    from builders.release import build_release_from_zips
+
+    return build_release_from_zips(zips, tmp_path / "rel" / "covid-synthetic-cxr")
+
+
+def _warned(function, *args):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the MD5 differs from the published one: expected here
+        return function(*args)
+
+
+def _png_claiming(width, height):
+    import struct
+    import zlib
+
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(buf, "PNG")
+    data = bytearray(buf.getvalue())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("huge header", "exceeds the 100,000,000-pixel limit"),
+        ("not an image", "not a readable image"),
+        ("encrypted", "is encrypted; refused"),
+        ("compression", "uses compression method 98; unsupported"),
+        ("bad crc", "unreadable member"),
+        ("repeated", "occur twice; refused"),
+    ],
+)
+def test_release_zip_defects_are_one_line_errors(tmp_path, case, message):
+    from cxr_dataset.errors import SourceError
+
+    good = _png_claiming(4, 4)
+    members = {
+        "huge header": [("G1/1.jpg", _png_claiming(60000, 60000))],
+        "not an image": [("G1/1.jpg", b"hello, not a JPEG")],
+        "repeated": [("G1/1.jpg", good), ("G1/1.jpg", good)],
+    }.get(case, [("G1/1.jpg", good)])
+    path = _warned(_zip_with, tmp_path, members)
+    if case == "encrypted":
+        _patch_central_directory(path, 8, b"\x01\x00")
+    elif case == "compression":
+        _patch_central_directory(path, 10, b"\x62\x00")
+    elif case == "bad crc":
+        data = bytearray(path.read_bytes())
+        data[data.index(good) + 40] ^= 0xFF  # stored member: flip a byte of its data
+        path.write_bytes(bytes(data))
+    with pytest.raises(SourceError, match=message):
+        _warned(_build_from, [path], tmp_path)
+    assert not (tmp_path / "rel").exists() or not any((tmp_path / "rel").iterdir())
+
+
+def test_release_zip_member_over_the_byte_limit_is_refused_before_reading(tmp_path, monkeypatch):
+    from cxr_dataset.errors import SourceError
+    from cxr_dataset.sources import release
+
+    path = _zip_with(tmp_path, [("G1/1.jpg", bytes(4096))])
+    monkeypatch.setattr(release, "MAX_FILE_BYTES", 1024)
+    with pytest.raises(SourceError, match="unpacks to 4,096 bytes, over the limit"):
+        _warned(_build_from, [path], tmp_path)
+
+
+def test_the_same_release_zip_twice_is_refused(tmp_path):
+    from cxr_dataset.errors import SourceError
+
+    path = _zip_with(tmp_path, [("G1/1.jpg", _png_claiming(4, 4))])
+    with pytest.raises(SourceError, match="each asset .* may come once"):
+        _warned(_build_from, [path, path], tmp_path)
+
+
+def test_a_dicom_without_rows_is_a_reject_row_in_a_skip_bad_run(tmp_path):
+    from tests.test_dicom import write_dicom
+
+    root = tmp_path / "folder"
+    (root / "normal").mkdir(parents=True)
+    Image.fromarray(np.full((40, 30), 90, np.uint8)).save(root / "normal" / "good.png")
+    path = write_dicom(root / "normal" / "norows.dcm", np.zeros((8, 8), np.uint8))
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    del ds.Rows
+    ds.save_as(path)
+    result = prepare([f"folder={root}"], tmp_path / "out", size=32, workers=1, skip_bad=True)
+    assert [r["id"] for r in result.rejects] == ["folder_normal_norows"]
+    assert "Rows" in result.rejects[0]["reason"]
+
+
+def test_metadata_csv_that_is_not_utf8_is_named(tmp_path):
+    from cxr_dataset.errors import SourceError
+
+    root = make_collection(tmp_path / "collection")
+    (root / "metadata.csv").write_bytes((root / "metadata.csv").read_bytes() + "é,\n".encode("latin-1"))
+    with pytest.raises(SourceError, match=r"metadata.csv: not UTF-8 text"):
+        prepare([f"covid-collection={root}"], tmp_path / "out", size=32, workers=1)
+
+
+@pytest.mark.parametrize(
+    ("meta_change", "message"),
+    [
+        (lambda m: m.pop("tensors_file"), r"missing or mistyped keys \['tensors_file'\]"),
+        (lambda m: m.update(tensors_file="../../elsewhere.safetensors"), "must be a .safetensors file beside"),
+    ],
+)
+def test_checkpoint_json_with_missing_keys_or_an_outside_tensors_file_is_refused(
+    prepared, tmp_path, meta_change, message
+):
+    train(prepared, "normal2covid", tmp_path / "run", tiny_config())
+    ckpt = load_checkpoint(tmp_path / "run")
+    meta = json.loads(ckpt.json_path.read_text())
+    meta_change(meta)
+    ckpt.json_path.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(tmp_path / "run")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["prepare", "--source", "phantom=9", "--fractions", "1.2,-0.1,-0.1"], "each in 0..1"),
+        (["prepare", "--source", "phantom=9", "--workers", "500"], "workers must be in 1.."),
+        (["train", "--prepared", "P", "--task", "normal2covid", "--size", "3"], "does not fit"),
+    ],
+)
+def test_cli_refuses_senseless_options_in_one_line(tmp_path, args, message):
+    args = [str(tmp_path / "p") if a == "P" else a for a in args]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_validate_refuses_a_negative_near_duplicate_fraction(release):
+    result = CliRunner().invoke(app, ["validate", str(release), "--near-duplicate-fraction", "-1"])
+    assert result.exit_code == 1 and "near_duplicate_fraction must be between 0 and 1, got -1.0" in result.output
+
+
+def test_cli_os_errors_are_one_line_with_the_path(synthetic, tmp_path):
+    too_long = tmp_path / ("x" * 300) / "covid-synthetic-cxr"
+    args = ["build", "--synthetic", str(synthetic["normal2covid"]), "--out", str(too_long)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and "File name too long" in result.output and "Traceback" not in result.output
+    assert result.output.count("\n") <= 3
+
+
+def test_folder_source_names_a_file_stem_used_twice_and_skipped_folders(tmp_path):
+    from cxr_dataset.errors import SourceError
+
+    root = tmp_path / "folder"
+    for sub in ("normal", "xrays-misc"):
+        (root / sub).mkdir(parents=True)
+    Image.fromarray(np.full((40, 30), 90, np.uint8)).save(root / "normal" / "x.png")
+    with pytest.warns(UserWarning, match=r"skipped folders \['xrays-misc'\]"):
+        prepare([f"folder={root}"], tmp_path / "out", size=32, workers=1)
+    Image.fromarray(np.full((40, 30), 90, np.uint8)).save(root / "normal" / "x.jpg")
+    with pytest.raises(SourceError, match="x.png and .*x.jpg: one image name twice"):
+        prepare([f"folder={root}"], tmp_path / "out2", size=32, workers=1)

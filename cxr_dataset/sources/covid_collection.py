@@ -16,7 +16,6 @@ modality and filename; modality not CT; ``finding == "COVID-19"`` exactly; any v
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import numpy as np
 from cxr_dataset.errors import SourceError
 from cxr_dataset.schema import make_key
 from cxr_dataset.sources.base import SourceImage, SourceOptions
-from cxr_dataset.sources.files import load_image_file
+from cxr_dataset.sources.files import load_image_file, read_csv_rows
 
 KIND = "covid-collection"
 REQUIRED_COLUMNS = ("patientid", "finding", "view", "modality", "filename")
@@ -63,12 +62,8 @@ def read_metadata(path: Path) -> list[dict[str, str]]:
     """Rows of `metadata.csv`, checking the columns both schemas share."""
     if not path.is_file():
         raise SourceError(f"{path}: no metadata.csv; expected the covid-chestxray-dataset folder")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise SourceError(f"{path}: missing columns {missing}; is this covid-chestxray-dataset's metadata.csv?")
-        return [{k: (v or "").strip() for k, v in row.items() if k} for row in reader]
+    rows = read_csv_rows(path, REQUIRED_COLUMNS, "; is this covid-chestxray-dataset's metadata.csv?")
+    return [{k: (v or "").strip() for k, v in row.items() if k} for row in rows]
 
 
 @dataclass(frozen=True)

@@ -38,12 +38,17 @@ def read_dicom(path: Path, max_pixels: int) -> np.ndarray:
     photometric = str(ds.get("PhotometricInterpretation", ""))
     if photometric not in GRAYSCALE:
         raise SourceError(f"{path}: photometric interpretation {photometric!r} unsupported; expected {GRAYSCALE}")
-    rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
+    try:
+        rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
+    except (TypeError, ValueError):
+        rows = cols = 0
+    if rows <= 0 or cols <= 0:
+        raise SourceError(f"{path}: DICOM without valid Rows/Columns")
     if rows * cols > max_pixels:
         raise SourceError(f"{path}: {cols}×{rows} exceeds the {max_pixels:,}-pixel limit")
     try:
         pixels = ds.pixel_array
-    except (RuntimeError, NotImplementedError, ValueError) as e:  # no decoder for the transfer syntax
+    except (RuntimeError, NotImplementedError, ValueError, AttributeError, KeyError, TypeError) as e:
         syntax = ds.file_meta.get("TransferSyntaxUID", "?")
         raise SourceError(
             f"{path}: cannot decode pixels (transfer syntax {syntax}): {e}; try `pip install cxrds[dicom-codecs]`"

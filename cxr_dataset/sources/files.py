@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import warnings
 from pathlib import Path
 
@@ -14,6 +16,25 @@ from cxr_dataset.sources.dicom import read_dicom
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm")
 MAX_PIXELS = 100_000_000  # larger images are refused as possible decompression bombs
+MAX_FILE_BYTES = 1 << 30  # larger files (or archive members, uncompressed) are refused before reading
+
+
+def read_csv_rows(path: Path, required: tuple[str, ...], hint: str = "") -> list[dict[str, str]]:
+    """Rows of a UTF-8 CSV (BOM allowed) that has the `required` columns; `SourceError` names the file and
+    the problem (missing columns, bytes that are not UTF-8, malformed CSV)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in required if c not in (reader.fieldnames or [])]
+            if missing:
+                raise SourceError(f"{path}: missing columns {missing}{hint}")
+            return list(reader)
+    except UnicodeDecodeError as e:
+        raise SourceError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8") from None
+    except csv.Error as e:
+        raise SourceError(f"{path}: malformed CSV ({e})") from None
+    except OSError as e:
+        raise SourceError(f"{path}: unreadable ({e.strerror or e})") from None
 
 
 def confined(root: Path, path: Path) -> Path:
@@ -32,21 +53,37 @@ def load_image_file(path: Path, max_pixels: int = MAX_PIXELS, *, root: Path | No
         return read_dicom(path, max_pixels)
     if not path.is_file():
         raise SourceError(f"{path}: missing file")
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise SourceError(f"{path}: empty file")
+    if size > MAX_FILE_BYTES:
+        raise SourceError(f"{path}: {size:,} bytes exceeds the {MAX_FILE_BYTES:,}-byte limit")
+    return _decode(path, str(path), max_pixels)
+
+
+def load_image_bytes(data: bytes, where: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """`load_image_file` for bytes already read (an archive member); `where` names them in errors."""
+    if not data:
+        raise SourceError(f"{where}: empty file")
+    return _decode(io.BytesIO(data), where, max_pixels)
+
+
+def _decode(source: Path | io.BytesIO, where: str, max_pixels: int) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             # We apply our own limit from the header; Pillow's warning would only repeat it.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(path)
+            img = Image.open(source)
         with img:
             if img.width * img.height > max_pixels:
-                raise SourceError(f"{path}: {img.width}×{img.height} exceeds the {max_pixels:,}-pixel limit")
+                raise SourceError(f"{where}: {img.width}×{img.height} exceeds the {max_pixels:,}-pixel limit")
             img = ImageOps.exif_transpose(img)
             if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
                 return to_uint8(np.asarray(img))
             if img.mode in ("RGBA", "LA", "PA"):  # composite transparency on black
                 img = Image.alpha_composite(Image.new("RGBA", img.size, "black"), img.convert("RGBA"))
             return np.asarray(img.convert("L"))
-    except (OSError, Image.DecompressionBombError, SyntaxError) as e:
-        raise SourceError(f"{path}: not a readable image ({e})") from None
+    except Image.DecompressionBombError as e:  # Pillow's own, larger limit, checked when the header is read
+        raise SourceError(f"{where}: exceeds the {max_pixels:,}-pixel limit ({e})") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise SourceError(f"{where}: not a readable image ({e})") from None

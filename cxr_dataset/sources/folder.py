@@ -7,6 +7,7 @@ splits then equal image-level splits: use a reader that knows patients where one
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,14 +40,25 @@ class FolderSource:
     def records(self) -> list[SourceImage]:
         if not self.root.is_dir():
             raise SourceError(f"folder source {self.root}: not a directory")
-        out = []
+        out, skipped = [], []
         for sub in sorted(p for p in self.root.iterdir() if p.is_dir()):
             label = CLASS_NAMES.get(sub.name.lower())
             if label is None:
+                skipped.append(sub.name)
                 continue
+            by_key: dict[str, Path] = {}
             for path in sorted(p for p in sub.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
                 key = make_key("folder", label, path.stem)
+                if key in by_key:
+                    raise SourceError(f"{path} and {by_key[key]}: one image name twice; rename one of them")
+                by_key[key] = path
                 out.append(SourceImage(id=key, patient_id=key, label=label, source=self.kind, origin=str(path)))
+        if skipped:
+            warnings.warn(
+                f"folder source {self.root}: skipped folders {skipped}, which name no class "
+                f"(known: {sorted(CLASS_NAMES)})",
+                stacklevel=2,
+            )
         if not out:
             raise SourceError(f"folder source {self.root}: no images in class folders {sorted(set(CLASS_NAMES))}")
         return out

@@ -23,11 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from cxr_dataset.errors import SourceError
-from cxr_dataset.imaging import read_gray
 from cxr_dataset.schema import make_key
 from cxr_dataset.sources.base import SourceImage
+from cxr_dataset.sources.files import MAX_FILE_BYTES, load_image_bytes
 
 KIND = "release"
+_COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,16 @@ def check_release_zip(path: Path, *, strict: bool = False) -> tuple[ReleaseAsset
         match = asset.member.fullmatch(name)
         if match is None:
             raise SourceError(f"{path}: member {name!r} does not fit the v0.1 layout ({asset.member.pattern})")
+        if info.flag_bits & 0x1:
+            raise SourceError(f"{path}: member {name!r} is encrypted; refused")
+        if info.compress_type not in _COMPRESSIONS:
+            raise SourceError(f"{path}: member {name!r} uses compression method {info.compress_type}; unsupported")
+        if info.file_size > MAX_FILE_BYTES:
+            raise SourceError(f"{path}: member {name!r} unpacks to {info.file_size:,} bytes, over the limit")
         members.append(ReleaseMember(int(match.group(1)), name))
+    repeated = sorted({m.name for m in members if sum(n.number == m.number for n in members) > 1})
+    if repeated:
+        raise SourceError(f"{path}: members {repeated[:3]} occur twice; refused")
     actual = md5_file(path)
     if actual != asset.md5:
         message = (
@@ -128,10 +138,27 @@ def release_zips(path: Path) -> list[Path]:
     return found
 
 
-def iter_release_images(path: Path, members: list[ReleaseMember]) -> Iterator[tuple[ReleaseMember, bytes]]:
+def iter_release_images(path: Path, members: list[ReleaseMember]) -> Iterator[tuple[ReleaseMember, np.ndarray]]:
+    """Each member decoded to 2-D uint8 (the release's JPEGs are RGB with near-equal channels)."""
     with zipfile.ZipFile(path) as zf:
         for m in members:
-            yield m, zf.read(m.name)
+            yield m, read_member_image(zf, path, m.name)
+
+
+def read_member_image(zf: zipfile.ZipFile, path: Path | str, name: str) -> np.ndarray:
+    """One member, size-capped and CRC-checked, decoded within the pixel limit; `SourceError` otherwise."""
+    where = f"{path}::{name}"
+    try:
+        info = zf.getinfo(name)
+        if info.file_size > MAX_FILE_BYTES:
+            raise SourceError(f"{where}: unpacks to {info.file_size:,} bytes, over the limit")
+        with zf.open(info) as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except (OSError, KeyError, EOFError, RuntimeError, NotImplementedError, zipfile.BadZipFile) as e:
+        raise SourceError(f"{where}: unreadable member ({e})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise SourceError(f"{where}: unpacks to more than {MAX_FILE_BYTES:,} bytes")
+    return load_image_bytes(data, where)
 
 
 @lru_cache(maxsize=4)
@@ -168,7 +195,4 @@ class ReleaseSource:
 
     def load(self, record: SourceImage, size: int) -> np.ndarray:
         zip_path, _, member = record.origin.partition("::")
-        try:
-            return read_gray(_open_zip(zip_path).read(member))
-        except (OSError, KeyError, zipfile.BadZipFile) as e:
-            raise SourceError(f"{zip_path}: member {member} unreadable ({e})") from None
+        return read_member_image(_open_zip(zip_path), zip_path, member)

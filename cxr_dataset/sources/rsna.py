@@ -15,7 +15,6 @@ RSNA "Normal" and "No Lung Opacity / Not Normal": 20,672 in stage 2, the seed's 
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 from cxr_dataset.errors import SourceError
 from cxr_dataset.schema import make_key
 from cxr_dataset.sources.base import PAPER_TRAIN_FRACTION, SourceImage, SourceOptions
-from cxr_dataset.sources.files import load_image_file
+from cxr_dataset.sources.files import load_image_file, read_csv_rows
 
 KIND = "rsna"
 STAGES = ("stage_2", "stage_1")
@@ -48,15 +47,6 @@ def _find(root: Path, name: str, required: bool) -> Path | None:
     return None
 
 
-def _read_csv(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in columns if c not in (reader.fieldnames or [])]
-        if missing:
-            raise SourceError(f"{path}: missing columns {missing}")
-        return list(reader)
-
-
 @dataclass(frozen=True)
 class RsnaSource:
     root: Path
@@ -64,7 +54,7 @@ class RsnaSource:
     kind: str = KIND
 
     def label_rows(self) -> list[dict[str, str]]:
-        rows = _read_csv(_find(self.root, "train_labels.csv", required=True), ("patientId", "Target"))
+        rows = read_csv_rows(_find(self.root, "train_labels.csv", required=True), ("patientId", "Target"))
         bad = next((r for r in rows if r["Target"] not in ("0", "1")), None)
         if bad is not None:
             raise SourceError(f"{self.root}: Target must be 0 or 1, got {bad['Target']!r} for {bad['patientId']}")
@@ -77,7 +67,7 @@ class RsnaSource:
             info = _find(self.root, "detailed_class_info.csv", required=False)
             if info is None:
                 raise SourceError(f"{self.root}: --rsna-normal normal-only needs stage_2_detailed_class_info.csv")
-            normal_ids = {r["patientId"] for r in _read_csv(info, ("patientId", "class")) if r["class"] == "Normal"}
+            normal_ids = {r["patientId"] for r in read_csv_rows(info, ("patientId", "class")) if r["class"] == "Normal"}
         stage = next((s for s in STAGES if (self.root / f"{s}_train_labels.csv").is_file()), STAGES[0])
         out, seen = [], set()
         for row in rows:
