@@ -175,7 +175,9 @@ def train(
     precision: Annotated[str | None, typer.Option(help=PRECISION_HELP)] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of weights, order, crops, flips, pool.")] = None,
     compile: Annotated[bool, typer.Option(help="torch.compile the networks (CUDA; slow to start).")] = False,
-    resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint in OUT (same config).")] = False,
+    resume: Annotated[
+        bool, typer.Option(help="Continue from the latest checkpoint in OUT (same config; --epochs may grow).")
+    ] = False,
 ) -> None:
     """Train a CycleGAN between the task's source class and COVID-19 (params: resnet-9 11.4M, unet 1.5M).
 
