@@ -1,10 +1,13 @@
-"""Generator throughput: our training/translation settings against the reference configuration.
+"""Generator throughput: our training/translation settings against the reference configuration, with MFU.
 
 The reference configuration is junyanz's CycleGAN as published: ResNet-9 generator, fp32, batch 1, grayscale
-replicated to 3 channels. Ours: the same networks on native 1-channel input with bf16 autocast (and, on CUDA,
-channels_last). Both are measured in the same run on the same device; ratios are ours / reference.
+replicated to 3 channels. Ours: the same networks on native 1-channel input at `--precision auto` (bf16 where
+the device has it natively, else fp32; on CUDA also channels_last and fused Adam). Every figure is measured in
+this run on this device; ratios are ours / reference. FLOPs per step are counted with
+`torch.utils.flop_counter`; MFU is achieved FLOP/s over the device's peak (`--peak-tflops`, or a table/estimate).
+The last rows time the whole `cxrds train` loop (data, augmentation, logging, checkpoints) on phantom images.
 
-    python benchmarks/generator.py                  # 128² on CPU (a few minutes on 2 cores)
+    python benchmarks/generator.py                  # 128² on CPU: median of 3 runs per setting
     python benchmarks/generator.py --sizes 128 256  # on CUDA: also peak memory and the projected 21,295-image time
 """
 
@@ -12,7 +15,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,15 +27,46 @@ from pathlib import Path
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import torch  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from cxr_dataset.prepare import prepare  # noqa: E402
 from generator.config import TrainConfig, load_preset  # noqa: E402
 from generator.cyclegan import CycleGAN, ImagePool, train_step  # noqa: E402
 from generator.distributed import DistInfo  # noqa: E402
 from generator.networks import build_generator  # noqa: E402
-from generator.precision import autocast  # noqa: E402
-from generator.train import seeded  # noqa: E402
+from generator.precision import autocast, cpu_has_native_bf16, resolve_precision  # noqa: E402
+from generator.train import seeded, train  # noqa: E402
 
 RELEASE_IMAGES = 21_295
+# Dense peak TFLOP/s by CUDA device name: (bf16 tensor cores, fp32 with TF32 tensor cores).
+CUDA_PEAKS = {"H100": (989.0, 494.0), "H200": (989.0, 494.0), "A100": (312.0, 156.0), "L4": (121.0, 60.0)}
+
+
+def device_peak_tflops(device: torch.device, precision: str) -> tuple[float, str]:
+    """The device's peak for `precision`, and where the number comes from."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name()
+        for key, (bf16, fp32) in CUDA_PEAKS.items():
+            if key in name:
+                return (bf16 if precision == "bf16" else fp32), f"{key} datasheet, dense"
+        return float("nan"), f"unknown card {name!r}: pass --peak-tflops"
+    cores = len(os.sched_getaffinity(0))
+    ghz = _cpu_ghz()
+    capability = torch.backends.cpu.get_cpu_capability()
+    per_cycle = 64 if "AVX512" in capability else 32 if "AVX2" in capability else 8  # fp32: 2 FMA pipes
+    if precision == "bf16" and cpu_has_native_bf16():
+        per_cycle *= 2
+    return cores * ghz * per_cycle / 1e3, f"estimate: {cores} cores × {ghz:.2f} GHz × {per_cycle} FLOP/cycle"
+
+
+def _cpu_ghz() -> float:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("cpu MHz"):
+                return float(line.split(":")[1]) / 1e3
+    except OSError:
+        pass
+    return float("nan")
 
 
 def _config(size: int, channels: int, precision: str, batch: int) -> TrainConfig:
@@ -44,10 +81,10 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def train_rate(cfg: TrainConfig, device: torch.device, steps: int, warmup: int) -> tuple[float, float]:
-    """Training images/s (per domain) and peak CUDA memory in GiB (0 on CPU)."""
+def step_rate(cfg: TrainConfig, device: torch.device, steps: int, runs: int) -> tuple[list[float], float, float]:
+    """Bare `train_step`: images/s of each run (per domain), FLOPs per step, peak CUDA GiB (0 on CPU)."""
     nets = CycleGAN(cfg.model, seeded(0, "init")).to(device)
-    fast_layout = device.type == "cuda" and cfg.precision == "bf16"
+    fast_layout = device.type == "cuda"
     if fast_layout:
         nets = nets.to(memory_format=torch.channels_last)
     fused = {"fused": True} if device.type == "cuda" else {"foreach": True}
@@ -58,17 +95,44 @@ def train_rate(cfg: TrainConfig, device: torch.device, steps: int, warmup: int) 
     a, b = torch.rand(shape, device=device) * 2 - 1, torch.rand(shape, device=device) * 2 - 1
     if fast_layout:
         a, b = a.contiguous(memory_format=torch.channels_last), b.contiguous(memory_format=torch.channels_last)
+    counter = FlopCounterMode(display=False)
+    with counter:  # also the warm-up step
+        train_step(nets, opt_g, opt_d, pools, a, b, cfg, seeded(0, "step", 0))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    for i in range(warmup + steps):
-        if i == warmup:
-            _sync(device)
-            start = time.perf_counter()
-        train_step(nets, opt_g, opt_d, pools, a, b, cfg, seeded(0, "step", i))
-    _sync(device)
-    rate = steps * cfg.batch_size / (time.perf_counter() - start)
+    rates = []
+    for run in range(runs):
+        _sync(device)
+        start = time.perf_counter()
+        for i in range(steps):
+            train_step(nets, opt_g, opt_d, pools, a, b, cfg, seeded(0, "step", 1 + run * steps + i))
+        _sync(device)
+        rates.append(steps * cfg.batch_size / (time.perf_counter() - start))
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else 0.0
-    return rate, peak
+    return rates, counter.get_total_flops(), peak
+
+
+def loop_rates(cfg: TrainConfig, runs: int, steps: int) -> tuple[list[float], list[float]]:
+    """The whole `cxrds train` loop on phantom images (prepared at load size, so crops and flips run too).
+
+    Per run: (images/s from the log between the first and the last step: the loop at pace, with its data,
+    augmentation and logging; images/s of the whole call: with start-up, the first step and the checkpoint)."""
+    import json
+
+    per_class = max(4, steps * cfg.batch_size * 10 // 7)  # 70% of the phantom is the training split
+    paced, whole = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared"
+        spec = f"phantom=normal:{per_class},covid:{per_class},per_patient:1"
+        prepare([spec], prepared, size=cfg.load_size, workers=min(4, os.cpu_count() or 1))
+        run_cfg = dataclasses.replace(cfg, epochs=1, epochs_decay=0, log_every=1)
+        for run in range(runs):
+            out = Path(tmp) / f"run-{run}"
+            whole.append(train(prepared, "normal2covid", out, run_cfg).images_per_second)
+            log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+            first, last = log[0], log[-1]
+            paced.append((last["step"] - first["step"]) * cfg.batch_size / (last["elapsed_s"] - first["elapsed_s"]))
+    return paced, whole
 
 
 @torch.inference_mode()
@@ -76,7 +140,7 @@ def translate_rate(cfg: TrainConfig, device: torch.device, batches: int, batch: 
     """Generator forward passes per second (images/s), without PNG encoding."""
     net = build_generator(cfg.model).to(device).eval()
     x = torch.rand(batch, cfg.model.channels, cfg.crop_size, cfg.crop_size, device=device) * 2 - 1
-    if device.type == "cuda" and cfg.precision == "bf16":
+    if device.type == "cuda":
         net, x = net.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
     for i in range(batches + 1):
         if i == 1:
@@ -91,43 +155,73 @@ def translate_rate(cfg: TrainConfig, device: torch.device, batches: int, batch: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[128])
-    parser.add_argument("--steps", type=int, default=None, help="timed training steps (default: 5 CPU, 30 CUDA)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per run (default: 3 CPU, 30 CUDA)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per setting; the median is reported")
     parser.add_argument("--batch", type=int, default=4, help="our training batch size")
+    parser.add_argument("--precision", default="auto", help="ours: auto, bf16 or fp32")
+    parser.add_argument("--peak-tflops", type=float, default=None, help="the device's peak, for MFU")
+    parser.add_argument("--no-loop", action="store_true", help="skip the `cxrds train` loop rows")
     args = parser.parse_args()
     device = DistInfo().device
     cuda = device.type == "cuda"
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
-    steps = args.steps or (30 if cuda else 5)
-    name = torch.cuda.get_device_name() if cuda else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {name}; torch {torch.__version__}")
+    steps = args.steps or (30 if cuda else 3)
+    ours = resolve_precision(args.precision, device)
+    name = torch.cuda.get_device_name() if cuda else f"CPU {_cpu_model()}, {torch.get_num_threads()} threads"
+    print(f"device: {name}; torch {torch.__version__}; ours at --precision {args.precision} → {ours}")
     print(
-        f"{'size':>5} {'setting':<34} {'train img/s':>11} {'ratio':>6} {'translate img/s':>15} {'ratio':>6}"
-        + (f" {'peak GiB':>8}" if cuda else "")
+        f"{'size':>5} {'setting':<36} {'img/s':>8} {'ratio':>6} {'GFLOP/img':>9} {'TFLOP/s':>8} {'MFU':>6}"
+        f" {'translate img/s':>15}" + (f" {'peak GiB':>8}" if cuda else "")
     )
     for size in args.sizes:
-        settings = [
-            ("reference: 3ch fp32 batch 1", _config(size, 3, "fp32", 1)),
-            (f"ours: 1ch fp32 batch {args.batch}", _config(size, 1, "fp32", args.batch)),
-            (f"ours: 1ch bf16 batch {args.batch}", _config(size, 1, "bf16", args.batch)),
-        ]
-        base_train = base_translate = None
-        for label, cfg in settings:
-            train_ips, peak = train_rate(cfg, device, steps if cfg.batch_size > 1 else steps * 2, warmup=2)
-            translate_ips = translate_rate(cfg, device, batches=5 if not cuda else 50, batch=16 if not cuda else 64)
-            base_train = base_train or train_ips
-            base_translate = base_translate or translate_ips
-            line = (
-                f"{size:>5} {label:<34} {train_ips:>11.2f} {train_ips / base_train:>5.2f}x "
-                f"{translate_ips:>15.1f} {translate_ips / base_translate:>5.2f}x"
+        reference, our_cfg = _config(size, 3, "fp32", 1), _config(size, 1, ours, args.batch)
+        base = None
+        for label, cfg in (
+            ("reference: 3ch fp32 b1, step", reference),
+            (f"ours: 1ch {ours} b{args.batch}, step", our_cfg),
+        ):
+            rates, flops, memory = step_rate(cfg, device, steps if cfg.batch_size > 1 else steps * 2, args.runs)
+            rate = statistics.median(rates)
+            base = base or rate
+            achieved = flops / cfg.batch_size * rate / 1e12
+            peak, source = (
+                (args.peak_tflops, "--peak-tflops") if args.peak_tflops else device_peak_tflops(device, cfg.precision)
             )
-            print(line + (f" {peak:>8.2f}" if cuda else ""), flush=True)
+            translate = translate_rate(cfg, device, batches=5 if not cuda else 50, batch=16 if not cuda else 64)
+            print(
+                f"{size:>5} {label:<36} {rate:>8.3f} {rate / base:>5.2f}x {flops / cfg.batch_size / 1e9:>9.1f} "
+                f"{achieved:>8.3f} {achieved / peak:>6.1%} {translate:>15.1f}"
+                + (f" {memory:>8.2f}" if cuda else "")
+                + f"   runs: {', '.join(f'{r:.3f}' for r in rates)}",
+                flush=True,
+            )
+        print(f"      MFU against a peak of {peak:.3f} TFLOP/s ({source})")
+        if not args.no_loop:
+            paced, whole = loop_rates(our_cfg, args.runs, max(steps, 4))
+            for label, rates in (("cxrds train loop, at pace", paced), ("cxrds train call, whole", whole)):
+                rate = statistics.median(rates)
+                print(
+                    f"{size:>5} {f'ours: {label}':<36} {rate:>8.3f} {rate / base:>5.2f}x"
+                    f"   runs: {', '.join(f'{r:.3f}' for r in rates)}",
+                    flush=True,
+                )
         if cuda:
             print(
                 f"      projected forward time for {RELEASE_IMAGES:,} images at {size}²: "
-                f"{RELEASE_IMAGES / translate_ips:.1f} s (bf16, without PNG encoding)"
+                f"{RELEASE_IMAGES / translate:.1f} s ({ours}, without PNG encoding)"
             )
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip() + f" ({torch.backends.cpu.get_cpu_capability()})"
+    except OSError:
+        pass
+    return torch.backends.cpu.get_cpu_capability()
 
 
 if __name__ == "__main__":

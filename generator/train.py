@@ -175,9 +175,11 @@ def train(
             if step % cfg.log_every == 0 or step == total or not first:
                 last = {k: round(v, 6) for k, v in ddp.mean(losses).items()}  # a device sync: only when logging
                 first = first or last
-                rate = seen / (time.perf_counter() - started)
+                elapsed = time.perf_counter() - started
+                rate = seen / elapsed
                 if log is not None:
-                    log.write(json.dumps({"step": step, "epoch": epoch, **last, "img_per_s": round(rate, 2)}) + "\n")
+                    entry = {"step": step, "epoch": epoch, **last, "img_per_s": round(rate, 2)}
+                    log.write(json.dumps({**entry, "elapsed_s": round(elapsed, 3)}) + "\n")
                     log.flush()
                     info = f"cycle {last['cycle_A']:.3f} D {last['D_A']:.3f} {rate:.1f} img/s"
                     progress(f"train {task}", step, total, info)

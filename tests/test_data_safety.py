@@ -544,3 +544,106 @@ def test_folder_source_names_a_file_stem_used_twice_and_skipped_folders(tmp_path
     Image.fromarray(np.full((40, 30), 90, np.uint8)).save(root / "normal" / "x.jpg")
     with pytest.raises(SourceError, match="x.png and .*x.jpg: one image name twice"):
         prepare([f"folder={root}"], tmp_path / "out2", size=32, workers=1)
+
+
+# --- kill -9, Ctrl-C and a full disk -------------------------------------------------------------------
+
+
+def _cli(*args):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    command = [sys.executable, "-m", "cli", *map(str, args)]
+    return subprocess.Popen(
+        command, cwd=Path(__file__).parents[1], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def test_ctrl_c_during_training_says_how_to_resume_and_the_rerun_finishes(prepared, tmp_path):
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    args = ["train", "--prepared", prepared, "--task", "normal2covid", "--out", run, "--preset", "tiny"]
+    args += ["--size", SIZE, "--epochs", 10]
+    proc = _cli(*args)
+    deadline = time.monotonic() + 120
+    while not list((run / "checkpoints").glob("step-*.json")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    output = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 130 and "interrupted" in output and "re-run" in output and "Traceback" not in output
+    resumed = _cli(*args, "--resume")
+    assert resumed.wait(timeout=600) == 0, resumed.stdout.read()
+    last = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
+    assert last["epoch"] == 9 and load_checkpoint(run).meta["step"] == last["step"]
+
+
+def test_pool_workers_die_with_a_sigkilled_parent(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    script = (
+        "import os, time\n"
+        "from cxr_dataset.workers import process_pool\n"
+        "with process_pool(2) as pool:\n"
+        "    futures = [pool.submit(os.getpid) for _ in range(8)]\n"
+        "    print(' '.join(sorted({str(f.result()) for f in futures})), flush=True)\n"
+        "    time.sleep(600)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=Path(__file__).parents[1], stdout=subprocess.PIPE, text=True
+    )
+    workers = [int(p) for p in parent.stdout.readline().split()]
+    assert workers and all(_alive(p) for p in workers)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(p) for p in workers)
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+
+
+def test_translate_removes_temporary_files_a_killed_run_left(prepared, synthetic, tmp_path):
+    run = synthetic["normal2covid"].parents[1] / "runs" / "normal2covid"
+    translate(prepared, run, tmp_path / "out")
+    stale = tmp_path / "out" / "images" / ".g_nc_x.png.tmp-99999"
+    stale.write_bytes(b"half a png")
+    translate(prepared, run, tmp_path / "out")
+    assert not stale.exists()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 64 KiB tmpfs (needs root and mount rights; skipped elsewhere)."""
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_build_on_a_full_disk_is_one_line_and_leaves_nothing_behind(prepared, tmp_path, tiny_disk):
+    big = tmp_path / "big"
+    train(prepared, "normal2covid", tmp_path / "run", tiny_config())
+    translate(prepared, tmp_path / "run", big)
+    result = CliRunner().invoke(app, ["build", "--synthetic", str(big), "--out", str(tiny_disk / "release")])
+    assert result.exit_code == 1 and "No space left on device" in result.output, result.output
+    assert "Traceback" not in result.output and os.listdir(tiny_disk) == []
