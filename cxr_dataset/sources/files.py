@@ -49,8 +49,6 @@ def load_image_file(path: Path, max_pixels: int = MAX_PIXELS, *, root: Path | No
     orientation is applied; DICOM goes through `read_dicom`. With `root`, a path that leaves it is refused."""
     if root is not None:
         confined(root, path)
-    if path.suffix.lower() == ".dcm":
-        return read_dicom(path, max_pixels)
     if not path.is_file():
         raise SourceError(f"{path}: missing file")
     size = path.stat().st_size
@@ -58,6 +56,8 @@ def load_image_file(path: Path, max_pixels: int = MAX_PIXELS, *, root: Path | No
         raise SourceError(f"{path}: empty file")
     if size > MAX_FILE_BYTES:
         raise SourceError(f"{path}: {size:,} bytes exceeds the {MAX_FILE_BYTES:,}-byte limit")
+    if path.suffix.lower() == ".dcm":
+        return read_dicom(path, max_pixels)
     return _decode(path, str(path), max_pixels)
 
 
