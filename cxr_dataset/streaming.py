@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import multiprocessing
 import os
 import random
 from collections.abc import Callable, Iterator
@@ -156,13 +157,18 @@ def _read_shards(src: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 
 
 class _Epoch:
-    """The epoch number the shuffles are seeded with; DataLoader workers get a copy at each epoch's start."""
+    """The epoch number the shuffles are seeded with, in shared memory: persistent DataLoader workers, which
+    keep their copy of the pipeline across epochs, see each `set_epoch` too."""
 
     def __init__(self) -> None:
-        self.value = 0
+        self._shared = multiprocessing.RawValue("q", 0)
+
+    @property
+    def value(self) -> int:
+        return self._shared.value
 
     def set(self, epoch: int) -> None:
-        self.value = epoch
+        self._shared.value = epoch
 
 
 class _ShardSplit:

@@ -49,6 +49,18 @@ def test_streaming_two_ranks_two_workers_see_every_sample_once_per_epoch(release
     assert ranks[0][0] != ranks[0][1]  # shards and samples reshuffled between epochs
 
 
+def test_streaming_set_epoch_reaches_persistent_workers(release):
+    pipeline = wds_pipeline(release, num_workers=2, seed=0)
+    loader = torch.utils.data.DataLoader(pipeline, batch_size=None, num_workers=2, persistent_workers=True)
+    orders = []
+    for epoch in range(2):
+        pipeline.set_epoch(epoch)
+        orders.append([s["key"] for s in loader])
+    assert sorted(orders[0]) == sorted(orders[1]) and orders[0] != orders[1]
+    pipeline.set_epoch(0)
+    assert [s["key"] for s in loader] == orders[0]  # the same epoch gives the same order again
+
+
 def test_streaming_resampled_ranks_get_equal_counts(release, tmp_path):
     ranks = _run_two_ranks(release, tmp_path, resampled=True)
     assert [len(epoch) for rank in ranks for epoch in rank] == [10, 10, 10, 10]
