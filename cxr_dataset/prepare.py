@@ -111,9 +111,11 @@ def prepare(
 
     _write_rejects(out / REJECTS_NAME, rejects)
     if rejects and not skip_bad:
+        origin, reason = rejects[0]["origin"], rejects[0]["reason"]
+        first = reason if reason.startswith(origin) else f"{origin}: {reason}"
         raise SourceError(
-            f"{len(rejects)} of {len(tasks)} images rejected (first: {rejects[0]['origin']}: "
-            f"{rejects[0]['reason']}); see {out / REJECTS_NAME}, or pass --skip-bad to keep going"
+            f"{len(rejects)} of {len(tasks)} images rejected (first: {first}); see {out / REJECTS_NAME}, "
+            "or pass --skip-bad to keep going"
         )
     meta = {
         "sources": sources,
