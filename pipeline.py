@@ -5,7 +5,6 @@ The only module besides `cli` that imports all three packages: it composes the s
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 from builders.release import BuildResult, build_release
 from cxr_dataset.baselines import BenchmarkConfig, run_benchmark
 from cxr_dataset.loading import load_release, wds_release
-from cxr_dataset.ownership import claim_output
+from cxr_dataset.ownership import claim_output, remove_owned
 from cxr_dataset.prepare import PrepareResult, prepare
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.report import write_report
@@ -65,7 +64,7 @@ def run_demo(
         clock = now
 
     prepared = out / "prepared"
-    shutil.rmtree(prepared, ignore_errors=True)
+    remove_owned(prepared, "prepared")
     result = DemoResult(
         out,
         out / "release" / RELEASE_NAME,
@@ -77,7 +76,7 @@ def run_demo(
         cfg = replace(cfg, epochs=epochs)
     for task in TASKS:
         run = out / "runs" / task
-        shutil.rmtree(run, ignore_errors=True)  # the demo owns its folder: start each run afresh
+        remove_owned(run, "run")  # start each run afresh
         result.trained[task] = train(prepared, task, run, cfg, progress=progress)
         lap("train")
         result.translated[task] = translate(prepared, run, out / "synthetic" / task, progress=progress)

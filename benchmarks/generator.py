@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import statistics
 import sys
@@ -117,8 +118,6 @@ def loop_rates(cfg: TrainConfig, runs: int, steps: int) -> tuple[list[float], li
 
     Per run: (images/s from the log between the first and the last step: the loop at pace, with its data,
     augmentation and logging; images/s of the whole call: with start-up, the first step and the checkpoint)."""
-    import json
-
     per_class = max(4, steps * cfg.batch_size * 10 // 7)  # 70% of the phantom is the training split
     paced, whole = [], []
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,9 +22,9 @@ from builders.hf_parquet import ROWS_PER_FILE, write_parquet_split
 from builders.webdataset import SAMPLES_PER_SHARD, write_shard_index, write_wds_split
 from cxr_dataset import __version__
 from cxr_dataset.checksums import write_checksums
-from cxr_dataset.errors import OwnershipError, ReleaseError
+from cxr_dataset.errors import ReleaseError
 from cxr_dataset.fileio import atomic_write_text, sha256_bytes, sha256_file
-from cxr_dataset.ownership import MARKER_NAME, check_output, claim_output, is_release
+from cxr_dataset.ownership import MARKER_NAME, check_output, claim_output, remove_owned
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.schema import (
     ALL_CONFIG,
@@ -146,9 +146,7 @@ def _write_release(
 def _staging(folder: Path) -> Iterator[Path]:
     """A scratch folder of this build beside the release: a killed build's is redone from the start, and
     it is removed on every way out (after a success it has been renamed to the release)."""
-    if folder.exists():
-        check_output(folder, "staging")
-        shutil.rmtree(folder)
+    remove_owned(folder, "staging")
     claim_output(folder, "staging")
     try:
         yield folder
@@ -213,18 +211,11 @@ def _release_rows(synthetic: list[Path]) -> tuple[list[dict[str, Any]], list[dic
 def _swap_in(staging: Path, out: Path) -> None:
     """Replace `out` by `staging` with two renames; the old release is removed only after.
 
-    Only an empty folder or a release (its card and SHA256SUMS) is ever replaced."""
-    check_output(out, "release")
+    Only an empty folder or a release (its card and SHA256SUMS) is ever replaced, at `out` or at `.NAME.old`."""
     old = out.with_name(f".{out.name}.old")
-    for path in (old, out):
-        if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
-            path.rmdir()
-        elif path.exists() and not is_release(path):
-            raise OwnershipError(f"{path}: is not a release `cxrds build` made; not replacing it")
-    if old.exists():
-        shutil.rmtree(old)
+    check_output(out, "release")
+    remove_owned(old, "release")
     if out.exists():
         out.rename(old)
     staging.rename(out)
-    if old.exists():
-        shutil.rmtree(old)
+    remove_owned(old, "release")

@@ -9,6 +9,7 @@ always refuses `/`, the home folder, the working directory and any folder that i
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -90,7 +91,9 @@ def marker_kind(folder: Path) -> str | None:
     return kind if kind in SIGNATURES else None
 
 
-def is_release(folder: Path) -> bool:
-    """A folder `cxrds build` may replace: a release's card and SHA256SUMS, and nothing marked as another kind."""
+def remove_owned(folder: Path, kind: str) -> None:
+    """Remove `folder` if it exists, after `check_output` says a `kind` command made it (or it is empty)."""
     folder = Path(folder)
-    return marker_kind(folder) is None and all((folder / n).is_file() for n in SIGNATURES["release"])
+    if folder.exists() or folder.is_symlink():
+        check_output(folder, kind)
+        shutil.rmtree(folder)

@@ -23,7 +23,7 @@ import torch
 
 from cxr_dataset.errors import ConfigError
 from cxr_dataset.fileio import atomic_write_bytes, atomic_write_text
-from cxr_dataset.imaging import encode_png, read_gray_batch
+from cxr_dataset.imaging import encode_png, read_gray
 from cxr_dataset.manifest import Manifest, read_manifest
 from cxr_dataset.ownership import claim_output
 from cxr_dataset.progress import ProgressFn, no_progress
@@ -67,7 +67,9 @@ def load_domain(manifest: Manifest, label: str, size: int, device: torch.device)
     rows = manifest.rows(label=label, split="train")
     if not rows:
         raise ConfigError(f"{manifest.root}: no training images of class {label!r}; check `cxrds prepare` sources")
-    pixels = read_gray_batch([manifest.read_image(r) for r in rows], size)
+    pixels = np.empty((len(rows), size, size), dtype=np.uint8)
+    for i, row in enumerate(rows):  # one image's bytes at a time, each checked against the manifest
+        pixels[i] = read_gray(manifest.read_image(row), size)
     return torch.from_numpy(pixels).unsqueeze(1).to(device)
 
 

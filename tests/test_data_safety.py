@@ -101,6 +101,28 @@ def test_build_failure_removes_its_staging_folder(synthetic, tmp_path):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+@pytest.mark.parametrize("sibling", [".covid-synthetic-cxr.building", ".covid-synthetic-cxr.old"])
+def test_build_refuses_to_remove_someone_elses_folder_beside_the_release(synthetic, tmp_path, sibling):
+    out = tmp_path / "covid-synthetic-cxr"
+    build_release(list(synthetic.values()), out, samples_per_shard=4)
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    foreign = _thesis(tmp_path / sibling)
+    with pytest.raises(OwnershipError, match="did not write"):
+        build_release(list(synthetic.values()), out, samples_per_shard=4)
+    assert (foreign / "chapter1.tex").read_text() == "years of work"
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before and verify_release(out).ok
+
+
+def test_demo_refuses_to_start_afresh_over_a_stage_folder_it_did_not_make(tmp_path):
+    from cxr_dataset.ownership import claim_output
+
+    demo = claim_output(tmp_path / "demo", "demo")
+    _thesis(demo / "prepared")
+    result = CliRunner().invoke(app, ["demo", "--out", str(demo)])
+    assert result.exit_code == 1 and "prepared: holds files `cxrds` did not write" in result.output
+    assert (demo / "prepared" / "chapter1.tex").read_text() == "years of work"
+
+
 def test_train_and_translate_refuse_folders_they_did_not_make(prepared, synthetic, tmp_path):
     thesis = _thesis(tmp_path / "thesis")
     with pytest.raises(OwnershipError, match="did not write"):
