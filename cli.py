@@ -246,17 +246,24 @@ def build(
         typer.Option(help="Instead: the seed's G_NC.zip / G_PC.zip (or their folder); repeatable."),
     ] = None,
     strict: Annotated[bool, typer.Option(help="With --from-release: refuse zips whose MD5 differs.")] = False,
+    dataset_version: Annotated[
+        str, typer.Option(help="The dataset's version, MAJOR.MINOR.PATCH (card, Croissant, `push --tag`).")
+    ] = "1.0.0",
+    date_published: Annotated[
+        str | None, typer.Option(help="YYYY-MM-DD; default: SOURCE_DATE_EPOCH's date if set, else today (UTC).")
+    ] = None,
 ) -> None:
     """Write the release: README.md card, data/<config>/*.parquet, webdataset/*.tar, croissant.json, SHA256SUMS."""
-    from builders.release import build_release, build_release_from_zips
+    from builders.release import ReleaseVersion, build_release, build_release_from_zips
 
     if bool(synthetic) == bool(from_release):
         raise typer.BadParameter("give --synthetic folders or --from-release zips (one of the two)")
+    version = ReleaseVersion(dataset_version, date_published)
     with _run() as progress:
         if from_release:
-            result = build_release_from_zips(from_release, out, strict=strict, progress=progress)
+            result = build_release_from_zips(from_release, out, strict=strict, version=version, progress=progress)
         else:
-            result = build_release(synthetic, out, progress=progress)
+            result = build_release(synthetic, out, version=version, progress=progress)
     rows = sorted(result.counts.items())
     console.print(_table(f"Built {result.root} ({result.files} files)", rows, ("config", "rows")))
 

@@ -25,13 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from build import fake_synthetic
 
 from builders.release import build_release
-from cxr_dataset.loading import shard_paths
+from cxr_dataset.release_folder import read_release
 from cxr_dataset.streaming import wds_pipeline
 
 
 def raw_rate(release: Path) -> float:
     blobs = []
-    for shard in shard_paths(release):
+    for shard in read_release(release).shard_paths():
         with tarfile.open(shard) as tar:
             blobs += [tar.extractfile(m).read() for m in tar if m.name.endswith(".png")]
     start = time.perf_counter()
@@ -60,7 +60,7 @@ def main() -> None:
         release = Path(tmp) / "release" / "covid-synthetic-cxr"
         build_release(folders, release)
         raw = raw_rate(release)
-        print(f"{args.images} samples at {args.size}², {len(shard_paths(release))} shards")
+        print(f"{args.images} samples at {args.size}², {len(read_release(release).shard_paths())} shards")
         print(f"{'raw decode loop (1 process)':<36} {raw:>8.0f} samples/s  1.00x")
         for batch_size in (None, 32):
             for workers in (0, 1, 2):

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from cards import responsible_ai
 from cxr_dataset.schema import ALL_CONFIG, FIELDS, TASK_CONFIG, to_card_features
+from cxr_dataset.sources import source_title
 
 PRETTY_NAME = "Synthetic COVID-19 Chest X-ray Dataset"
 TEMPLATE = "dataset_card.md.jinja"
@@ -20,17 +22,23 @@ def size_category(n: int) -> str:
 
 
 def card_metadata(
-    configs: dict[str, dict[str, list[dict[str, Any]]]], num_bytes: dict[str, int], data_files: dict[str, list[str]]
+    configs: dict[str, dict[str, list[dict[str, Any]]]],
+    num_bytes: dict[str, int],
+    data_files: dict[str, list[str]],
+    download_size: dict[str, int],
+    version: str,
 ) -> dict[str, Any]:
-    """The card's YAML: licence, tags, configs with their data files (globs), and `dataset_info` per config."""
+    """The card's YAML: licence, version, tags, configs with their data files (globs), and `dataset_info` per
+    config with its sizes (`dataset_size`: arrow bytes; `download_size`: parquet bytes)."""
     rows = [r for split_rows in configs[ALL_CONFIG].values() for r in split_rows]
     return {
         "license": "mit",
+        "version": version,
         "pretty_name": PRETTY_NAME,
         "task_categories": ["image-classification"],
         "tags": ["medical", "chest-xray", "synthetic", "covid-19"],
         "size_categories": [size_category(len(rows))],
-        "source_datasets": sorted({r["source_dataset"] for r in rows}),
+        "source_datasets": [f"extended|{title}" for title in source_titles(rows)],
         "configs": [
             {
                 "config_name": name,
@@ -46,6 +54,8 @@ def card_metadata(
                 "splits": [
                     {"name": split, "num_bytes": num_bytes[name], "num_examples": len(r)} for split, r in splits.items()
                 ],
+                "download_size": download_size[name],
+                "dataset_size": num_bytes[name],
             }
             for name, splits in configs.items()
         ],
@@ -59,9 +69,12 @@ def render_card(
     *,
     made_with: list[dict[str, Any]],
     repo_name: str,
+    download_size: dict[str, int],
+    version: str,
+    date_published: str,
 ) -> str:
-    """Render `README.md`; every figure in it comes from `configs` (config → split → rows) and `num_bytes`
-    (config → arrow bytes of its one split)."""
+    """Render `README.md`; every figure in it comes from `configs` (config → split → rows), `num_bytes`
+    (config → arrow bytes of its one split) and `download_size` (config → parquet bytes)."""
     import jinja2
     import yaml
 
@@ -91,7 +104,9 @@ def render_card(
         loader=jinja2.PackageLoader("cards", ""), undefined=jinja2.StrictUndefined, keep_trailing_newline=True
     )
     return env.get_template(TEMPLATE).render(
-        yaml_header=yaml.safe_dump(card_metadata(configs, num_bytes, data_files), sort_keys=False, allow_unicode=True),
+        yaml_header=yaml.safe_dump(
+            card_metadata(configs, num_bytes, data_files, download_size, version), sort_keys=False, allow_unicode=True
+        ),
         pretty_name=PRETTY_NAME,
         repo_name=repo_name,
         total=len(rows),
@@ -99,12 +114,20 @@ def render_card(
         fields=[{"name": f.name, "type": _type_name(f), "doc": f.doc} for f in FIELDS],
         config_rows=config_rows,
         generators=sorted(generators.values(), key=lambda g: (g["task"], g["checkpoint_sha256"])),
-        source_datasets=sorted({r["source_dataset"] for r in rows}),
+        source_datasets=source_titles(rows),
+        rai=responsible_ai(),
+        version=version,
+        date_published=date_published,
         code_versions=sorted({r["code_version"] for r in rows}),
         imbalance=", ".join(f"{by_class[c]} from {c}" for c in sorted(by_class)),
         task_configs=TASK_CONFIG,
         settings=[_settings(m) for m in sorted(made_with, key=lambda m: m.get("task", ""))],
     )
+
+
+def source_titles(rows: list[dict[str, Any]]) -> list[str]:
+    """The real datasets the rows were translated from, in words."""
+    return [source_title(kind) for kind in sorted({r["source_dataset"] for r in rows})]
 
 
 def _settings(meta: dict[str, Any]) -> dict[str, Any]:

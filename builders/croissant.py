@@ -1,34 +1,47 @@
 """`croissant.json`: the release described in Croissant 1.0 (MLCommons), made with mlcroissant.
 
 A `cr:FileObject` with the real SHA-256 for every parquet file, one `cr:FileSet` per config (the globs the
-card declares), and one `cr:RecordSet` per config whose fields come from `schema.to_croissant_fields()`.
+card declares) and one for the WebDataset tars, one `cr:RecordSet` per config whose fields come from
+`schema.to_croissant_fields()`, and the Responsible-AI fields from `cards/responsible_ai.toml`.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cards import responsible_ai
 from cxr_dataset.fileio import atomic_write_text
+from cxr_dataset.release_folder import CROISSANT_NAME, WDS_DIR
 from cxr_dataset.schema import to_croissant_fields
 
-CROISSANT_NAME = "croissant.json"
 PARQUET = "application/x-parquet"
+TAR = "application/x-tar"
+PAPER_URL = "https://doi.org/10.1007/s13278-021-00731-5"
+CREATORS = ("Hasib Zunair", "A. Ben Hamza")  # the dataset's design and the original release
 CITATION = (
     "Zunair, H., Hamza, A. B. Synthesis of COVID-19 chest X-rays using unpaired image-to-image translation. "
     "Social Network Analysis and Mining 11, 23 (2021). https://doi.org/10.1007/s13278-021-00731-5"
 )
 
 
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What describes a release beyond its files."""
+
+    name: str
+    description: str
+    version: str
+    date_published: str  # YYYY-MM-DD
+    url: str = PAPER_URL
+    source_datasets: tuple[str, ...] = ()
+
+
 def croissant_metadata(
-    configs: dict[str, int],
-    data_files: dict[str, list[str]],
-    parquet: dict[str, str],
-    *,
-    name: str,
-    description: str,
-    version: str,
+    configs: dict[str, int], data_files: dict[str, list[str]], parquet: dict[str, str], info: DatasetInfo
 ) -> dict[str, Any]:
     """The JSON-LD of a release: `parquet` maps each parquet file (relative path) to its SHA-256."""
     import mlcroissant as mlc
@@ -45,6 +58,16 @@ def croissant_metadata(
         distribution.append(
             mlc.FileObject(id=rel, name=rel, content_url=rel, encoding_formats=[PARQUET], sha256=digest)
         )
+    distribution.append(
+        mlc.FileSet(
+            id="webdataset-tars",
+            name="webdataset-tars",
+            description="The same samples as WebDataset shards (members .png, .json provenance, .cls label); "
+            "webdataset/<config>-train-shardindex.json lists each config's shards with size and checksums.",
+            encoding_formats=[TAR],
+            includes=[f"{WDS_DIR}/*.tar"],
+        )
+    )
     for config in configs:
         globs = [f"{pattern}.parquet" for pattern in data_files[config]]
         distribution.append(
@@ -72,32 +95,34 @@ def croissant_metadata(
                 description=f"config {config}: {configs[config]} synthetic images",
             )
         )
+    rai = responsible_ai()
     metadata = mlc.Metadata(
-        name=name,
-        description=description,
-        url="https://doi.org/10.1007/s13278-021-00731-5",
+        name=info.name,
+        description=info.description,
+        url=info.url,
         license=["MIT"],
         cite_as=CITATION,
-        version=version,
-        keywords=["medical", "chest-xray", "synthetic", "covid-19"],
+        version=info.version,
+        date_published=datetime.datetime.fromisoformat(info.date_published),
+        creators=[mlc.Person(name=person) for person in CREATORS],
+        keywords=["medical", "chest-xray", "synthetic", "synthetic data", "covid-19"],
         distribution=distribution,
         record_sets=record_sets,
-        date_published=None,
+        data_collection=rai["collection"] + " Real sources: " + "; ".join(info.source_datasets) + ".",
+        data_collection_type=["Synthetic data: image-to-image translation (CycleGAN) of real chest X-rays"],
+        data_use_cases=[text.replace("**", "") for text in rai["use_cases"]],
+        data_limitations=[*rai["limitations"], "Out of scope: " + rai["out_of_scope"]],
+        data_biases=rai["biases"],
+        personal_sensitive_information=[rai["sensitive_information"]],
+        data_release_maintenance_plan=rai["maintenance"],
     )
     return metadata.to_json()
 
 
 def write_croissant(
-    root: Path,
-    configs: dict[str, int],
-    data_files: dict[str, list[str]],
-    parquet: dict[str, str],
-    *,
-    name: str,
-    description: str,
-    version: str,
+    root: Path, configs: dict[str, int], data_files: dict[str, list[str]], parquet: dict[str, str], info: DatasetInfo
 ) -> Path:
-    data = croissant_metadata(configs, data_files, parquet, name=name, description=description, version=version)
+    data = croissant_metadata(configs, data_files, parquet, info)
     path = root / CROISSANT_NAME
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
     return path

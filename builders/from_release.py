@@ -11,9 +11,8 @@ from cxr_dataset.fileio import atomic_write_bytes, sha256_bytes
 from cxr_dataset.imaging import encode_png
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.schema import SYNTHETIC_LABEL, TASK_SOURCE_CLASS, make_key
-from cxr_dataset.sources.release import check_release_zip, iter_release_images, release_zips
+from cxr_dataset.sources.release import DATASET_NAME, check_release_zip, iter_release_images, release_zips
 
-RELEASE_DATASET = "zunair-hamza-v0.1"
 RELEASE_PRESET = "seed-v0.1"  # the seed's Keras CycleGAN, as released
 UNKNOWN_SEED = -1  # the seed's notebooks set none
 
@@ -38,7 +37,7 @@ def rows_from_release(
                 {
                     "id": key,
                     "label": SYNTHETIC_LABEL,
-                    "source_dataset": RELEASE_DATASET,
+                    "source_dataset": DATASET_NAME,
                     "source_image_id": f"{path.name}/{member.name}",
                     "source_patient_id": "",
                     "source_md5": md5,

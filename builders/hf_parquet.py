@@ -1,24 +1,23 @@
 """The Hugging Face layout: ``data/<config>/<split>-NNNNN-of-NNNNN.parquet`` with PNG bytes embedded.
 
 Columns and their arrow types come from `schema.to_hf_features()`, whose `huggingface` metadata lets
-`datasets` restore `Image` and `ClassLabel` features even without the card.
+`datasets` restore `Image` and `ClassLabel` features even without the card. Files are cut by
+`partition.equal_parts`; each carries a page index and content-defined chunks (the Hub deduplicates
+unchanged chunks between versions), and the same rows still give the same bytes.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from builders.partition import equal_parts
 from cxr_dataset.fileio import atomic_open
+from cxr_dataset.release_folder import parquet_name
 
 ROWS_PER_GROUP = 100  # the Hub's viewer reads one row group at a time; ~100 images keep it well under 100 MB
 ROWS_PER_FILE = 2000  # about 100 MB of 256² PNGs per file
-
-
-def parquet_name(config: str, split: str, index: int, count: int) -> str:
-    return f"data/{config}/{split}-{index:05d}-of-{count:05d}.parquet"
 
 
 def write_parquet_split(
@@ -41,14 +40,19 @@ def write_parquet_split(
     from cxr_dataset.schema import FIELDS, to_hf_features
 
     features = to_hf_features()
-    count = max(1, math.ceil(len(rows) / rows_per_file))
+    parts = equal_parts(rows, rows_per_file)
     paths, num_bytes = [], 0
-    for index in range(count):
-        part = rows[index * rows_per_file : (index + 1) * rows_per_file]
-        path = root / parquet_name(config, split, index, count)
+    for index, part in enumerate(parts):
+        path = root / parquet_name(config, split, index, len(parts))
         with (
             atomic_open(path) as f,
-            pq.ParquetWriter(f, features.arrow_schema, compression=_compression(features.arrow_schema)) as writer,
+            pq.ParquetWriter(
+                f,
+                features.arrow_schema,
+                compression=_compression(features.arrow_schema),
+                write_page_index=True,
+                use_content_defined_chunking=True,
+            ) as writer,
         ):
             for start in range(0, len(part), rows_per_group):
                 group = part[start : start + rows_per_group]

@@ -1,13 +1,15 @@
 """`cxrds build`: turn translation outputs into a release folder users can load.
 
-``RELEASE/<name>/`` gets ``README.md`` (the dataset card), ``data/<config>/*.parquet`` (the HF layout),
-``webdataset/*.tar`` with wids indexes, and ``SHA256SUMS``. The folder is built beside its target and
-swapped in at the end, so a failed build never leaves a half-replaced release.
+``RELEASE/<name>/`` gets the layout `cxr_dataset.release_folder` describes: the dataset card, parquet files,
+WebDataset shards with wids indexes, ``croissant.json`` and ``SHA256SUMS``. The folder is built beside its
+target and swapped in at the end, so a failed build never leaves a half-replaced release.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,17 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from builders.card import render_card
-from builders.croissant import write_croissant
+from builders.card import render_card, source_titles
+from builders.croissant import DatasetInfo, write_croissant
 from builders.from_release import rows_from_release
 from builders.hf_parquet import ROWS_PER_FILE, write_parquet_split
 from builders.webdataset import SAMPLES_PER_SHARD, write_shard_index, write_wds_split
-from cxr_dataset import __version__
 from cxr_dataset.checksums import write_checksums
 from cxr_dataset.errors import ReleaseError
 from cxr_dataset.fileio import atomic_write_text, sha256_bytes, sha256_file
 from cxr_dataset.ownership import MARKER_NAME, check_output, claim_output, remove_owned
 from cxr_dataset.progress import ProgressFn, no_progress
+from cxr_dataset.release_folder import RELEASE_SPLIT, WDS_DIR, parquet_pattern
 from cxr_dataset.schema import (
     ALL_CONFIG,
     CARD_NAME,
@@ -36,7 +38,34 @@ from cxr_dataset.schema import (
 )
 from cxr_dataset.tables import read_table
 
-RELEASE_SPLIT = "train"  # every synthetic image is training material
+DEFAULT_VERSION = "1.0.0"
+_SEMVER = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)")
+
+
+@dataclass(frozen=True)
+class ReleaseVersion:
+    """The dataset's own version (distinct from the code's) and its publication date, YYYY-MM-DD.
+
+    The date defaults to ``SOURCE_DATE_EPOCH`` when set (reproducible rebuilds), else today (UTC)."""
+
+    version: str = DEFAULT_VERSION
+    date_published: str | None = None
+
+    def resolved(self) -> ReleaseVersion:
+        if not _SEMVER.fullmatch(self.version):
+            raise ReleaseError(f"dataset version must be MAJOR.MINOR.PATCH, e.g. 1.0.0; got {self.version!r}")
+        date = self.date_published or _default_date()
+        try:
+            datetime.date.fromisoformat(date)
+        except ValueError:
+            raise ReleaseError(f"date published must be YYYY-MM-DD, got {date!r}") from None
+        return ReleaseVersion(self.version, date)
+
+
+def _default_date() -> str:
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    now = datetime.datetime.fromtimestamp(int(epoch), datetime.UTC) if epoch else datetime.datetime.now(datetime.UTC)
+    return now.date().isoformat()
 
 
 @dataclass(frozen=True)
@@ -52,6 +81,7 @@ def build_release(
     *,
     rows_per_file: int = ROWS_PER_FILE,
     samples_per_shard: int = SAMPLES_PER_SHARD,
+    version: ReleaseVersion = ReleaseVersion(),
     progress: ProgressFn = no_progress,
 ) -> BuildResult:
     """Build a release in `out` from one or more `cxrds translate` output folders.
@@ -59,9 +89,10 @@ def build_release(
     Example:
         >>> build_release([Path("synth/nc"), Path("synth/pc")], Path("release/covid-synthetic-cxr"))  # doctest: +SKIP
     """
+    version = version.resolved()
     check_output(out, "release", inputs=synthetic)
     rows, metas = _release_rows(synthetic)
-    return _write_release(rows, metas, Path(out), rows_per_file, samples_per_shard, progress)
+    return _write_release(rows, metas, Path(out), rows_per_file, samples_per_shard, version, progress)
 
 
 def build_release_from_zips(
@@ -71,27 +102,28 @@ def build_release_from_zips(
     strict: bool = False,
     rows_per_file: int = ROWS_PER_FILE,
     samples_per_shard: int = SAMPLES_PER_SHARD,
+    version: ReleaseVersion = ReleaseVersion(),
     progress: ProgressFn = no_progress,
 ) -> BuildResult:
     """Build the same layout from the seed's v0.1 zips (`G_NC.zip`, `G_PC.zip`, or a folder holding them).
 
     Each JPEG becomes an 8-bit grayscale PNG; provenance names the asset, the member and the zip's MD5.
     """
-    out = Path(out)
+    out, version = Path(out), version.resolved()
     check_output(out, "release", inputs=zips)
     with _staging(out.with_name(f".{out.name}.from-release")) as workdir:
         rows, metas = rows_from_release(zips, workdir, strict=strict, progress=progress)
-        return _write_release(rows, metas, out, rows_per_file, samples_per_shard, progress)
+        return _write_release(rows, metas, out, rows_per_file, samples_per_shard, version, progress)
 
 
 def _write_release(
-    rows, metas, out: Path, rows_per_file: int, samples_per_shard: int, progress: ProgressFn
+    rows, metas, out: Path, rows_per_file: int, samples_per_shard: int, version: ReleaseVersion, progress: ProgressFn
 ) -> BuildResult:
     """Write each task config once; `all` is declared as the union of their files, so no image is stored twice."""
     parts = {name: [r for r in rows if r["task"] == task] for task, name in TASK_CONFIG.items()}
     parts = {name: part for name, part in parts.items() if part}
     configs = {ALL_CONFIG: rows, **parts}
-    data_files = {name: [f"data/{name}/{RELEASE_SPLIT}-*"] for name in parts}
+    data_files = {name: [parquet_pattern(name, RELEASE_SPLIT)] for name in parts}
     data_files[ALL_CONFIG] = [glob for name in parts for glob in data_files[name]]
 
     with build_lock(out), _staging(out.with_name(f".{out.name}.building")) as staging:
@@ -107,24 +139,32 @@ def _write_release(
             return data
 
         shards: dict[str, list] = {ALL_CONFIG: []}
-        num_bytes = {ALL_CONFIG: 0}
+        num_bytes, download_size = {ALL_CONFIG: 0}, {ALL_CONFIG: 0}
+        known: dict[str, str] = {}  # relative path → SHA-256 of what this build wrote
         for name, part in parts.items():
-            _, num_bytes[name] = write_parquet_split(
+            files, num_bytes[name] = write_parquet_split(
                 staging, name, RELEASE_SPLIT, part, read_image, rows_per_file=rows_per_file
             )
+            download_size[name] = sum(p.stat().st_size for p in files)
+            known |= {p.relative_to(staging).as_posix(): sha256_file(p) for p in files}
             shards[name] = write_wds_split(
-                staging / "webdataset", name, RELEASE_SPLIT, part, read_image, per_shard=samples_per_shard
+                staging / WDS_DIR, name, RELEASE_SPLIT, part, read_image, per_shard=samples_per_shard
             )
+            known |= {f"{WDS_DIR}/{s['url']}": s["sha256"] for s in shards[name]}
             num_bytes[ALL_CONFIG] += num_bytes[name]
+            download_size[ALL_CONFIG] += download_size[name]
             shards[ALL_CONFIG] += shards[name]
         for name, entries in shards.items():
-            write_shard_index(staging / "webdataset", name, RELEASE_SPLIT, entries)
+            write_shard_index(staging / WDS_DIR, name, RELEASE_SPLIT, entries)
         card = render_card(
             {n: {RELEASE_SPLIT: r} for n, r in configs.items()},
             num_bytes,
             data_files,
             made_with=metas,
             repo_name=out.name,
+            download_size=download_size,
+            version=version.version,
+            date_published=version.date_published,
         )
         atomic_write_text(staging / CARD_NAME, card)
         counts = {n: len(r) for n, r in configs.items()}
@@ -132,12 +172,13 @@ def _write_release(
             f"{len(rows)} synthetic COVID-19 chest X-rays made by CycleGAN translation of normal (G_NC) "
             "and pneumonia (G_PC) X-rays, each with its provenance."
         )
-        parquet = {p.relative_to(staging).as_posix(): sha256_file(p) for p in sorted(staging.glob("data/*/*.parquet"))}
-        write_croissant(
-            staging, counts, data_files, parquet, name=out.name, description=description, version=__version__
+        parquet = {rel: digest for rel, digest in known.items() if rel.endswith(".parquet")}
+        info = DatasetInfo(
+            out.name, description, version.version, version.date_published, source_datasets=tuple(source_titles(rows))
         )
+        write_croissant(staging, counts, data_files, parquet, info)
         (staging / MARKER_NAME).unlink()  # the release holds exactly what SHA256SUMS lists
-        files = write_checksums(staging, known=parquet)
+        files = write_checksums(staging, known=known)
         _swap_in(staging, out)
     return BuildResult(out, counts, files)
 
@@ -156,39 +197,22 @@ def _staging(folder: Path) -> Iterator[Path]:
 
 @contextmanager
 def build_lock(out: Path) -> Iterator[None]:
-    """Refuse a second build into the same folder while one runs; a lock left by a dead process is taken over."""
+    """Refuse a second build into the same folder while one runs. The OS releases the lock when its process
+    dies, so a killed build never blocks the next. The lock file is removed while still held (filelock
+    retries on a removed file), so a finished build leaves nothing beside the release."""
+    from filelock import FileLock, Timeout
+
     lock = out.with_name(f".{out.name}.lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(2):
+    try:
+        held = FileLock(lock, timeout=0).acquire()
+    except Timeout:
+        raise ReleaseError(f"{out}: another build is writing here; wait for it to finish") from None
+    with held:
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            break
-        except FileExistsError:
-            holder = lock.read_text().strip() or "0"
-            if holder.isdigit() and _alive(int(holder)):
-                raise ReleaseError(
-                    f"{out}: another build (pid {holder}) is writing here; wait for it, or remove "
-                    f"{lock} if that process is gone"
-                ) from None
-            lock.unlink(missing_ok=True)  # stale: its process died
-    else:
-        raise ReleaseError(f"{out}: could not take the build lock {lock}")
-    try:
-        os.write(fd, str(os.getpid()).encode())
-        os.close(fd)
-        yield
-    finally:
-        lock.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return pid > 0
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
 
 
 def _release_rows(synthetic: list[Path]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

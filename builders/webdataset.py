@@ -1,40 +1,25 @@
 """WebDataset shards: ``webdataset/<task config>-<split>-NNNNNN.tar`` plus a wids ``shardindex.json`` per config.
 
 Tar headers are fixed (mtime 0, uid/gid 0, owner 'cxrds', mode 0444) and members sorted, so the same
-rows always give the same bytes. Shard counts are multiples of 8 where there are enough samples, so that
-`split_by_node` and `split_by_worker` divide them evenly.
+rows always give the same bytes. Shards are cut by `partition.equal_parts`. Each index entry carries the
+shard's size, MD5 (which wids checks on download) and SHA-256.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from builders.partition import equal_parts
 from cxr_dataset.fileio import atomic_open, atomic_write_text
+from cxr_dataset.release_folder import shard_index_name, shard_name
 from cxr_dataset.schema import encode_wds_sample
 
 SAMPLES_PER_SHARD = 1000
-SHARD_MULTIPLE = 8
 BLOCK, RECORD = 512, 10240  # tar's block and record sizes
-
-
-def shard_count(n: int, per_shard: int = SAMPLES_PER_SHARD) -> int:
-    """Shards for `n` samples: about `per_shard` each, rounded up to a multiple of 8 when n allows."""
-    wanted = max(1, math.ceil(n / per_shard))
-    if n >= SHARD_MULTIPLE:
-        wanted = min(math.ceil(wanted / SHARD_MULTIPLE) * SHARD_MULTIPLE, n // SHARD_MULTIPLE * SHARD_MULTIPLE)
-    return wanted
-
-
-def shard_name(config: str, split: str, index: int) -> str:
-    return f"{config}-{split}-{index:06d}.tar"
-
-
-def shard_index_name(config: str, split: str) -> str:
-    return f"{config}-{split}-shardindex.json"
 
 
 def write_wds_split(
@@ -46,19 +31,36 @@ def write_wds_split(
     *,
     per_shard: int = SAMPLES_PER_SHARD,
 ) -> list[dict[str, Any]]:
-    """Write `rows` into evenly filled shards; returns their wids shard-list entries (url, nsamples)."""
-    count = shard_count(len(rows), per_shard)
+    """Write `rows` into evenly filled shards; returns their wids shard-list entries
+    (url, nsamples, filesize, md5sum, sha256)."""
     entries = []
-    for i in range(count):
-        part = rows[i * len(rows) // count : (i + 1) * len(rows) // count]
+    for i, part in enumerate(equal_parts(rows, per_shard)):
         path = folder / shard_name(config, split, i)
         with atomic_open(path) as f:
+            out = _HashingWriter(f)
             for row in part:
-                write_sample(f, encode_wds_sample(row, read_image(row)))
-            f.write(b"\0" * (2 * BLOCK))  # end of archive
-            f.write(b"\0" * (-f.tell() % RECORD))  # pad to a whole record, as tar does
-        entries.append({"url": path.name, "nsamples": len(part)})
+                write_sample(out, encode_wds_sample(row, read_image(row)))
+            out.write(b"\0" * (2 * BLOCK))  # end of archive
+            out.write(b"\0" * (-out.size % RECORD))  # pad to a whole record, as tar does
+        entries.append({"url": path.name, "nsamples": len(part), **out.digests()})
     return entries
+
+
+class _HashingWriter:
+    """Writes through to a file and hashes what passes, so a shard is never read back to be checksummed."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.f, self.size = f, 0
+        self.md5, self.sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.md5.update(data)
+        self.sha256.update(data)
+        self.size += len(data)
+        return self.f.write(data)
+
+    def digests(self) -> dict[str, Any]:
+        return {"filesize": self.size, "md5sum": self.md5.hexdigest(), "sha256": self.sha256.hexdigest()}
 
 
 def write_sample(out: BinaryIO, sample: dict[str, Any]) -> None:

@@ -33,6 +33,7 @@ from cxr_dataset.metrics import METRIC_NAMES, bootstrap_ci, point_metrics
 from cxr_dataset.options import check_workers
 from cxr_dataset.ownership import claim_output
 from cxr_dataset.progress import ProgressFn, no_progress
+from cxr_dataset.release_folder import read_release
 from cxr_dataset.schema import TASK_CONFIG, TASKS, make_key
 
 MODELS = ("small-cnn", "vgg16", "resnet50", "densenet121")
@@ -221,13 +222,10 @@ def load_classifier(path: Path) -> tuple[nn.Module, dict[str, Any]]:
 
 def synthetic_images(release: Path, held: dict[str, str], size: int, workers: int = 1) -> dict[str, torch.Tensor]:
     """Task config → uint8 N×1×size×size of the release's images, minus those of held-out patients."""
-    import pyarrow.parquet as pq
-
     encoded: dict[str, list[bytes]] = {}
-    for path in sorted(release.glob("data/*/*.parquet")):
-        for row in pq.read_table(path, columns=["task", "source_patient_id", "image"]).to_pylist():
-            if row["source_patient_id"] not in held:
-                encoded.setdefault(TASK_CONFIG[TASKS[row["task"]]], []).append(row["image"]["bytes"])
+    for row in read_release(release).iter_rows(["task", "source_patient_id", "image"]):
+        if row["source_patient_id"] not in held:
+            encoded.setdefault(TASK_CONFIG[TASKS[row["task"]]], []).append(row["image"]["bytes"])
     return {config: _stack(read_gray_batch(data, size, workers)) for config, data in encoded.items()}
 
 

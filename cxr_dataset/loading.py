@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cxr_dataset.errors import ReleaseError
-from cxr_dataset.schema import CONFIGS
+from cxr_dataset.release_folder import check_config, read_release
 
 if TYPE_CHECKING:
     import webdataset
 
 
-def load_release(release: Path | str, config: str = "all", *, streaming: bool = False):
-    """`datasets.load_dataset` on a local release folder or a Hub id, for one config.
+def load_release(
+    release: Path | str,
+    config: str = "all",
+    *,
+    split: str | None = None,
+    streaming: bool = False,
+    revision: str | None = None,
+):
+    """`datasets.load_dataset` on a local release folder or a Hub id (at `revision`), for one config.
+
+    A folder that exists is read as a local release (never looked up on the Hub); a path that does not
+    exist is an error naming it, not a Hub lookup that might fall back to another build in the cache.
 
     Example:
         >>> ds = load_release("release/covid-synthetic-cxr", "g_nc")  # doctest: +SKIP
@@ -23,23 +32,37 @@ def load_release(release: Path | str, config: str = "all", *, streaming: bool = 
     """
     import datasets
 
-    if config not in CONFIGS:
-        raise ReleaseError(f"config must be one of {list(CONFIGS)}, got {config!r}")
-    return datasets.load_dataset(str(release), config, streaming=streaming)
+    check_config(config)
+    return datasets.load_dataset(release_source(release), config, split=split, streaming=streaming, revision=revision)
 
 
-def shard_paths(release: Path, config: str = "all", split: str = "train") -> list[Path]:
-    """The WebDataset shards of one config and split, in order, as its wids index lists them."""
-    index = Path(release) / "webdataset" / f"{config}-{split}-shardindex.json"
-    if not index.is_file():
-        raise ReleaseError(f"{index}: no shard index; is {release} a release built by `cxrds build`?")
-    return [index.parent / shard["url"] for shard in json.loads(index.read_text())["shardlist"]]
+def release_source(release: Path | str) -> str:
+    """`release` as `load_dataset` should see it: a checked local release folder, or a Hub id OWNER/NAME.
+
+    A `Path`, anything that starts like a path (``/``, ``.``, ``~``), has more than one ``/``, or whose first
+    part is a local folder is local: it must be a release folder."""
+    text = str(release)
+    head = text.split("/", 1)[0]
+    local = (
+        isinstance(release, Path)
+        or Path(text).exists()
+        or text.startswith(("/", ".", "~"))
+        or text.count("/") != 1
+        or Path(head).is_dir()
+    )
+    if not local:
+        return text
+    path = Path(text).expanduser()
+    if not path.is_dir():
+        hint = "" if text.count("/") != 1 else f" (for the Hub repository {text}, run from a folder without {head}/)"
+        raise ReleaseError(f"{path}: no such release folder; build one with `cxrds build`{hint}")
+    return str(read_release(path).root)
 
 
 def wds_release(release: Path, config: str = "all", split: str = "train") -> webdataset.WebDataset:
     """A `webdataset.WebDataset` over a release's shards, decoding PNGs to grayscale PIL and JSON to dicts."""
     import webdataset as wds
 
-    urls = [str(p) for p in shard_paths(release, config, split)]
+    urls = [str(p) for p in read_release(release).shard_paths(config, split)]
     # "pill" decodes to PIL images in mode L: X-rays stay one-channel ("pil" would give RGB).
     return wds.WebDataset(urls, shardshuffle=False, empty_check=False).decode("pill")

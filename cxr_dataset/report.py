@@ -23,6 +23,7 @@ from cxr_dataset.imaging import read_gray, read_gray_batch
 from cxr_dataset.manifest import read_manifest
 from cxr_dataset.metrics import METRIC_NAMES
 from cxr_dataset.ownership import claim_output
+from cxr_dataset.release_folder import TASK_CONFIGS, read_release
 
 FIGURES = ("balance.png", "roc.png", "samples.png", "cam.png", "umap.png")
 
@@ -107,10 +108,13 @@ def _sample_grid(release: Path, real: Path, path: Path, n: int) -> Path:
 
     manifest = read_manifest(real)
     rows = {"real COVID-19": [read_gray(manifest.image_path(r)) for r in manifest.rows(label="covid")[:n]]}
-    for parquet in sorted(release.glob("data/*/*.parquet")):
-        name = f"synthetic {parquet.parent.name.upper()}"
-        table = pq.read_table(parquet, columns=["image"]).slice(0, n).to_pylist()
-        rows.setdefault(name, [np.asarray(Image.open(io.BytesIO(r["image"]["bytes"])).convert("L")) for r in table])
+    folder = read_release(release)
+    for config in TASK_CONFIGS:
+        files = folder.data_files(config) if config in folder.counts else []
+        if files:
+            table = pq.read_table(files[0], columns=["image"]).slice(0, n).to_pylist()
+            images = [np.asarray(Image.open(io.BytesIO(r["image"]["bytes"])).convert("L")) for r in table]
+            rows[f"synthetic {config.upper()}"] = images
     fig, axes = plt.subplots(len(rows), n, figsize=(2 * n, 2.1 * len(rows)), squeeze=False)
     for axes_row, (name, images) in zip(axes, rows.items(), strict=True):
         for i, ax in enumerate(axes_row):

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from cxr_dataset.errors import ConfigError, ReleaseError
-from cxr_dataset.loading import shard_paths
-from cxr_dataset.schema import CONFIGS
+from cxr_dataset.loading import load_release
+from cxr_dataset.release_folder import check_config, read_release
 from cxr_dataset.tarstream import iter_samples
 
 
@@ -39,7 +39,7 @@ def shard_urls(source: str | Path | list[str], config: str = "all", split: str =
     if isinstance(source, list):
         return [str(u) for u in source]
     if Path(source).is_dir():
-        return [str(p) for p in shard_paths(Path(source), config, split)]
+        return [str(p) for p in read_release(source).shard_paths(config, split)]
     import braceexpand
 
     return list(braceexpand.braceexpand(str(source)))
@@ -98,8 +98,7 @@ def wds_pipeline(
     """
     import webdataset as wds
 
-    if config not in CONFIGS:
-        raise ConfigError(f"config must be one of {list(CONFIGS)}, got {config!r}")
+    check_config(config)
     urls = shard_urls(source, config, split)
     if not urls:
         raise ReleaseError(f"{source}: no shards for {config}/{split}")
@@ -218,27 +217,85 @@ def hf_dataset(
     split: str = "train",
     *,
     streaming: bool = False,
+    revision: str | None = None,
     rank: int | None = None,
     world_size: int | None = None,
+    samples_per_rank: int | str | None = "auto",
+    strategy: str = "auto",
+    shuffle: int = 0,
+    seed: int = 0,
 ):
-    """`datasets.load_dataset` on a release folder or Hub id, formatted for torch.
+    """`datasets.load_dataset` on a release folder or Hub id (at `revision`: a tag, branch or commit),
+    formatted for torch.
 
-    With `streaming`, the dataset is split by node with `split_dataset_by_node` (whole parquet files per rank
-    when they divide evenly, otherwise every world_size-th row: no duplicates either way).
+    With `streaming` under several ranks, the stream is split by node (`split_dataset_by_node` with
+    `strategy`: whole parquet files per rank when they divide evenly, else every world_size-th row; no
+    duplicates either way) and, unless `samples_per_rank` is None, wrapped in `EqualRankStream` so that every
+    rank yields the same number of rows and no DDP rank waits for ever at the end of an epoch. "auto" takes
+    the split's row count from the card, divided by the world size (rounded down). `shuffle` > 0 shuffles
+    the stream (file order and a buffer of that many rows) with `seed`, the same on every rank; call
+    `set_epoch(e)` before each epoch to reshuffle.
     """
-    import datasets
     from datasets.distributed import split_dataset_by_node
 
-    if config not in CONFIGS:
-        raise ConfigError(f"config must be one of {list(CONFIGS)}, got {config!r}")
-    ds = datasets.load_dataset(str(source), config, split=split, streaming=streaming)
-    if streaming:
-        detected = dist_info()
-        rank = detected[0] if rank is None else rank
-        world_size = detected[1] if world_size is None else world_size
-        if world_size > 1:
-            ds = split_dataset_by_node(ds, rank=rank, world_size=world_size)
-    return ds.with_format("torch")
+    ds = load_release(source, config, split=split, streaming=streaming, revision=revision).with_format("torch")
+    if not streaming:
+        return ds.shuffle(seed=seed) if shuffle else ds
+    if shuffle:
+        ds = ds.shuffle(seed=seed, buffer_size=shuffle)
+    detected = dist_info()
+    rank = detected[0] if rank is None else rank
+    world_size = detected[1] if world_size is None else world_size
+    if world_size == 1:
+        return ds
+    ds = split_dataset_by_node(ds, rank=rank, world_size=world_size, strategy=strategy)
+    if samples_per_rank is None:
+        return ds
+    if samples_per_rank == "auto":
+        splits = ds.info.splits or {}
+        if split not in splits or not splits[split].num_examples:
+            raise ConfigError(
+                f"{source}: the card gives no row count for {config}/{split}; pass samples_per_rank=N "
+                "(or None to accept unequal ranks)"
+            )
+        samples_per_rank = splits[split].num_examples // world_size
+    return EqualRankStream(ds, int(samples_per_rank))
+
+
+class EqualRankStream(torch.utils.data.IterableDataset):
+    """Exactly `samples_per_rank` rows per rank and epoch from a rank's share of an HF stream.
+
+    The quota is divided evenly among DataLoader workers; a worker whose share runs short starts its share
+    again (as DistributedSampler pads by repeating), one that has more stops at its quota. Workers' shares
+    are whole parquet files, so a few rows per epoch may repeat while as many wait for the next epoch.
+    `set_epoch` reaches the wrapped dataset, whose epoch lives in shared memory (persistent workers see it).
+    """
+
+    def __init__(self, dataset, samples_per_rank: int) -> None:
+        if samples_per_rank < 1:
+            raise ConfigError(f"samples_per_rank must be at least 1, got {samples_per_rank}")
+        self.dataset, self.samples_per_rank = dataset, samples_per_rank
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        quota = self.samples_per_rank // workers + (worker < self.samples_per_rank % workers)
+        done = 0
+        while done < quota:
+            before = done
+            for row in self.dataset:
+                yield row
+                done += 1
+                if done == quota:
+                    return
+            if done == before:
+                raise ConfigError(
+                    f"worker {worker} of {workers} has no rows of this rank's share to read; "
+                    "use fewer DataLoader workers (at most the files per rank) or a release with more files"
+                )
 
 
 def random_access(release: Path, config: str = "all", split: str = "train"):
@@ -248,10 +305,9 @@ def random_access(release: Path, config: str = "all", split: str = "train"):
     """
     import wids
 
-    index = Path(release) / "webdataset" / f"{config}-{split}-shardindex.json"
-    if not index.is_file():
-        raise ReleaseError(f"{index}: no shard index; is {release} a release built by `cxrds build`?")
-    return wids.ShardListDataset(str(index), transformations=[_from_wids])
+    folder = read_release(release)
+    folder.shard_list(config, split)  # checked before wids opens anything
+    return wids.ShardListDataset(str(folder.shard_index_path(config, split)), transformations=[_from_wids])
 
 
 def _from_wids(sample: dict[str, Any]) -> dict[str, Any]:

@@ -27,13 +27,14 @@ from cxr_dataset.audit import (
     synthetic_leaks,
 )
 from cxr_dataset.balance import skew_table
-from cxr_dataset.checksums import checksum_problems, is_safe_relative
+from cxr_dataset.checksums import checksum_problems
 from cxr_dataset.errors import ReleaseError
 from cxr_dataset.fileio import sha256_bytes
 from cxr_dataset.manifest import read_manifest
 from cxr_dataset.options import check_fraction
 from cxr_dataset.progress import ProgressFn, no_progress
-from cxr_dataset.schema import CARD_NAME, CHECKSUMS_NAME, FIELDS, TASK_CONFIG, TASKS, field_names, wds_members
+from cxr_dataset.release_folder import Release, read_release
+from cxr_dataset.schema import CHECKSUMS_NAME, FIELDS, TASK_CONFIG, TASKS, field_names, wds_members
 
 
 @dataclass
@@ -61,28 +62,6 @@ class ValidationReport:
         return json.dumps({"ok": self.ok, **asdict(self)}, indent=2, sort_keys=True)
 
 
-def read_card_metadata(root: Path) -> dict[str, Any]:
-    """The YAML header of `root/README.md`."""
-    import yaml
-
-    path = root / CARD_NAME
-    if not path.is_file():
-        raise ReleaseError(f"{path}: no dataset card; is {root} a release built by `cxrds build`?")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ReleaseError(f"{path}: unreadable ({e})") from None
-    if not text.startswith("---\n") or "\n---\n" not in text[4:]:
-        raise ReleaseError(f"{path}: no YAML header between '---' lines")
-    try:
-        meta = yaml.safe_load(text[4 : text.index("\n---\n", 4)]) or {}
-    except yaml.YAMLError as e:
-        raise ReleaseError(f"{path}: the YAML header does not parse ({str(e).splitlines()[0]})") from None
-    if not isinstance(meta, dict):
-        raise ReleaseError(f"{path}: the YAML header is not a mapping")
-    return meta
-
-
 def validate_release(
     root: Path,
     *,
@@ -100,12 +79,9 @@ def validate_release(
 
 
 def _audit_against_real(root: Path, manifest, report: ValidationReport, fraction: float, progress: ProgressFn) -> None:
-    import pyarrow.parquet as pq
 
     real_rows = manifest.rows()
-    synthetic = []
-    for path in sorted(root.glob("data/*/*.parquet")):
-        synthetic += pq.read_table(path, columns=["id", "source_patient_id", "task", "image"]).to_pylist()
+    synthetic = list(read_release(root).iter_rows(["id", "source_patient_id", "task", "image"]))
     train_counts = Counter(r["label"] for r in real_rows if r["split"] == "train")
     per_config = Counter(TASK_CONFIG[TASKS[r["task"]]] for r in synthetic)
     report.skew = skew_table(dict(train_counts), dict(per_config))
@@ -162,26 +138,18 @@ def verify_release(root: Path, *, progress: ProgressFn = no_progress) -> Validat
 
     root = Path(root)
     report = ValidationReport(str(root))
-    meta = read_card_metadata(root)
-    try:
-        declared = {
-            info["config_name"]: {sp["name"]: int(sp["num_examples"]) for sp in info.get("splits", [])}
-            for info in meta.get("dataset_info", [])
-        }
-        globs = {
-            (c["config_name"], f["split"]): [f["path"]] if isinstance(f["path"], str) else list(f["path"])
-            for c in meta.get("configs", [])
-            for f in c.get("data_files", [])
-        }
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise ReleaseError(f"{root / CARD_NAME}: dataset_info or configs malformed ({type(e).__name__}: {e})") from None
+    release = read_release(root)
+    declared = release.counts
     if not declared:
         report.add("card", False, "README.md declares no dataset_info splits")
     total = sum(n for splits in declared.values() for n in splits.values())
     done = 0
     for config, splits in declared.items():
         for split, expected in splits.items():
-            files, problems = _data_files(root, globs.get((config, split), []))
+            try:
+                files, problems = release.data_files(config, split), []
+            except ReleaseError as e:
+                files, problems = [], [str(e)]
             rows = 0
             by_class, by_task = Counter(), Counter()
             for path in files:
@@ -210,7 +178,7 @@ def verify_release(root: Path, *, progress: ProgressFn = no_progress) -> Validat
             detail = "; ".join(problems[:5]) or f"{rows} decode, sizes and hashes ok"
             report.add(f"images {where}", not problems, detail)
             report.counts[where] = {"rows": rows, "source_class": dict(by_class), "task": dict(by_task)}
-            wds_count, wds_problems = _count_wds(root / "webdataset", config, split)
+            wds_count, wds_problems = _count_wds(release, config, split)
             report.add(
                 f"webdataset {where}",
                 wds_count == expected and not wds_problems,
@@ -218,17 +186,6 @@ def verify_release(root: Path, *, progress: ProgressFn = no_progress) -> Validat
             )
     _check_sums(root, report)
     return report
-
-
-def _data_files(root: Path, patterns: list[str]) -> tuple[list[Path], list[str]]:
-    """The parquet files the card's patterns match, all inside `root`; patterns that leave it are problems."""
-    files, problems = set(), []
-    for pattern in patterns:
-        if not isinstance(pattern, str) or not is_safe_relative(pattern):
-            problems.append(f"card data_files pattern {pattern!r} leaves the release")
-            continue
-        files |= {p for p in root.glob(pattern) if p.suffix == ".parquet" and not p.is_symlink()}
-    return sorted(files), problems
 
 
 def _check_row(row: dict[str, Any], where: str) -> list[str]:
@@ -252,22 +209,16 @@ def _class_name(name: str, index: int) -> str:
     return names[index] if 0 <= index < len(names) else f"<invalid {index}>"
 
 
-def _count_wds(folder: Path, config: str, split: str) -> tuple[int, list[str]]:
+def _count_wds(release: Release, config: str, split: str) -> tuple[int, list[str]]:
     """Samples in the shards the config's wids index lists, and any disagreement with the index or schema."""
-    index_path = folder / f"{config}-{split}-shardindex.json"
-    if not index_path.is_file():
-        return 0, [f"{index_path} is missing"]
     try:
-        shardlist = json.loads(index_path.read_text(encoding="utf-8"))["shardlist"]
-        shards = [(str(s["url"]), int(s["nsamples"])) for s in shardlist]
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
-        return 0, [f"{index_path}: not a wids shard index ({type(e).__name__}: {e})"]
+        shards = [(s["url"], s["nsamples"]) for s in release.shard_list(config, split)]
+    except ReleaseError as e:
+        return 0, [str(e)]
+    folder = release.shard_index_path(config, split).parent
     members: dict[str, set[str]] = {}
     problems = []
     for url, nsamples in shards:
-        if not is_safe_relative(url) or "/" in url:
-            problems.append(f"{index_path.name}: shard url {url!r} is not a file of {folder}")
-            continue
         keys = set()
         try:
             with tarfile.open(folder / url) as tar:

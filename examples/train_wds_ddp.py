@@ -59,13 +59,16 @@ def main() -> None:
         num_workers=args.num_workers,
         seed=0,
     )
-    loader = torch.utils.data.DataLoader(pipeline, batch_size=None, num_workers=args.num_workers)
+    loader = torch.utils.data.DataLoader(
+        pipeline, batch_size=None, num_workers=args.num_workers, persistent_workers=args.num_workers > 0
+    )
     model = small_cnn().to(device)
     if ddp:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
     for epoch in range(args.epochs):
+        pipeline.set_epoch(epoch)  # reshuffles, as DistributedSampler.set_epoch does
         seen, total = 0, 0.0
         for batch in loader:
             x = batch["image"].to(device).float().div_(255)

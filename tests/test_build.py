@@ -1,10 +1,10 @@
 import datasets
 import pytest
 
+from builders.partition import part_count
 from builders.release import build_release
-from builders.webdataset import shard_count
 from cxr_dataset.loading import load_release, wds_release
-from cxr_dataset.validation import read_card_metadata
+from cxr_dataset.release_folder import read_release
 
 
 @pytest.fixture
@@ -13,7 +13,7 @@ def offline(monkeypatch):
 
 
 def _counts(release):
-    return {c["config_name"]: c["splits"][0]["num_examples"] for c in read_card_metadata(release)["dataset_info"]}
+    return {config: splits["train"] for config, splits in read_release(release).counts.items()}
 
 
 def test_build_load_dataset_from_the_parent_folder_gives_declared_features(release, offline, monkeypatch):
@@ -47,10 +47,10 @@ def test_build_webdataset_yields_every_sample_with_image_and_provenance(release)
 
 
 def test_build_shards_are_a_multiple_of_eight_when_data_allow(release):
-    from cxr_dataset.loading import shard_paths
+    shard_paths = read_release(release).shard_paths
 
-    assert len(shard_paths(release, "all")) % 8 == 0 and len(shard_paths(release, "g_nc")) % 8 == 0
-    assert shard_count(5) == 1 and shard_count(21_295) == 24 and shard_count(8, 1000) == 8
+    assert len(shard_paths("all")) % 8 == 0 and len(shard_paths("g_nc")) % 8 == 0
+    assert part_count(5, 1000) == 1 and part_count(21_295, 1000) == 24 and part_count(8, 1000) == 8
 
 
 def test_build_twice_is_byte_identical(synthetic, tmp_path):
@@ -72,10 +72,10 @@ def test_build_tar_headers_are_fixed(release):
 
 
 def test_build_stores_every_image_once_and_all_is_the_union_of_the_task_configs(release):
-    from cxr_dataset.loading import shard_paths
+    shard_paths = read_release(release).shard_paths
 
     assert not (release / "data" / "all").exists()
-    assert shard_paths(release, "all") == shard_paths(release, "g_nc") + shard_paths(release, "g_pc")
+    assert shard_paths("all") == shard_paths("g_nc") + shard_paths("g_pc")
     ids = [s["__key__"] for s in wds_release(release)]
     assert len(ids) == len(set(ids))
 
@@ -96,17 +96,16 @@ def test_build_replaces_a_previous_release_whole(synthetic, tmp_path):
 
 
 def test_build_a_second_build_into_the_same_folder_is_refused_while_one_runs(synthetic, tmp_path):
-    import os
-
     from builders.release import build_lock
     from cxr_dataset.errors import ReleaseError
 
     out = tmp_path / "covid-synthetic-cxr"
     with build_lock(out):
-        assert (tmp_path / ".covid-synthetic-cxr.lock").read_text() == str(os.getpid())
+        assert (tmp_path / ".covid-synthetic-cxr.lock").is_file()
         with pytest.raises(ReleaseError, match="another build"):
             build_release(list(synthetic.values()), out)
     build_release(list(synthetic.values()), out)  # released: builds
+    assert not (tmp_path / ".covid-synthetic-cxr.lock").exists()
 
 
 def test_build_killed_midway_and_rerun_is_byte_identical(synthetic, tmp_path):
@@ -129,7 +128,7 @@ def test_build_killed_midway_and_rerun_is_byte_identical(synthetic, tmp_path):
     assert proc.returncode == -9
     assert not killed.exists() and (tmp_path / "killed" / ".covid-synthetic-cxr.building").exists()
 
-    build_release(list(synthetic.values()), killed, samples_per_shard=4)  # takes over the stale lock
+    build_release(list(synthetic.values()), killed, samples_per_shard=4)  # the dead process's lock is free
     clean = tmp_path / "clean" / "covid-synthetic-cxr"
     build_release(list(synthetic.values()), clean, samples_per_shard=4)
     files = sorted(p.relative_to(clean) for p in clean.rglob("*") if p.is_file())
@@ -164,3 +163,66 @@ def test_build_from_release_refuses_a_zip_slip_member(tmp_path):
     with pytest.raises(SourceError, match="unsafe member"):
         build_release_from_zips([zips / "G_NC.zip"], tmp_path / "rel" / "covid-synthetic-cxr")
     assert not (tmp_path / "evil.jpg").exists() and not (tmp_path / "rel" / "covid-synthetic-cxr").exists()
+
+
+def test_build_parquet_files_are_equal_and_carry_a_page_index(release):
+    import pyarrow.parquet as pq
+
+    folder = read_release(release)
+    for config in ("g_nc", "g_pc"):
+        files = folder.data_files(config)
+        sizes = [pq.ParquetFile(p).metadata.num_rows for p in files]
+        assert len(files) % 8 == 0 and max(sizes) - min(sizes) <= 1, sizes
+        column = pq.ParquetFile(files[0]).metadata.row_group(0).column(0)
+        assert column.has_column_index and column.has_offset_index
+
+
+def test_build_card_and_index_give_sizes_and_checksums(release):
+    import hashlib
+
+    folder = read_release(release)
+    for info in folder.card["dataset_info"]:
+        config = info["config_name"]
+        stored = folder.stored_files() if config == "all" else folder.data_files(config)
+        assert info["download_size"] == sum(p.stat().st_size for p in stored) > 0
+        assert info["dataset_size"] == info["splits"][0]["num_bytes"]
+    for shard in folder.shard_list("all"):
+        data = (release / "webdataset" / shard["url"]).read_bytes()
+        assert shard["filesize"] == len(data) and shard["sha256"] == hashlib.sha256(data).hexdigest()
+        assert shard["md5sum"] == hashlib.md5(data).hexdigest()
+    assert all(s.startswith("extended|") for s in folder.card["source_datasets"])
+    assert "procedural phantom" in folder.card["source_datasets"][0]
+
+
+def test_build_card_with_crlf_line_ends_and_a_bom_still_reads(release, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(release, copy)
+    card = copy / "README.md"
+    card.write_bytes(b"\xef\xbb\xbf" + card.read_bytes().replace(b"\n", b"\r\n"))
+    assert read_release(copy).counts == read_release(release).counts
+
+
+def test_build_dataset_version_and_date_are_checked(synthetic, tmp_path):
+    from builders.release import ReleaseVersion
+    from cxr_dataset.errors import ReleaseError
+
+    for bad in (ReleaseVersion("v1"), ReleaseVersion("1.0.0", "27/11/2026")):
+        with pytest.raises(ReleaseError, match="MAJOR.MINOR.PATCH|YYYY-MM-DD"):
+            build_release(list(synthetic.values()), tmp_path / "r", version=bad)
+    assert not (tmp_path / "r").exists()
+
+
+def test_build_a_missing_local_release_is_a_clear_error_without_the_hub(tmp_path, monkeypatch):
+    import time
+
+    from cxr_dataset.errors import ReleaseError
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "release").mkdir()
+    started = time.monotonic()
+    for missing in ("release/covid-synthetic-cxr", "covid-synthetic-cxr", tmp_path / "nowhere"):
+        with pytest.raises(ReleaseError, match="no such release folder"):
+            load_release(missing)
+    assert time.monotonic() - started < 5  # no Hub retries

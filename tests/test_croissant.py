@@ -3,7 +3,7 @@ import json
 
 import mlcroissant as mlc
 
-from cxr_dataset.validation import read_card_metadata
+from cxr_dataset.release_folder import read_release
 
 # Croissant 1.0 (docs.mlcommons.org/croissant/docs/croissant-spec.html): properties every dataset must have.
 # mlcroissant's validator only warns about some of them, so we check them ourselves.
@@ -31,9 +31,25 @@ def test_croissant_file_objects_carry_the_real_sha256(release):
 
 def test_croissant_records_read_back_with_mlcroissant(release):
     dataset = mlc.Dataset(jsonld=str(release / "croissant.json"))
-    declared = {c["config_name"]: c["splits"][0]["num_examples"] for c in read_card_metadata(release)["dataset_info"]}
+    declared = {config: splits["train"] for config, splits in read_release(release).counts.items()}
     for config, count in declared.items():
         records = list(dataset.records(config))
         assert len(records) == count
     first = records[0]
     assert first[f"{config}/image"].mode == "L" and first[f"{config}/label"] == 2
+
+
+def test_croissant_loads_without_warnings_and_carries_the_rai_fields_and_version(release):
+    from cards import responsible_ai
+
+    metadata = mlc.Dataset(jsonld=str(release / "croissant.json")).metadata
+    assert not metadata.issues.warnings and not metadata.issues.errors
+    rai = responsible_ai()
+    assert (
+        metadata.data_biases == rai["biases"]
+        and metadata.data_limitations[: len(rai["limitations"])] == (rai["limitations"])
+    )
+    assert metadata.data_use_cases and "synthetic" in metadata.data_collection_type[0].lower()
+    assert metadata.version == read_release(release).version == "1.0.0" and metadata.date_published
+    tars = next(d for d in _croissant(release)["distribution"] if d["@id"] == "webdataset-tars")
+    assert tars["@type"] == "cr:FileSet" and tars["includes"] == "webdataset/*.tar"

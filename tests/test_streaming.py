@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from cxr_dataset.errors import ConfigError
-from cxr_dataset.loading import shard_paths, wds_release
+from cxr_dataset.loading import wds_release
+from cxr_dataset.release_folder import read_release
 from cxr_dataset.streaming import hf_dataset, random_access, wds_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,10 +21,10 @@ def _all_keys(release, config="all"):
     return [s["__key__"] for s in wds_release(release, config)]
 
 
-def _rank_main(rank: int, release: str, out: str, init: str, resampled: bool) -> None:
+def _rank_main(rank: int, release: str, out: str, init: str) -> None:
     """One DDP process (gloo) reading through a DataLoader with 2 workers for 2 epochs."""
     torch.distributed.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=2)
-    pipeline = wds_pipeline(release, num_workers=2, resampled=resampled, samples_per_rank=10 if resampled else None)
+    pipeline = wds_pipeline(release, num_workers=2)
     loader = torch.utils.data.DataLoader(pipeline, batch_size=None, num_workers=2)
     epochs = []
     for epoch in range(2):
@@ -33,15 +34,15 @@ def _rank_main(rank: int, release: str, out: str, init: str, resampled: bool) ->
     torch.distributed.destroy_process_group()
 
 
-def _run_two_ranks(release, tmp_path, resampled):
+def _run_two_ranks(release, tmp_path):
     torch.multiprocessing.spawn(
-        _rank_main, args=(str(release), str(tmp_path), str(tmp_path / "init"), resampled), nprocs=2, join=True
+        _rank_main, args=(str(release), str(tmp_path), str(tmp_path / "init")), nprocs=2, join=True
     )
     return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
 
 
 def test_streaming_two_ranks_two_workers_see_every_sample_once_per_epoch(release, tmp_path):
-    ranks = _run_two_ranks(release, tmp_path, resampled=False)
+    ranks = _run_two_ranks(release, tmp_path)
     expected = sorted(_all_keys(release))
     for epoch in range(2):
         seen = ranks[0][epoch] + ranks[1][epoch]
@@ -61,13 +62,8 @@ def test_streaming_set_epoch_reaches_persistent_workers(release):
     assert [s["key"] for s in loader] == orders[0]  # the same epoch gives the same order again
 
 
-def test_streaming_resampled_ranks_get_equal_counts(release, tmp_path):
-    ranks = _run_two_ranks(release, tmp_path, resampled=True)
-    assert [len(epoch) for rank in ranks for epoch in rank] == [10, 10, 10, 10]
-
-
 def test_streaming_fewer_shards_than_readers_is_a_clear_error(release):
-    urls = [str(p) for p in shard_paths(release, "g_nc")[:3]]
+    urls = [str(p) for p in read_release(release).shard_paths("g_nc")[:3]]
     with pytest.raises(ConfigError, match="3 shards cannot feed 2 ranks × 2 workers"):
         wds_pipeline(urls, num_workers=2, rank=0, world_size=2)
     assert len(list(wds_pipeline(urls, resampled=True, samples_per_rank=7, rank=0, world_size=2, num_workers=2))) == 4
@@ -86,9 +82,51 @@ def test_streaming_same_seed_same_order(release):
 
 
 def test_streaming_hf_split_by_node_has_no_duplicates(release):
-    parts = [[r["id"] for r in hf_dataset(release, "g_nc", streaming=True, rank=r, world_size=2)] for r in range(2)]
-    assert not set(parts[0]) & set(parts[1])
-    assert sorted(parts[0] + parts[1]) == sorted(_all_keys(release, "g_nc"))
+    def part(rank, **kw):
+        return [r["id"] for r in hf_dataset(release, "g_nc", streaming=True, rank=rank, world_size=2, **kw)]
+
+    unequal = [part(r, samples_per_rank=None) for r in range(2)]
+    assert not set(unequal[0]) & set(unequal[1])
+    assert sorted(unequal[0] + unequal[1]) == sorted(_all_keys(release, "g_nc"))
+    assert len(unequal[0]) != len(unequal[1])  # an odd count: this is what hangs DDP
+    equal = [part(r) for r in range(2)]
+    assert len(equal[0]) == len(equal[1]) == len(_all_keys(release, "g_nc")) // 2
+    assert not set(equal[0]) & set(equal[1])
+
+
+def test_streaming_equal_rank_stream_pads_a_short_worker_by_repeating(release):
+    from cxr_dataset.streaming import EqualRankStream
+
+    ds = hf_dataset(release, "g_pc", streaming=True, rank=0, world_size=2, samples_per_rank=None)
+    rows = [r["id"] for r in ds]
+    padded = [r["id"] for r in EqualRankStream(ds, len(rows) + 3)]
+    assert padded == rows + rows[:3]
+    with pytest.raises(ConfigError, match="at least 1"):
+        EqualRankStream(ds, 0)
+
+
+def test_streaming_torchrun_three_ranks_take_equal_steps_on_both_paths(release, tmp_path):
+    """DDP as users run it: 3 processes, 2 persistent workers each, 2 epochs, an all-reduce per batch."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "3"]
+    run = subprocess.run(
+        [*command, "tests/ddp_stream_check.py", str(release), str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,  # a rank with an extra step would block in all_reduce until this
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(3)]
+    total = len(_all_keys(release))
+    for path in ("hf", "wds"):
+        for epoch in range(2):
+            steps = [len(rank[path][epoch]) for rank in ranks]
+            assert len(set(steps)) == 1, (path, epoch, steps)
+        assert all(rank[path][0] != rank[path][1] for rank in ranks), f"{path}: same order in both epochs"
+    hf_epoch = [i for rank in ranks for i in rank["hf"][0]]
+    # total // 3 rows per rank; a worker whose share is short repeats from its start (at most one row per
+    # worker here), so nearly every row is read once
+    assert len(hf_epoch) == total // 3 * 3 and len(set(hf_epoch)) >= len(hf_epoch) - 3 * 2
 
 
 def test_streaming_random_access_reads_any_sample(release):

@@ -19,6 +19,7 @@ from cxr_dataset.sources.base import Source, SourceImage, SourceOptions
 from cxr_dataset.sources.covid_collection import CovidCollectionSource
 from cxr_dataset.sources.folder import FolderSource
 from cxr_dataset.sources.phantom import PhantomSource
+from cxr_dataset.sources.release import DATASET_NAME as RELEASE_DATASET
 from cxr_dataset.sources.release import ReleaseSource
 from cxr_dataset.sources.rsna import RsnaSource
 
@@ -29,6 +30,20 @@ SOURCE_KINDS: dict[str, Callable[[str, SourceOptions], Source]] = {
     "folder": lambda arg, opt: FolderSource(Path(arg)),
     "release": lambda arg, opt: ReleaseSource(Path(arg), strict=opt.strict),
 }
+
+# What each kind names in the `source_dataset` column stands for, for cards and Croissant.
+SOURCE_TITLES: dict[str, str] = {
+    "phantom": "cxrds procedural phantom (generated, not real X-rays)",
+    "covid-collection": "COVID-19 Image Data Collection (ieee8023/covid-chestxray-dataset)",
+    "rsna": "RSNA Pneumonia Detection Challenge (Kaggle, 2018)",
+    "folder": "local image folder",
+    RELEASE_DATASET: "Synthetic COVID-19 Chest X-ray Dataset v0.1 (Zunair & Hamza, 2021)",
+}
+
+
+def source_title(kind: str) -> str:
+    """A source kind in words; unknown kinds stay as they are."""
+    return SOURCE_TITLES.get(kind, kind)
 
 
 def open_source(spec: str, options: SourceOptions | None = None) -> Source:
@@ -49,4 +64,13 @@ def source_path(spec: str) -> Path | None:
     return None if kind == "phantom" or not arg else Path(arg)
 
 
-__all__ = ["SOURCE_KINDS", "Source", "SourceImage", "SourceOptions", "open_source", "source_path"]
+__all__ = [
+    "SOURCE_KINDS",
+    "SOURCE_TITLES",
+    "Source",
+    "SourceImage",
+    "SourceOptions",
+    "open_source",
+    "source_path",
+    "source_title",
+]

@@ -28,6 +28,7 @@ from cxr_dataset.sources.base import SourceImage
 from cxr_dataset.sources.files import MAX_FILE_BYTES, load_image_bytes
 
 KIND = "release"
+DATASET_NAME = "zunair-hamza-v0.1"  # the source_dataset of rows built from these zips
 _COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
 
 

@@ -1,0 +1,60 @@
+"""Run under torchrun: stream a release through the HF and the WebDataset paths as a DDP trainer would.
+
+    torchrun --standalone --nproc-per-node 3 tests/ddp_stream_check.py RELEASE OUT
+
+Each rank reads 2 epochs through a DataLoader with 2 persistent workers and all-reduces once per batch, as
+DDP's gradient sync does, so a rank with more batches than another blocks for ever (the caller's timeout
+catches it). Writes OUT/rank<R>.json: path → epochs → sample ids.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from cxr_dataset.streaming import hf_dataset, wds_pipeline
+
+
+def ids(rows: list[dict]) -> list[str]:
+    return [r["id"] for r in rows]
+
+
+def keys(batch: dict) -> list[str]:
+    return batch["key"]
+
+
+def read(dataset, collate, epochs: int = 2, batch_size: int | None = 2) -> list[list[str]]:
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, num_workers=2, persistent_workers=True, collate_fn=collate
+    )
+    seen = []
+    for epoch in range(epochs):
+        dataset.set_epoch(epoch)
+        seen.append([])
+        for batch in loader:
+            dist.all_reduce(torch.ones(1))  # a DDP step: every rank must take part
+            seen[-1] += batch
+    return seen
+
+
+def main(release: str, out: str) -> None:
+    dist.init_process_group("gloo")
+    result = {
+        "hf": read(hf_dataset(release, streaming=True, shuffle=8, seed=0), ids),
+        "wds": read(
+            wds_pipeline(release, batch_size=2, num_workers=2, resampled=True, samples_per_rank=8, shuffle=8),
+            keys,
+            batch_size=None,
+        ),
+    }
+    Path(out, f"rank{dist.get_rank()}.json").write_text(json.dumps(result))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])
