@@ -311,17 +311,32 @@ def verify(
 def push(
     release: Annotated[Path, typer.Argument(help="A release folder written by `cxrds build`.")],
     repo_id: Annotated[str, typer.Option(help="Hub dataset repository, e.g. USER/covid-synthetic-cxr.")],
-    dry_run: Annotated[bool, typer.Option(help="Verify and list what would be uploaded; no network.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option(help="Verify and list what would be uploaded and deleted; reads the Hub, writes nothing.")
+    ] = False,
     private: Annotated[bool, typer.Option(help="Create the repository as private.")] = False,
+    tag: Annotated[
+        str | None, typer.Option(help="Tag the commit, e.g. v1.0.0 (must match the release's dataset version).")
+    ] = None,
 ) -> None:
-    """Verify the release, then upload it to the Hugging Face Hub (token from HF_TOKEN or `hf auth login`)."""
+    """Verify the release, then publish it to the Hugging Face Hub in one commit: upload what SHA256SUMS lists,
+    delete every other file, check the Hub's checksums, tag (token from HF_TOKEN or `hf auth login`)."""
     from builders.push import push_release
 
     with _run():
-        result = push_release(release, repo_id, dry_run=dry_run, private=private)
-    rows = [(path, f"{size:,}") for path, size in result.files]
+        result = push_release(release, repo_id, dry_run=dry_run, private=private, tag=tag)
+    plan = result.plan
+    rows = [(path, f"{size:,}") for path, size in plan.upload]
     verb = "Would upload" if dry_run else "Uploaded"
     console.print(_table(f"{verb} {len(rows)} files to datasets/{repo_id}", rows, ("file", "bytes")))
+    deleted = "would delete" if dry_run else "deleted"
+    if not plan.remote_listed:
+        console.print(f"[yellow]files to delete unknown: {result.note}[/yellow]")
+    else:
+        console.print(
+            f"{deleted} {len(plan.delete)} files not in this release" + "".join(f"\n  {d}" for d in plan.delete)
+        )
+    console.print(f"dataset version {plan.version}" + (f", tag {plan.tag}" if plan.tag else ""))
     if result.url:
         console.print(result.url)
 

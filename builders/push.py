@@ -1,44 +1,174 @@
-"""`cxrds push`: upload a verified release folder to the Hugging Face Hub as a dataset repository."""
+"""`cxrds push`: publish a verified release folder as a versioned Hugging Face dataset repository.
+
+One commit uploads exactly the files `SHA256SUMS` lists (and the list) and deletes every other file of the
+repository (stale parquet files or shards of an earlier build would otherwise be loaded with the new ones);
+its description carries the SHA-256 of `SHA256SUMS` and the dataset version; `--tag vX.Y.Z` tags it. After
+the upload the Hub's own record of every file (LFS SHA-256, or git blob id) is compared with the local files.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from cxr_dataset.checksums import read_checksums
 from cxr_dataset.errors import ReleaseError
+from cxr_dataset.fileio import sha256_file
+from cxr_dataset.release_folder import read_release
 from cxr_dataset.schema import CHECKSUMS_NAME
 from cxr_dataset.validation import verify_release
+
+KEEP_ON_HUB = frozenset({".gitattributes"})  # made by the Hub with the repository; never ours to delete
+_TAG = re.compile(r"v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)")
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """What the Hub records of one file: its path, size, LFS SHA-256 (LFS files only) and git blob id."""
+
+    path: str
+    size: int
+    sha256: str | None
+    blob_id: str
+
+
+@dataclass(frozen=True)
+class PushPlan:
+    repo_id: str
+    upload: list[tuple[str, int]]  # (path in the repository, bytes)
+    delete: list[str]  # files on the Hub that this release does not list
+    remote_listed: bool  # False: the Hub could not be read, so what would be deleted is unknown
+    version: str
+    tag: str | None
+    description: str
 
 
 @dataclass(frozen=True)
 class PushResult:
-    files: list[tuple[str, int]]  # (path in the repository, bytes)
+    plan: PushPlan
     url: str = ""
+    note: str = ""  # why the Hub's file list is unknown, after a dry run
 
 
-def push_release(root: Path, repo_id: str, *, dry_run: bool = False, private: bool = False) -> PushResult:
-    """Verify `root`, then (unless `dry_run`) create `repo_id` if needed and upload the folder in one commit.
-
-    The token comes from huggingface_hub's usual places (``HF_TOKEN``, the login cache).
-    """
+def plan_push(root: Path, repo_id: str, *, remote_files: Iterable[str] | None, tag: str | None = None) -> PushPlan:
+    """Verify `root` and say what a push would do against a repository holding `remote_files` (None: unknown)."""
+    root = Path(root)
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise ReleaseError(f"--repo-id must be OWNER/NAME, got {repo_id!r}")
-    report = verify_release(Path(root))
+    report = verify_release(root)
     if not report.ok:
         failed = next(c for c in report.checks if not c.ok)
         raise ReleaseError(f"{root}: verify failed ({failed.name}: {failed.detail}); fix it before pushing")
+    version = read_release(root).version
+    if tag is not None and tag != f"v{version}":
+        hint = "" if _TAG.fullmatch(tag) else " (tags are vMAJOR.MINOR.PATCH)"
+        raise ReleaseError(
+            f"--tag {tag} does not match the release's dataset version {version!r}{hint}; "
+            f"rebuild with --dataset-version or push with --tag v{version}"
+        )
     # Exactly what SHA256SUMS lists, plus the list: verify has refused anything else in the folder.
     names = sorted([*read_checksums(root), CHECKSUMS_NAME])
-    files = [(name, (Path(root) / name).stat().st_size) for name in names]
-    if dry_run:
-        return PushResult(files)
-    from huggingface_hub import CommitOperationAdd, HfApi
+    upload = [(name, (root / name).stat().st_size) for name in names]
+    delete = sorted(set(remote_files) - set(names) - KEEP_ON_HUB) if remote_files is not None else []
+    description = f"dataset version {version}\nSHA256SUMS sha256 {sha256_file(root / CHECKSUMS_NAME)}"
+    return PushPlan(repo_id, upload, delete, remote_files is not None, version, tag, description)
+
+
+def remote_problems(root: Path, remote: Iterable[RemoteFile]) -> list[str]:
+    """Differences between the Hub's record of a pushed commit and the release folder: files missing, extra,
+    of another size, or whose LFS SHA-256 or git blob id differs from the local bytes."""
+    root = Path(root)
+    local = {**read_checksums(root), CHECKSUMS_NAME: sha256_file(root / CHECKSUMS_NAME)}
+    seen, problems = set(), []
+    for f in remote:
+        if f.path in KEEP_ON_HUB:
+            continue
+        seen.add(f.path)
+        if f.path not in local:
+            problems.append(f"{f.path}: on the Hub but not in {CHECKSUMS_NAME}")
+        elif f.size != (root / f.path).stat().st_size:
+            problems.append(f"{f.path}: {f.size} bytes on the Hub, {(root / f.path).stat().st_size} here")
+        elif f.sha256 is not None and f.sha256 != local[f.path]:
+            problems.append(f"{f.path}: the Hub's SHA-256 {f.sha256[:12]}… differs from {local[f.path][:12]}…")
+        elif f.sha256 is None and f.blob_id != git_blob_id(root / f.path):
+            problems.append(f"{f.path}: the Hub's git blob {f.blob_id[:12]}… differs from the local file")
+    problems += [f"{name}: missing on the Hub" for name in sorted(set(local) - seen)]
+    return problems
+
+
+def git_blob_id(path: Path) -> str:
+    """The id git gives a file's content: SHA-1 of ``blob <size>\\0<bytes>``."""
+    data = Path(path).read_bytes()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+def push_release(
+    root: Path, repo_id: str, *, dry_run: bool = False, private: bool = False, tag: str | None = None
+) -> PushResult:
+    """Plan (reading the Hub's file list when it can), then unless `dry_run` upload, delete, tag and check.
+
+    The token comes from huggingface_hub's usual places (``HF_TOKEN``, the login cache). A dry run that cannot
+    read the repository says so in `PushResult.note`; a real push that cannot reach it raises one line."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
     api = HfApi()
-    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(Path(root) / name)) for name in names]
-    commit = api.create_commit(
-        repo_id, operations, commit_message=f"cxrds build: {len(files)} files", repo_type="dataset"
-    )
-    return PushResult(files, str(commit.commit_url))
+    try:
+        listed, note = _remote_listing(api, repo_id), ""
+    except ReleaseError as e:
+        listed, note = None, str(e)
+    plan = plan_push(root, repo_id, remote_files=None if listed is None else [f.path for f in listed], tag=tag)
+    if dry_run:
+        return PushResult(plan, note=note)
+    with _hub_errors(repo_id):
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        if listed is None:
+            plan = plan_push(root, repo_id, remote_files=[f.path for f in _remote_listing(api, repo_id)], tag=tag)
+        operations = [CommitOperationAdd(path_in_repo=n, path_or_fileobj=str(Path(root) / n)) for n, _ in plan.upload]
+        operations += [CommitOperationDelete(path_in_repo=name) for name in plan.delete]
+        commit = api.create_commit(
+            repo_id,
+            operations,
+            commit_message=f"cxrds build {plan.version}: {len(plan.upload)} files, {len(plan.delete)} removed",
+            commit_description=plan.description,
+            repo_type="dataset",
+        )
+        problems = remote_problems(root, _remote_listing(api, repo_id, revision=commit.oid))
+        if problems:
+            raise ReleaseError(
+                f"datasets/{repo_id}@{commit.oid[:8]}: the Hub's copy differs: {'; '.join(problems[:5])}"
+            )
+        if tag:
+            api.create_tag(repo_id, tag=tag, revision=commit.oid, repo_type="dataset", tag_message=plan.description)
+    return PushResult(plan, str(commit.commit_url))
+
+
+def _remote_listing(api, repo_id: str, revision: str | None = None) -> list[RemoteFile]:
+    """The repository's files with the Hub's checksums; `ReleaseError` when it cannot be read."""
+    from huggingface_hub.hf_api import RepoFile
+
+    with _hub_errors(repo_id):
+        entries = api.list_repo_tree(repo_id, recursive=True, expand=True, revision=revision, repo_type="dataset")
+        return [
+            RemoteFile(e.path, e.size, e.lfs.sha256 if e.lfs else None, e.blob_id)
+            for e in entries
+            if isinstance(e, RepoFile)
+        ]
+
+
+@contextmanager
+def _hub_errors(repo_id: str) -> Iterator[None]:
+    """Network, token and Hub errors as one line naming the repository."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        yield
+    except (HfHubHTTPError, OSError) as e:  # requests' and the token's errors are OSErrors
+        reason = (str(e).strip().splitlines() or [""])[0][:200]
+        raise ReleaseError(
+            f"datasets/{repo_id}: the Hub could not be read or written ({type(e).__name__}: {reason}); check "
+            "the network and the token (HF_TOKEN or `hf auth login`)"
+        ) from None

@@ -18,6 +18,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "realcxr"
 SIZE = 64
 PHANTOM = "phantom=normal:24,pneumonia:18,covid:18"
 os.environ.setdefault("SOURCE_DATE_EPOCH", "1795737600")  # 2026-11-27: builds on either side of midnight match
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the Hub
 
 
 def tiny_config(**overrides):

@@ -167,7 +167,7 @@ def test_verify_fails_and_push_skips_an_unlisted_secret(release, tmp_path):
 def test_push_lists_exactly_the_checksummed_files(release):
     result = push_release(release, "someone/x", dry_run=True)
     listed = (release / "SHA256SUMS").read_text().splitlines()
-    assert sorted(name for name, _ in result.files) == sorted(
+    assert sorted(name for name, _ in result.plan.upload) == sorted(
         [line.split("  ", 1)[1] for line in listed] + ["SHA256SUMS"]
     )
 
