@@ -213,7 +213,12 @@ def train(
 @app.command()
 def translate(
     prepared: Annotated[Path, typer.Option(help="The folder the generator was trained from.")],
-    checkpoint: Annotated[Path, typer.Option(help="A run folder (latest checkpoint) or a checkpoint .json.")],
+    checkpoint: Annotated[
+        str,
+        typer.Option(
+            help="A run folder (latest checkpoint), a checkpoint .json, a `cxrds export` folder or hf://USER/REPO[@rev]."
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="Writes OUT/images/*.png and OUT/provenance.parquet.")],
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 16,
     precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "auto",
@@ -235,6 +240,19 @@ def translate(
             progress=progress,
         )
     console.print(f"{result.images} synthetic images ({result.task}) → {result.provenance_path}")
+
+
+@app.command()
+def export(
+    run: Annotated[Path, typer.Argument(help="A run folder (its latest checkpoint) or a checkpoint .json.")],
+    out: Annotated[Path, typer.Option(help="Writes OUT/model.safetensors, model.json, README.md, SHA256SUMS.")],
+) -> None:
+    """Write the two generators as an inference-only model folder (publish it with `cxrds push`)."""
+    from generator.export import export_generators
+
+    with _run():
+        result = export_generators(run, out)
+    console.print(f"exported {result.root}: {result.files} files, generators {result.bytes / 1e6:.1f} MB")
 
 
 @app.command()
@@ -309,8 +327,10 @@ def verify(
 
 @app.command()
 def push(
-    release: Annotated[Path, typer.Argument(help="A release folder written by `cxrds build`.")],
-    repo_id: Annotated[str, typer.Option(help="Hub dataset repository, e.g. USER/covid-synthetic-cxr.")],
+    release: Annotated[
+        Path, typer.Argument(help="A release folder (`cxrds build`) or an exported model folder (`cxrds export`).")
+    ],
+    repo_id: Annotated[str, typer.Option(help="Hub repository, e.g. USER/covid-synthetic-cxr or USER/cxr-g-nc.")],
     dry_run: Annotated[
         bool, typer.Option(help="Verify and list what would be uploaded and deleted; reads the Hub, writes nothing.")
     ] = False,
@@ -328,7 +348,7 @@ def push(
     plan = result.plan
     rows = [(path, f"{size:,}") for path, size in plan.upload]
     verb = "Would upload" if dry_run else "Uploaded"
-    console.print(_table(f"{verb} {len(rows)} files to datasets/{repo_id}", rows, ("file", "bytes")))
+    console.print(_table(f"{verb} {len(rows)} files to {plan.repo_type}s/{repo_id}", rows, ("file", "bytes")))
     deleted = "would delete" if dry_run else "deleted"
     if not plan.remote_listed:
         console.print(f"[yellow]files to delete unknown: {result.note}[/yellow]")
@@ -336,7 +356,7 @@ def push(
         console.print(
             f"{deleted} {len(plan.delete)} files not in this release" + "".join(f"\n  {d}" for d in plan.delete)
         )
-    console.print(f"dataset version {plan.version}" + (f", tag {plan.tag}" if plan.tag else ""))
+    console.print(f"version {plan.version or 'untagged'}" + (f", tag {plan.tag}" if plan.tag else ""))
     if result.url:
         console.print(result.url)
 

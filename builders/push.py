@@ -1,4 +1,5 @@
-"""`cxrds push`: publish a verified release folder as a versioned Hugging Face dataset repository.
+"""`cxrds push`: publish a verified release folder as a versioned Hugging Face dataset repository, or an
+exported model folder (`cxrds export`) as a model repository.
 
 One commit uploads exactly the files `SHA256SUMS` lists (and the list) and deletes every other file of the
 repository (stale parquet files or shards of an earlier build would otherwise be loaded with the new ones);
@@ -15,11 +16,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from cxr_dataset.checksums import read_checksums
+from cxr_dataset.checksums import checksum_problems, read_checksums
 from cxr_dataset.errors import ReleaseError
 from cxr_dataset.fileio import sha256_file
 from cxr_dataset.release_folder import read_release
-from cxr_dataset.schema import CHECKSUMS_NAME
+from cxr_dataset.schema import CHECKSUMS_NAME, MODEL_JSON_NAME
 from cxr_dataset.validation import verify_release
 
 KEEP_ON_HUB = frozenset({".gitattributes"})  # made by the Hub with the repository; never ours to delete
@@ -39,6 +40,7 @@ class RemoteFile:
 @dataclass(frozen=True)
 class PushPlan:
     repo_id: str
+    repo_type: str  # "dataset" (a release) or "model" (an export)
     upload: list[tuple[str, int]]  # (path in the repository, bytes)
     delete: list[str]  # files on the Hub that this release does not list
     remote_listed: bool  # False: the Hub could not be read, so what would be deleted is unknown
@@ -59,23 +61,36 @@ def plan_push(root: Path, repo_id: str, *, remote_files: Iterable[str] | None, t
     root = Path(root)
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise ReleaseError(f"--repo-id must be OWNER/NAME, got {repo_id!r}")
-    report = verify_release(root)
-    if not report.ok:
-        failed = next(c for c in report.checks if not c.ok)
-        raise ReleaseError(f"{root}: verify failed ({failed.name}: {failed.detail}); fix it before pushing")
-    version = read_release(root).version
+    repo_type = folder_repo_type(root)
+    if repo_type == "model":
+        _, problems = checksum_problems(root)
+        if problems:
+            raise ReleaseError(f"{root}: {problems[0]}; re-run `cxrds export` before pushing")
+        version = (tag or "v")[1:]
+    else:
+        report = verify_release(root)
+        if not report.ok:
+            failed = next(c for c in report.checks if not c.ok)
+            raise ReleaseError(f"{root}: verify failed ({failed.name}: {failed.detail}); fix it before pushing")
+        version = read_release(root).version
+    if tag is not None and not _TAG.fullmatch(tag):
+        raise ReleaseError(f"--tag {tag}: tags are vMAJOR.MINOR.PATCH")
     if tag is not None and tag != f"v{version}":
-        hint = "" if _TAG.fullmatch(tag) else " (tags are vMAJOR.MINOR.PATCH)"
         raise ReleaseError(
-            f"--tag {tag} does not match the release's dataset version {version!r}{hint}; "
+            f"--tag {tag} does not match the release's dataset version {version!r}; "
             f"rebuild with --dataset-version or push with --tag v{version}"
         )
     # Exactly what SHA256SUMS lists, plus the list: verify has refused anything else in the folder.
     names = sorted([*read_checksums(root), CHECKSUMS_NAME])
     upload = [(name, (root / name).stat().st_size) for name in names]
     delete = sorted(set(remote_files) - set(names) - KEEP_ON_HUB) if remote_files is not None else []
-    description = f"dataset version {version}\nSHA256SUMS sha256 {sha256_file(root / CHECKSUMS_NAME)}"
-    return PushPlan(repo_id, upload, delete, remote_files is not None, version, tag, description)
+    description = f"version {version or 'untagged'}\nSHA256SUMS sha256 {sha256_file(root / CHECKSUMS_NAME)}"
+    return PushPlan(repo_id, repo_type, upload, delete, remote_files is not None, version, tag, description)
+
+
+def folder_repo_type(root: Path) -> str:
+    """ "model" for an exported model folder, "dataset" for anything else (checked as a release)."""
+    return "model" if (Path(root) / MODEL_JSON_NAME).is_file() else "dataset"
 
 
 def remote_problems(root: Path, remote: Iterable[RemoteFile]) -> list[str]:
@@ -115,18 +130,19 @@ def push_release(
     read the repository says so in `PushResult.note`; a real push that cannot reach it raises one line."""
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
-    api = HfApi()
+    api, repo_type = HfApi(), folder_repo_type(root)
     try:
-        listed, note = _remote_listing(api, repo_id), ""
+        listed, note = _remote_listing(api, repo_id, repo_type), ""
     except ReleaseError as e:
         listed, note = None, str(e)
     plan = plan_push(root, repo_id, remote_files=None if listed is None else [f.path for f in listed], tag=tag)
     if dry_run:
         return PushResult(plan, note=note)
-    with _hub_errors(repo_id):
-        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    with _hub_errors(f"{repo_type}s/{repo_id}"):
+        api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
         if listed is None:
-            plan = plan_push(root, repo_id, remote_files=[f.path for f in _remote_listing(api, repo_id)], tag=tag)
+            remote = _remote_listing(api, repo_id, repo_type)
+            plan = plan_push(root, repo_id, remote_files=[f.path for f in remote], tag=tag)
         operations = [CommitOperationAdd(path_in_repo=n, path_or_fileobj=str(Path(root) / n)) for n, _ in plan.upload]
         operations += [CommitOperationDelete(path_in_repo=name) for name in plan.delete]
         commit = api.create_commit(
@@ -134,9 +150,9 @@ def push_release(
             operations,
             commit_message=f"cxrds build {plan.version}: {len(plan.upload)} files, {len(plan.delete)} removed",
             commit_description=plan.description,
-            repo_type="dataset",
+            repo_type=repo_type,
         )
-        problems = remote_problems(root, _remote_listing(api, repo_id, revision=commit.oid))
+        problems = remote_problems(root, _remote_listing(api, repo_id, repo_type, revision=commit.oid))
         if problems:
             raise ReleaseError(
                 f"datasets/{repo_id}@{commit.oid[:8]}: the Hub's copy differs: {'; '.join(problems[:5])}"
@@ -146,12 +162,12 @@ def push_release(
     return PushResult(plan, str(commit.commit_url))
 
 
-def _remote_listing(api, repo_id: str, revision: str | None = None) -> list[RemoteFile]:
+def _remote_listing(api, repo_id: str, repo_type: str, revision: str | None = None) -> list[RemoteFile]:
     """The repository's files with the Hub's checksums; `ReleaseError` when it cannot be read."""
     from huggingface_hub.hf_api import RepoFile
 
-    with _hub_errors(repo_id):
-        entries = api.list_repo_tree(repo_id, recursive=True, expand=True, revision=revision, repo_type="dataset")
+    with _hub_errors(f"{repo_type}s/{repo_id}"):
+        entries = api.list_repo_tree(repo_id, recursive=True, expand=True, revision=revision, repo_type=repo_type)
         return [
             RemoteFile(e.path, e.size, e.lfs.sha256 if e.lfs else None, e.blob_id)
             for e in entries
@@ -160,7 +176,7 @@ def _remote_listing(api, repo_id: str, revision: str | None = None) -> list[Remo
 
 
 @contextmanager
-def _hub_errors(repo_id: str) -> Iterator[None]:
+def _hub_errors(repo: str) -> Iterator[None]:
     """Network, token and Hub errors as one line naming the repository."""
     from huggingface_hub.errors import HfHubHTTPError
 
@@ -169,6 +185,6 @@ def _hub_errors(repo_id: str) -> Iterator[None]:
     except (HfHubHTTPError, OSError) as e:  # requests' and the token's errors are OSErrors
         reason = (str(e).strip().splitlines() or [""])[0][:200]
         raise ReleaseError(
-            f"datasets/{repo_id}: the Hub could not be read or written ({type(e).__name__}: {reason}); check "
+            f"{repo}: the Hub could not be read or written ({type(e).__name__}: {reason}); check "
             "the network and the token (HF_TOKEN or `hf auth login`)"
         ) from None

@@ -25,6 +25,7 @@ SIGNATURES: dict[str, tuple[str, ...]] = {
     "run": ("config.json",),
     "synthetic": ("provenance.parquet",),
     "release": ("README.md", "SHA256SUMS"),
+    "export": ("model.json", "SHA256SUMS"),
     "benchmark": ("metrics.json",),
     "report": ("report.md",),
     "demo": ("prepared/manifest.parquet",),

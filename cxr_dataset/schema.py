@@ -41,7 +41,9 @@ SYNTHETIC_LABEL = "covid"
 MANIFEST_NAME = "manifest.parquet"  # PREPARED/
 PROVENANCE_NAME = "provenance.parquet"  # SYNTH/
 CARD_NAME = "README.md"  # RELEASE/<name>/
-CHECKSUMS_NAME = "SHA256SUMS"  # RELEASE/<name>/
+CHECKSUMS_NAME = "SHA256SUMS"  # RELEASE/<name>/, EXPORT/
+MODEL_JSON_NAME = "model.json"  # EXPORT/ (`cxrds export`: the generators for inference)
+MODEL_TENSORS_NAME = "model.safetensors"  # EXPORT/
 
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 

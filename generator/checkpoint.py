@@ -2,7 +2,8 @@
 
 A run folder holds ``checkpoints/step-NNNNNNNNN.{safetensors,json}``; the JSON names its tensors file and
 its SHA-256, the resolved config, the step/epoch counters, the optimizers' hyper-parameters, the task
-and the manifest it was trained on.
+and the manifest it was trained on. An exported model folder (`generator/export.py`) holds
+``model.{safetensors,json}`` in the same form with the generators only.
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ from safetensors.torch import load_file, save
 from cxr_dataset import __version__
 from cxr_dataset.errors import CheckpointError, ConfigError
 from cxr_dataset.fileio import atomic_open, atomic_write_text, sha256_file
+from cxr_dataset.schema import MODEL_JSON_NAME, MODEL_TENSORS_NAME
 from generator.config import TrainConfig, from_dict
 
 FORMAT = "cxrds-cyclegan-checkpoint/1"
+EXPORT_FORMAT = "cxrds-cyclegan-generators/1"
+EXPORT_JSON, EXPORT_TENSORS = MODEL_JSON_NAME, MODEL_TENSORS_NAME
 _STEP_FILE = re.compile(r"step-(\d{9})\.json$")
 _REQUIRED = {"config": dict, "step": int, "task": str, "tensors_file": str, "tensors_sha256": str, "config_sha256": str}
 
@@ -36,7 +40,8 @@ class Checkpoint:
 
     @property
     def sha256(self) -> str:
-        return self.meta["tensors_sha256"]
+        """The training checkpoint's SHA-256 (an export records the one it was made from)."""
+        return self.meta.get("checkpoint_sha256") or self.meta["tensors_sha256"]
 
     def tensors(self, prefix: str = "") -> dict[str, torch.Tensor]:
         """Tensors whose names start with `prefix`, with the prefix removed."""
@@ -73,12 +78,15 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
-    """Open a checkpoint: a run folder (its latest), or a checkpoint's .json or .safetensors file.
+    """Open a checkpoint: a run folder (its latest), an exported model folder, or a checkpoint's .json or
+    .safetensors file.
 
     Raises `CheckpointError` for anything that is not a cxrds safetensors + JSON pair.
     """
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() and (path / EXPORT_JSON).is_file():
+        path = path / EXPORT_JSON
+    elif path.is_dir():
         found = _list(path / "checkpoints") or _list(path)
         if not found:
             raise CheckpointError(f"{path}: no checkpoints (expected checkpoints/step-*.json from `cxrds train`)")
@@ -90,9 +98,9 @@ def load_checkpoint(path: Path) -> Checkpoint:
         meta = json.loads(json_path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{json_path}: not JSON ({e}); checkpoints are safetensors + JSON") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") not in (FORMAT, EXPORT_FORMAT):
         got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise CheckpointError(f"{json_path}: format must be {FORMAT!r}, got {got!r}")
+        raise CheckpointError(f"{json_path}: format must be {FORMAT!r} or {EXPORT_FORMAT!r}, got {got!r}")
     missing = [k for k, kind in _REQUIRED.items() if not isinstance(meta.get(k), kind)]
     if missing:
         raise CheckpointError(f"{json_path}: missing or mistyped keys {missing}; not a complete cxrds checkpoint")

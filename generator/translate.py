@@ -29,6 +29,7 @@ from cxr_dataset.workers import process_pool
 from generator import distributed
 from generator.checkpoint import load_checkpoint, load_into
 from generator.distributed import DistInfo, rank_slice
+from generator.export import resolve_checkpoint
 from generator.networks import build_generator
 from generator.precision import AUTO, autocast, resolve_precision
 
@@ -42,7 +43,7 @@ class TranslateResult:
 
 def translate(
     prepared: Path,
-    checkpoint: Path,
+    checkpoint: Path | str,
     out: Path,
     *,
     batch_size: int = 16,
@@ -57,7 +58,8 @@ def translate(
     `seed_quirk` reproduces the seed's output: each image min-max rescaled to 0-255 and passed through
     JPEG (quality 75), then stored as PNG like every other image. `precision` `auto` runs bf16 where the
     device has it natively, else fp32; provenance records the one used. Under `torchrun` each rank translates
-    every world_size-th image and rank 0 merges the provenance.
+    every world_size-th image and rank 0 merges the provenance. `checkpoint` is a run folder, a checkpoint
+    file, an exported model folder (`cxrds export`) or ``hf://USER/REPO[@revision]``.
 
     Example:
         >>> translate(Path("prepared"), Path("runs/nc"), Path("synthetic/nc"))  # doctest: +SKIP
@@ -65,6 +67,7 @@ def translate(
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     check_workers(encode_workers, "encode_workers")
+    checkpoint = resolve_checkpoint(checkpoint)
     ddp = distributed.setup()
     device = ddp.device
     precision = resolve_precision(precision, device)

@@ -1,0 +1,149 @@
+"""`cxrds export`: a trained run's two generators as an inference-only model folder (a Hub model repository).
+
+    EXPORT/model.safetensors   G_A (source → COVID-19) and G_B (COVID-19 → source), nothing else
+    EXPORT/model.json          the checkpoint JSON: resolved config, task, step, the training checkpoint's
+                               SHA-256 (what provenance records), the prepared data it was trained on
+    EXPORT/README.md           the model card
+    EXPORT/samples.png         the run's latest sample grid, when it has one
+    EXPORT/SHA256SUMS          every file above
+
+`cxrds translate --checkpoint EXPORT` (or ``hf://USER/REPO[@revision]``) gives the same images and the same
+provenance as translating from the run folder. Only safetensors and JSON are read; nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from cxr_dataset import __version__
+from cxr_dataset.checksums import write_checksums
+from cxr_dataset.errors import CheckpointError
+from cxr_dataset.fileio import atomic_open, atomic_write_text, sha256_file
+from cxr_dataset.ownership import MARKER_NAME, claim_output
+from cxr_dataset.schema import CARD_NAME, TASK_CONFIG, TASK_SOURCE_CLASS, TASKS
+from generator.checkpoint import EXPORT_FORMAT, EXPORT_JSON, EXPORT_TENSORS, load_checkpoint
+
+HF_PREFIX = "hf://"
+GENERATOR_PREFIXES = ("nets.G_A.", "nets.G_B.")
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    root: Path
+    bytes: int  # model.safetensors
+    files: int
+
+
+def export_generators(checkpoint: Path, out: Path) -> ExportResult:
+    """Write the inference folder for a run (its latest checkpoint) or a checkpoint file."""
+    from safetensors.torch import save
+
+    ckpt = load_checkpoint(checkpoint)
+    if ckpt.meta.get("format") == EXPORT_FORMAT:
+        raise CheckpointError(f"{checkpoint}: already an exported model; export a run folder or checkpoint")
+    out = claim_output(Path(out), "export", inputs=[Path(checkpoint)])
+    every = ckpt.tensors()
+    tensors = {k: v.contiguous() for k, v in every.items() if k.startswith(GENERATOR_PREFIXES)}
+    if not tensors:
+        raise CheckpointError(f"{ckpt.tensors_path}: no generator tensors (nets.G_A.*, nets.G_B.*)")
+    tensors_path = out / EXPORT_TENSORS
+    with atomic_open(tensors_path) as f:
+        f.write(save(tensors, metadata={"format": "pt"}))
+    keep = ("config", "config_sha256", "task", "step", "epoch", "manifest_sha256", "world_size", "code_version")
+    meta = {k: ckpt.meta[k] for k in keep if k in ckpt.meta}
+    meta |= {
+        "format": EXPORT_FORMAT,
+        "tensors_file": EXPORT_TENSORS,
+        "tensors_sha256": sha256_file(tensors_path),
+        "checkpoint_sha256": ckpt.sha256,  # the training checkpoint: what translations record as provenance
+        "exported_by": __version__,
+    }
+    atomic_write_text(out / EXPORT_JSON, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    samples = sorted((ckpt.json_path.parent.parent / "samples").glob("step-*.png"))
+    if samples:
+        with atomic_open(out / "samples.png") as f:
+            f.write(samples[-1].read_bytes())
+    else:
+        (out / "samples.png").unlink(missing_ok=True)  # an earlier export's
+    atomic_write_text(out / CARD_NAME, model_card(meta, has_samples=bool(samples)))
+    (out / MARKER_NAME).unlink()  # the folder is exactly what SHA256SUMS lists
+    files = write_checksums(out)
+    return ExportResult(out, tensors_path.stat().st_size, files)
+
+
+def model_card(meta: dict, *, has_samples: bool) -> str:
+    """A Hub model card from the checkpoint's JSON: what the generators translate, how they were trained."""
+    cfg, task = meta["config"], meta["task"]
+    model = cfg["model"]
+    arch = f"ResNet generator, {model['n_blocks']} blocks" if model["generator"] == "resnet" else "U-Net generator"
+    source = TASK_SOURCE_CLASS[task]
+    name = {"normal2covid": "G_NC", "pneumonia2covid": "G_PC"}[task] if task in TASKS else task
+    lines = [
+        "---",
+        "license: mit",
+        "library_name: pytorch",
+        "pipeline_tag: image-to-image",
+        "tags: [medical, chest-xray, cyclegan, synthetic, covid-19]",
+        "---",
+        "",
+        f"# {name}: CycleGAN {source} → COVID-19 chest X-ray generators (cxrds)",
+        "",
+        f"Two generators trained together with `cxrds train` (preset `{cfg['preset']}`): `G_A` translates "
+        f"{source} chest X-rays into synthetic COVID-19 ones (the images of config `{TASK_CONFIG.get(task, task)}`), "
+        "`G_B` translates back. Inference weights only (no discriminators, optimizer state or image pools).",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| architecture | {arch}, ngf {model['ngf']}, norm {model['norm']}, {model['channels']} channel(s) |",
+        f"| input | {cfg['crop_size']}² grayscale, scaled to [-1, 1] |",
+        f"| training | {meta.get('step', '?')} steps, {cfg['epochs']} + {cfg['epochs_decay']} decay epochs, "
+        f"batch {cfg['batch_size']}, lr {cfg['lr']}, λ_cycle {cfg['lambda_cycle']}, "
+        f"λ_identity {cfg['lambda_identity']}, {cfg['precision']}, seed {cfg['seed']} |",
+        f"| training data | the prepared manifest with SHA-256 `{meta.get('manifest_sha256', 'not recorded')}` "
+        f"({source} and COVID-19 images of its training split) |",
+        f"| training checkpoint | SHA-256 `{meta['checkpoint_sha256']}` (in every translated image's provenance) |",
+        f"| code | cxrds {meta.get('code_version', '?')} |",
+        "",
+        "## Use",
+        "",
+        "```bash",
+        "cxrds translate --prepared PREPARED --checkpoint hf://USER/REPO --out SYNTH",
+        "```",
+        "",
+        "The translated images carry the same provenance as a translation from the original run folder.",
+        "",
+        "## Limits",
+        "",
+        "Research use only: not for diagnosis or any clinical decision. The generator's notion of COVID-19 is "
+        "learned from a small set of real images and inherits their hospitals, devices, views and patients; "
+        "its outputs are synthetic and are not evidence of disease. The real images it was trained on keep "
+        "their own licences.",
+    ]
+    if has_samples:
+        lines += ["", "## Samples", "", "Rows: source, G_A(source), G_B(G_A(source)), COVID-19, G_B(COVID-19).", ""]
+        lines += ["![samples](samples.png)"]
+    return "\n".join(lines) + "\n"
+
+
+def resolve_checkpoint(spec: str | Path) -> Path:
+    """A local checkpoint path, or ``hf://USER/REPO[@revision]`` fetched through huggingface_hub's cache
+    (only the exported files: JSON, safetensors, card; nothing that could be unpickled)."""
+    text = str(spec)
+    if not text.startswith(HF_PREFIX):
+        return Path(spec)
+    repo_id, _, revision = text[len(HF_PREFIX) :].partition("@")
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise CheckpointError(f"{text}: expected hf://OWNER/NAME[@revision]")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        folder = snapshot_download(
+            repo_id, revision=revision or None, allow_patterns=[EXPORT_JSON, EXPORT_TENSORS, CARD_NAME]
+        )
+    except (HfHubHTTPError, OSError) as e:
+        reason = (str(e).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(f"{text}: cannot fetch the model ({type(e).__name__}: {reason})") from None
+    return Path(folder)
