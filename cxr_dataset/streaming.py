@@ -9,11 +9,14 @@ Without resampling every sample of the split is read exactly once per epoch acro
 which needs at least ranks × workers shards (an error says so otherwise); call ``pipeline.set_epoch(e)``
 before each epoch, as with DistributedSampler, to reshuffle. Under DDP use
 ``resampled=True, samples_per_rank=N``: every rank then yields the same number of samples, so no rank waits
-for another at the end of an epoch.
+for another at the end of an epoch. `hf_dataset(..., streaming=True)` equalises ranks the same way from the
+card's row count. Both resume mid-epoch through torchdata's `StatefulDataLoader` (the pipeline's state is
+(epoch, samples yielded) per worker; every draw is seeded by seed, rank, worker and epoch).
 """
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import math
@@ -117,7 +120,7 @@ def wds_pipeline(
 
     epoch = _Epoch()
     if resampled:
-        stages: list[Any] = [wds.ResampledShards(urls, seed=seed + rank, deterministic=True)]
+        stages: list[Any] = [_ResampledShards(urls, seed, rank, epoch)]
     else:
         stages = [wds.SimpleShardList(urls), _ShardSplit(rank, world_size, seed if shuffle else None, epoch)]
     stages.append(_read_shards)
@@ -128,11 +131,14 @@ def wds_pipeline(
         stages.append(wds.map(transform))
     if batch_size:
         stages.append(wds.batched(batch_size, collation_fn=collate, partial=not resampled))
-    pipeline = wds.DataPipeline(*stages)
-    pipeline.set_epoch = epoch.set  # like DistributedSampler.set_epoch: call it before each epoch
+    limit = None
     if resampled:
         per_worker = math.ceil(samples_per_rank / max(1, num_workers))
-        pipeline = pipeline.with_epoch(math.ceil(per_worker / batch_size) if batch_size else per_worker)
+        limit = math.ceil(per_worker / batch_size) if batch_size else per_worker
+    position = _Position(epoch, limit)
+    pipeline = wds.DataPipeline(*stages, position)
+    pipeline.set_epoch = epoch.set  # like DistributedSampler.set_epoch: call it before each epoch
+    pipeline.state_dict, pipeline.load_state_dict = position.state_dict, position.load_state_dict
     return pipeline
 
 
@@ -168,6 +174,45 @@ class _Epoch:
 
     def set(self, epoch: int) -> None:
         self._shared.value = epoch
+
+
+class _ResampledShards(torch.utils.data.IterableDataset):
+    """Shards drawn with replacement for ever, seeded by (seed, rank, worker, epoch): a resumed epoch draws
+    the same shards as the original."""
+
+    def __init__(self, urls: list[str], seed: int, rank: int, epoch: _Epoch) -> None:
+        self.urls, self.seed, self.rank, self.epoch = urls, seed, rank, epoch
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = torch.utils.data.get_worker_info()
+        worker = info.id if info else 0
+        rng = random.Random(hash((self.seed, self.rank, worker, self.epoch.value, 1)))  # ints hash alike everywhere
+        while True:
+            yield {"url": rng.choice(self.urls)}
+
+
+class _Position:
+    """The last stage: counts what this worker has yielded this epoch, ends a resampled epoch at `limit`, and
+    after `load_state_dict` skips what was yielded before, so a `StatefulDataLoader` resumes mid-epoch."""
+
+    def __init__(self, epoch: _Epoch, limit: int | None) -> None:
+        self.epoch, self.limit, self.yielded, self.skip = epoch, limit, 0, 0
+
+    def __call__(self, src: Iterator[Any]) -> Iterator[Any]:
+        skip, self.skip, self.yielded = self.skip, 0, 0
+        for item in src:
+            if self.limit is not None and self.yielded >= self.limit:
+                return
+            self.yielded += 1
+            if self.yielded > skip:
+                yield item
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch.value, "yielded": self.yielded}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch.set(int(state["epoch"]))
+        self.skip = int(state["yielded"])
 
 
 class _ShardSplit:
@@ -234,7 +279,9 @@ def hf_dataset(
     rank yields the same number of rows and no DDP rank waits for ever at the end of an epoch. "auto" takes
     the split's row count from the card, divided by the world size (rounded down). `shuffle` > 0 shuffles
     the stream (file order and a buffer of that many rows) with `seed`, the same on every rank; call
-    `set_epoch(e)` before each epoch to reshuffle.
+    `set_epoch(e)` before each epoch to reshuffle. Mid-epoch resume through torchdata's
+    `StatefulDataLoader` is exact without `shuffle` (datasets does not save a shuffle buffer's content, and
+    with DataLoader workers cannot restore a shuffled stream's state at all).
     """
     from datasets.distributed import split_dataset_by_node
 
@@ -269,33 +316,49 @@ class EqualRankStream(torch.utils.data.IterableDataset):
     again (as DistributedSampler pads by repeating), one that has more stops at its quota. Workers' shares
     are whole parquet files, so a few rows per epoch may repeat while as many wait for the next epoch.
     `set_epoch` reaches the wrapped dataset, whose epoch lives in shared memory (persistent workers see it).
+    `state_dict`/`load_state_dict` let torchdata's `StatefulDataLoader` resume mid-epoch.
     """
 
     def __init__(self, dataset, samples_per_rank: int) -> None:
         if samples_per_rank < 1:
             raise ConfigError(f"samples_per_rank must be at least 1, got {samples_per_rank}")
         self.dataset, self.samples_per_rank = dataset, samples_per_rank
+        self._done, self._resume, self._reading = 0, None, None
 
     def set_epoch(self, epoch: int) -> None:
         self.dataset.set_epoch(epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Rows given so far this epoch and the wrapped stream's position (in this worker; None before it
+        has started reading, when the stream's state is not yet this worker's)."""
+        return {"done": self._done, "dataset": None if self._reading is None else self._reading.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._resume = state
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         quota = self.samples_per_rank // workers + (worker < self.samples_per_rank % workers)
-        done = 0
-        while done < quota:
-            before = done
-            for row in self.dataset:
+        self._done, fresh, self._reading = 0, True, self.dataset
+        if self._resume is not None and self._resume["dataset"] is not None:  # continue the saved pass
+            self._done, fresh = self._resume["done"], False
+            self._reading = copy.deepcopy(self.dataset)  # the saved position applies to this pass only
+            self._reading.load_state_dict(self._resume["dataset"])
+        self._resume = None
+        while self._done < quota:
+            before = self._done
+            for row in self._reading:
+                self._done += 1
                 yield row
-                done += 1
-                if done == quota:
+                if self._done == quota:
                     return
-            if done == before:
+            if self._done == before and fresh:
                 raise ConfigError(
                     f"worker {worker} of {workers} has no rows of this rank's share to read; "
                     "use fewer DataLoader workers (at most the files per rank) or a release with more files"
                 )
+            fresh, self._reading = True, self.dataset
 
 
 def random_access(release: Path, config: str = "all", split: str = "train"):

@@ -170,3 +170,49 @@ def test_streaming_examples_run_at_tiny_size(release):
     )
     assert hf.returncode == 0, hf.stderr[-2000:]
     assert "epoch 0:" in hf.stdout
+
+
+def test_streaming_hf_resumes_mid_epoch_through_a_stateful_dataloader(release):
+    from torchdata.stateful_dataloader import StatefulDataLoader
+
+    def loader():
+        ds = hf_dataset(release, streaming=True, rank=0, world_size=2)  # datasets 5.2 cannot resume a buffer
+        return StatefulDataLoader(ds, batch_size=2, num_workers=2, collate_fn=_ids)
+
+    whole = list(loader())
+    first = loader()
+    batches = iter(first)
+    head = [next(batches) for _ in range(3)]
+    state = first.state_dict()
+    resumed = loader()
+    resumed.load_state_dict(state)
+    assert head + list(resumed) == whole and len(whole) > 4
+
+
+def _ids(rows):
+    return [r["id"] for r in rows]
+
+
+@pytest.mark.parametrize("resampled", [False, True])
+def test_streaming_wds_resumes_mid_epoch_through_a_stateful_dataloader(release, resampled):
+    from torchdata.stateful_dataloader import StatefulDataLoader
+
+    def loader():
+        kw = {"resampled": True, "samples_per_rank": 12} if resampled else {}
+        pipeline = wds_pipeline(release, batch_size=2, num_workers=2, seed=5, rank=1, world_size=2, **kw)
+        pipeline.set_epoch(3)
+        return StatefulDataLoader(pipeline, batch_size=None, num_workers=2, collate_fn=_keys)
+
+    whole = list(loader())
+    first = loader()
+    batches = iter(first)
+    head = [next(batches) for _ in range(3)]
+    state = first.state_dict()
+    resumed = loader()  # a new process would start at epoch 0: the state brings epoch 3 back
+    resumed.dataset.set_epoch(0)
+    resumed.load_state_dict(state)
+    assert head + list(resumed) == whole and len(whole) > 4
+
+
+def _keys(batch):
+    return batch["key"]
