@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON ?= python3
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint
+.PHONY: demo test quick-test lint
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,3 +20,7 @@ lint: $(STAMP)
 
 test: lint
 	$(VENV)/bin/python -m pytest
+
+# Checks an install in about a minute: the fast tests (no classifier study, no multi-process runs, no long training).
+quick-test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -m "not slow"

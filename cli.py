@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cxr_dataset.errors import CxrdsError
-from cxr_dataset.progress import ProgressFn
+from cxr_dataset.progress import PlainProgress, ProgressFn
 from cxr_dataset.schema import SOURCE_CLASSES, TASKS
 from cxr_dataset.sources.phantom import DEMO_SPEC
 
@@ -36,14 +36,28 @@ SOURCE_HELP = (
 PRECISION_HELP = "auto (bf16 where the device has it natively, else fp32), bf16 or fp32; runs record the resolved one."
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from cxr_dataset import __version__
+
+        console.print(f"cxrds {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _main(debug: Annotated[bool, typer.Option(help="Show full tracebacks on errors.")] = False) -> None:
+def _main(
+    debug: Annotated[bool, typer.Option(help="Show full tracebacks on errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
     _debug["on"] = debug
 
 
 @contextmanager
 def _run() -> Iterator[ProgressFn]:
-    """Show rich progress bars for the library's callback; turn `CxrdsError` into one red line and exit 1."""
+    """Show progress (rich bars on a terminal, plain lines with rate and ETA otherwise: logs, CI, SLURM); turn
+    `CxrdsError` into one red line and exit 1."""
     with Progress(
         TextColumn("{task.description:>24}"),
         BarColumn(),
@@ -51,10 +65,16 @@ def _run() -> Iterator[ProgressFn]:
         TimeElapsedColumn(),
         TextColumn("{task.fields[info]}"),
         console=console,
+        disable=not console.is_terminal,
     ) as bar:
         tasks: dict[str, int] = {}
+        interval = float(os.environ.get("CXRDS_PROGRESS_SECONDS", "10"))
+        plain = PlainProgress(lambda line: console.print(escape(line), soft_wrap=True), interval=interval)
 
         def report(stage: str, done: int, total: int, info: str = "") -> None:
+            if not console.is_terminal:
+                plain(stage, done, total, info)
+                return
             if stage not in tasks:
                 tasks[stage] = bar.add_task(stage, total=total, info="")
             bar.update(tasks[stage], completed=done, total=total, info=info)
@@ -76,7 +96,10 @@ def _run() -> Iterator[ProgressFn]:
             if _debug["on"]:
                 raise
             bar.stop()
-            console.print("[yellow]interrupted[/yellow]; nothing half-written is kept: re-run the command to resume")
+            console.print(
+                "[yellow]interrupted[/yellow]; nothing half-written is kept: re-run the same command to resume "
+                "(train: add --resume)"
+            )
             raise typer.Exit(130) from None
 
 
@@ -409,8 +432,8 @@ def report(
     """Write report.md with the metrics tables and figures (class balance, ROC curves, real vs synthetic)."""
     from cxr_dataset.report import write_report
 
-    with _run():
-        result = write_report(benchmark, release, real, out, inception=inception_weights)
+    with _run() as progress:
+        result = write_report(benchmark, release, real, out, inception=inception_weights, progress=progress)
     console.print(f"report: {result.path} ({', '.join(p.name for p in result.figures)})")
 
 

@@ -92,7 +92,7 @@ def run_demo(
         BenchmarkConfig(epochs=5, bootstrap=200, seeds=(seed,)),
         progress=progress,
     )
-    result.report = write_report(out / "benchmark", result.release, prepared, out / "report").path
+    result.report = write_report(out / "benchmark", result.release, prepared, out / "report", progress=progress).path
     lap("benchmark + report")
     result.hf_rows = load_release(result.release)["train"].num_rows
     result.wds_samples = sum(1 for _ in wds_release(result.release))

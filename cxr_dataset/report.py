@@ -23,6 +23,7 @@ from cxr_dataset.imaging import read_gray, read_gray_batch
 from cxr_dataset.manifest import read_manifest
 from cxr_dataset.metrics import METRIC_NAMES
 from cxr_dataset.ownership import claim_output
+from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.release_folder import TASK_CONFIGS, read_release
 
 FIGURES = ("balance.png", "roc.png", "samples.png", "cam.png", "umap.png")
@@ -35,7 +36,14 @@ class ReportResult:
 
 
 def write_report(
-    benchmark: Path, release: Path, real: Path, out: Path, *, samples: int = 4, inception: Path | None = None
+    benchmark: Path,
+    release: Path,
+    real: Path,
+    out: Path,
+    *,
+    samples: int = 4,
+    inception: Path | None = None,
+    progress: ProgressFn = no_progress,
 ) -> ReportResult:
     """Write `out/report.md` and its figures; `inception` (torchvision Inception-v3 weights as safetensors)
     adds FID/KID on its features."""
@@ -50,14 +58,18 @@ def write_report(
     results = json.loads(metrics_path.read_text())["results"]
     predictions = json.loads(predictions_path.read_text())
     out = claim_output(out, "report", inputs=[benchmark, release, real])
-    figures = [
-        _balance_figure(results, out / "balance.png"),
-        _roc_figure(predictions, out / "roc.png"),
-        _sample_grid(Path(release), Path(real), out / "samples.png", samples),
-    ]
+    progress("report", 0, 5, "class balance")
+    figures = [_balance_figure(results, out / "balance.png")]
+    progress("report", 1, 5, "ROC curves")
+    figures.append(_roc_figure(predictions, out / "roc.png"))
+    progress("report", 2, 5, "sample grid")
+    figures.append(_sample_grid(Path(release), Path(real), out / "samples.png", samples))
+    progress("report", 3, 5, "FID/KID, UMAP, Grad-CAM")
     quality, cam = _quality_and_cams(Path(benchmark), Path(release), Path(real), out / "cam.png", results, inception)
     figures += cam
+    progress("report", 4, 5, "report.md")
     atomic_write_text(out / "report.md", _markdown(results, figures, quality))
+    progress("report", 5, 5)
     return ReportResult(out / "report.md", figures)
 
 

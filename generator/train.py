@@ -156,6 +156,7 @@ def train(
     started, seen = time.perf_counter(), 0
     log = open(out / LOG_NAME, "a") if ddp.is_main else None  # noqa: SIM115 (closed in finally)
     try:
+        progress(f"train {task}", step, total, "first step")  # a line before the first (slowest) step
         while step < total:
             epoch, in_epoch = divmod(step, steps_per_epoch)
             for opt in (opt_g, opt_d):

@@ -63,6 +63,7 @@ def test_benchmark_unknown_model_comparison_or_workers_is_refused():
         BenchmarkConfig(workers=-1)
 
 
+@pytest.mark.slow
 def test_report_writes_readable_figures_and_the_tables(benchmarked, release, prepared, tmp_path):
     from PIL import Image
 
@@ -135,6 +136,7 @@ def test_inception_refuses_pickles_and_other_weights(inception_weights, benchmar
         load_inception(other)
 
 
+@pytest.mark.slow
 def test_report_adds_inception_fid_when_given_weights(benchmarked, release, prepared, inception_weights, tmp_path):
     from cxr_dataset.report import write_report
 

@@ -71,3 +71,10 @@ def test_cli_demo_runs_every_stage_and_loads_the_result(tmp_path):
     samples = int(result.output.split("webdataset: ")[1].split()[0])
     assert rows == samples > 0
     assert (tmp_path / "release/covid-synthetic-cxr/README.md").is_file()
+
+
+def test_cli_version():
+    from cxr_dataset import __version__
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"cxrds {__version__}"

@@ -582,6 +582,7 @@ def _cli(*args):
     )
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_training_says_how_to_resume_and_the_rerun_finishes(prepared, tmp_path):
     import signal
     import time

@@ -17,6 +17,7 @@ from generator.translate import translate
 from tests.conftest import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # torchrun processes
 
 
 def _torchrun(*args: str) -> None:

@@ -61,7 +61,9 @@ def test_export_through_the_hub_cache_with_hf_url(prepared, run, tmp_path, monke
         (snapshot / name).write_bytes((export / name).read_bytes())
     (cache / "models--someone--cxr-g-nc" / "refs").mkdir()
     (cache / "models--someone--cxr-g-nc" / "refs" / "v0.1.0").write_text(commit)
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))  # read at import, so set where it is looked up
     translate(prepared, "hf://someone/cxr-g-nc@v0.1.0", tmp_path / "from-hub")
     translate(prepared, export, tmp_path / "from-export")
     assert _translated(tmp_path / "from-hub") == _translated(tmp_path / "from-export")

@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -41,6 +40,7 @@ def _run_two_ranks(release, tmp_path):
     return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
 
 
+@pytest.mark.slow
 def test_streaming_two_ranks_two_workers_see_every_sample_once_per_epoch(release, tmp_path):
     ranks = _run_two_ranks(release, tmp_path)
     expected = sorted(_all_keys(release))
@@ -105,6 +105,7 @@ def test_streaming_equal_rank_stream_pads_a_short_worker_by_repeating(release):
         EqualRankStream(ds, 0)
 
 
+@pytest.mark.slow
 def test_streaming_torchrun_three_ranks_take_equal_steps_on_both_paths(release, tmp_path):
     """DDP as users run it: 3 processes, 2 persistent workers each, 2 epochs, an all-reduce per batch."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "3"]
@@ -137,6 +138,7 @@ def test_streaming_random_access_reads_any_sample(release):
     assert sample["key"] == keys[-1] and sample["image"].shape == (1, 64, 64)
 
 
+@pytest.mark.slow
 def test_streaming_examples_run_at_tiny_size(release):
     ddp = subprocess.run(
         [
@@ -160,7 +162,8 @@ def test_streaming_examples_run_at_tiny_size(release):
         timeout=300,
     )
     assert ddp.returncode == 0, ddp.stderr[-2000:]
-    assert Counter(line.split(":")[0] for line in ddp.stdout.splitlines()) == {"rank 0 epoch 0": 1, "rank 1 epoch 0": 1}
+    # two processes share the pipe, so their lines may interleave: count the reports, not the lines
+    assert [ddp.stdout.count(f"rank {r} epoch 0:") for r in range(2)] == [1, 1] and "epoch 1" not in ddp.stdout
     hf = subprocess.run(
         [sys.executable, "examples/train_hf.py", "--release", str(release), "--epochs", "1"],
         cwd=REPO,

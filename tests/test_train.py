@@ -13,6 +13,7 @@ from generator.train import train
 from tests.conftest import tiny_config
 
 
+@pytest.mark.slow
 def test_train_a_few_hundred_steps_lower_the_cycle_loss_clearly(prepared, tmp_path):
     cfg = dataclasses.replace(tiny_config(epochs=50, log_every=25), crop_size=32, load_size=36)
     result = train(prepared, "normal2covid", tmp_path, cfg)
@@ -89,6 +90,7 @@ def _losses_by_step(run):
 
 
 @pytest.mark.parametrize("save_every", [0, 3])  # at epoch ends (5 steps), and mid-epoch
+@pytest.mark.slow
 def test_train_killed_with_sigkill_and_resumed_matches_an_uninterrupted_run(prepared, tmp_path, save_every):
     import os
     import signal
