@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from builders.licences import Licences, per_manifest, summarise
 from cards import responsible_ai
 from cxr_dataset.schema import ALL_CONFIG, FIELDS, TASK_CONFIG, to_card_features
 from cxr_dataset.sources import source_title
@@ -27,12 +28,14 @@ def card_metadata(
     data_files: dict[str, list[str]],
     download_size: dict[str, int],
     version: str,
+    licences: Licences,
 ) -> dict[str, Any]:
     """The card's YAML: licence, version, tags, configs with their data files (globs), and `dataset_info` per
     config with its sizes (`dataset_size`: arrow bytes; `download_size`: parquet bytes)."""
     rows = [r for split_rows in configs[ALL_CONFIG].values() for r in split_rows]
     return {
-        "license": "mit",
+        "license": licences.hub_id,
+        **({"license_name": "mixed-input-licences"} if licences.hub_id == "other" else {}),
         "version": version,
         "pretty_name": PRETTY_NAME,
         "task_categories": ["image-classification"],
@@ -79,6 +82,7 @@ def render_card(
     import yaml
 
     rows = [r for split_rows in configs[ALL_CONFIG].values() for r in split_rows]
+    licences = summarise(rows, made_with)
     config_rows = []
     for name, splits in configs.items():
         for split, split_rows in splits.items():
@@ -105,7 +109,9 @@ def render_card(
     )
     return env.get_template(TEMPLATE).render(
         yaml_header=yaml.safe_dump(
-            card_metadata(configs, num_bytes, data_files, download_size, version), sort_keys=False, allow_unicode=True
+            card_metadata(configs, num_bytes, data_files, download_size, version, licences),
+            sort_keys=False,
+            allow_unicode=True,
         ),
         pretty_name=PRETTY_NAME,
         repo_name=repo_name,
@@ -115,6 +121,8 @@ def render_card(
         config_rows=config_rows,
         generators=sorted(generators.values(), key=lambda g: (g["task"], g["checkpoint_sha256"])),
         source_datasets=source_titles(rows),
+        target_datasets=target_titles(made_with),
+        licences=licences,
         rai=responsible_ai(),
         version=version,
         date_published=date_published,
@@ -128,6 +136,15 @@ def render_card(
 def source_titles(rows: list[dict[str, Any]]) -> list[str]:
     """The real datasets the rows were translated from, in words."""
     return [source_title(kind) for kind in sorted({r["source_dataset"] for r in rows})]
+
+
+def target_titles(metas: list[dict[str, Any]]) -> list[str]:
+    """The real datasets whose COVID-19 images the generators were trained towards, with image counts."""
+    counts: dict[str, int] = {}
+    for meta in per_manifest(metas):
+        for kind, n in (meta.get("target_sources") or {}).items():
+            counts[kind] = counts.get(kind, 0) + n
+    return [f"{source_title(kind)} ({n} images)" for kind, n in sorted(counts.items())]
 
 
 def _settings(meta: dict[str, Any]) -> dict[str, Any]:

@@ -38,6 +38,7 @@ class DatasetInfo:
     date_published: str  # YYYY-MM-DD
     url: str = PAPER_URL
     source_datasets: tuple[str, ...] = ()
+    license: str = "https://opensource.org/license/mit"  # a URL, or the terms in words
 
 
 def croissant_metadata(
@@ -100,7 +101,7 @@ def croissant_metadata(
         name=info.name,
         description=info.description,
         url=info.url,
-        license=["MIT"],
+        license=[info.license],
         cite_as=CITATION,
         version=info.version,
         date_published=datetime.datetime.fromisoformat(info.date_published),

@@ -41,6 +41,7 @@ def rows_from_release(
                     "source_image_id": f"{path.name}/{member.name}",
                     "source_patient_id": "",
                     "source_md5": md5,
+                    "source_license": "",  # the release does not record which real image each came from
                     "source_class": TASK_SOURCE_CLASS[asset.task],
                     "task": asset.task,
                     "split": "train",

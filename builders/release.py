@@ -21,6 +21,7 @@ from builders.card import render_card, source_titles
 from builders.croissant import DatasetInfo, write_croissant
 from builders.from_release import rows_from_release
 from builders.hf_parquet import ROWS_PER_FILE, write_parquet_split
+from builders.licences import summarise
 from builders.webdataset import SAMPLES_PER_SHARD, write_shard_index, write_wds_split
 from cxr_dataset.checksums import write_checksums
 from cxr_dataset.errors import ReleaseError
@@ -174,7 +175,12 @@ def _write_release(
         )
         parquet = {rel: digest for rel, digest in known.items() if rel.endswith(".parquet")}
         info = DatasetInfo(
-            out.name, description, version.version, version.date_published, source_datasets=tuple(source_titles(rows))
+            out.name,
+            description,
+            version.version,
+            version.date_published,
+            source_datasets=tuple(source_titles(rows)),
+            license=summarise(rows, metas).reference,
         )
         write_croissant(staging, counts, data_files, parquet, info)
         (staging / MARKER_NAME).unlink()  # the release holds exactly what SHA256SUMS lists

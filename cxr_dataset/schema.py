@@ -95,6 +95,9 @@ _CATALOGUE: dict[str, Field] = {
         Field("source_image_id", "string", "Manifest id of the real source image."),
         Field("source_patient_id", "string", "Patient of the real source image."),
         Field("source_md5", "string", "MD5 of the archive the image was read from (the seed's v0.1 zips), else empty."),
+        Field(
+            "source_license", "string", "Licence of the real source image, as its dataset states it (empty: unknown)."
+        ),
         Field("checkpoint_sha256", "string", "SHA-256 of the generator checkpoint's tensors file."),
         Field("config_sha256", "string", "SHA-256 of the generator's resolved config (canonical JSON)."),
         Field("preset", "string", "Generator preset the config was resolved from."),
@@ -110,6 +113,7 @@ _PROVENANCE_NAMES = (
     "source_image_id",
     "source_patient_id",
     "source_md5",
+    "source_license",
     "source_class",
     "task",
     "split",

@@ -8,6 +8,7 @@ and the PNG's SHA-256. The same checkpoint and inputs always give the same bytes
 from __future__ import annotations
 
 import io
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,14 @@ from cxr_dataset.manifest import read_manifest
 from cxr_dataset.options import check_workers
 from cxr_dataset.ownership import claim_output
 from cxr_dataset.progress import ProgressFn, no_progress
-from cxr_dataset.schema import PROVENANCE_FIELDS, PROVENANCE_NAME, TASK_CONFIG, TASK_SOURCE_CLASS, make_key
+from cxr_dataset.schema import (
+    PROVENANCE_FIELDS,
+    PROVENANCE_NAME,
+    SYNTHETIC_LABEL,
+    TASK_CONFIG,
+    TASK_SOURCE_CLASS,
+    make_key,
+)
 from cxr_dataset.tables import read_table, write_table
 from cxr_dataset.workers import process_pool
 from generator import distributed
@@ -127,6 +135,7 @@ def translate(
                             "source_dataset": row["source"],
                             "source_image_id": row["id"],
                             "source_patient_id": row["patient_id"],
+                            "source_license": row["license"],
                             "sha256": digest,
                             "path": rel,
                         }
@@ -136,8 +145,13 @@ def translate(
     # What the card's "how it was made" needs: the resolved config and how the real images were prepared.
     prepared_with = {k: manifest.meta.get(k) for k in ("split", "seed", "size", "resize", "fractions")}
     prepared_with["source_kinds"] = sorted({spec.partition("=")[0] for spec in manifest.meta.get("sources", [])})
+    # The generator's target domain: the real COVID-19 images that taught it what to make (licences travel).
+    targets = manifest.rows(label=SYNTHETIC_LABEL, split="train")
     meta = {
         "task": task,
+        "target_sources": dict(sorted(Counter(r["source"] for r in targets).items())),
+        "target_licenses": dict(sorted(Counter(r["license"] for r in targets).items())),
+        "trained_on_this_manifest": ckpt.meta.get("manifest_sha256") == manifest.sha256,
         "checkpoint": str(ckpt.json_path),
         "manifest_sha256": manifest.sha256,
         "seed_quirk": seed_quirk,
