@@ -247,6 +247,9 @@ def translate(
     precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "auto",
     seed_quirk: Annotated[bool, typer.Option(help="The seed's output: per-image min-max rescale + JPEG.")] = False,
     encode_workers: Annotated[int, typer.Option(help="Processes encoding PNGs beside the generator.")] = 2,
+    size: Annotated[
+        int | None, typer.Option(help="Output size (default: the training size); e.g. 256 from a 128² run.")
+    ] = None,
 ) -> None:
     """Translate every training image of the task's source class into a synthetic COVID-19 image."""
     from generator.translate import translate as run
@@ -260,6 +263,7 @@ def translate(
             precision=precision,
             seed_quirk=seed_quirk,
             encode_workers=encode_workers,
+            size=size,
             progress=progress,
         )
     console.print(f"{result.images} synthetic images ({result.task}) → {result.provenance_path}")
@@ -495,6 +499,14 @@ def _print_report(report) -> None:
                 ("comparison", "regime", "negatives", "positives", "skew"),
             )
         )
+    if report.near_duplicates:
+        shown = report.near_duplicates[:20]
+        pairs = [(d["check"], d["a"], d["a_split"], d["b"], d["b_split"], d["differing_bits"]) for d in shown]
+        more = len(report.near_duplicates) - len(shown)
+        title = "Near-duplicate pairs (dHash)" + (
+            f", first 20 of {len(report.near_duplicates)} (--json has all)" if more else ""
+        )
+        console.print(_table(title, pairs, ("check", "image", "split", "image", "split", "bits differ")))
     rows = [("[green]ok[/green]" if c.ok else "[red]FAIL[/red]", c.name, c.detail) for c in report.checks]
     console.print(_table(f"Validation of {report.root}", rows, ("", "check", "detail")))
 

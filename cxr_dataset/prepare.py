@@ -179,7 +179,7 @@ def _prepare_one(task) -> tuple[SourceImage, dict[str, Any] | None, str]:
         "label": rec.label,
         "source": rec.source,
         "origin": rec.origin,
-        "view": rec.view,
+        "view": rec.view or (src.read_view(rec) if hasattr(src, "read_view") else ""),
         "license": rec.license,
         "doi": rec.doi,
         "url": rec.url,

@@ -50,6 +50,8 @@ class ValidationReport:
     checks: list[Check] = field(default_factory=list)
     counts: dict[str, dict[str, Any]] = field(default_factory=dict)  # config → {"rows", "source_class", "task"}
     skew: list[dict[str, Any]] = field(default_factory=list)  # `balance.skew_table` rows, with --real
+    # near-duplicate pairs found with --real: {"check", "a", "a_split", "b", "b_split", "differing_bits"}
+    near_duplicates: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -123,6 +125,16 @@ def _audit_against_real(root: Path, manifest, report: ValidationReport, fraction
     held = [i for i, s in enumerate(splits) if s != "train"]
     synthetic_hashes = [dhash(Image.open(io.BytesIO(r["image"]["bytes"]))) for r in synthetic]
     near_synthetic = near_duplicate_pairs(synthetic_hashes, [real_hashes[i] for i in held], max_fraction=fraction)
+    for i, j, bits in near:
+        report.near_duplicates.append(
+            {"check": "real", "a": real_rows[i]["id"], "a_split": splits[i], "b": real_rows[j]["id"]}
+            | {"b_split": splits[j], "differing_bits": bits}
+        )
+    for i, j, bits in near_synthetic:
+        report.near_duplicates.append(
+            {"check": "synthetic vs real held-out", "a": synthetic[i]["id"], "a_split": "synthetic"}
+            | {"b": real_rows[held[j]]["id"], "b_split": splits[held[j]], "differing_bits": bits}
+        )
     report.add(
         "duplicates: synthetic vs real held-out",
         not near_synthetic,

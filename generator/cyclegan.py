@@ -81,7 +81,7 @@ class DDPNets:
         return [*self.D_A.parameters(), *self.D_B.parameters()]
 
 
-def check_input_size(model: ModelConfig, size: int) -> None:
+def check_input_size(model: ModelConfig, size: int, what: str = "training") -> None:
     """`ConfigError` unless the networks take `size`² images and give `size`² back (shapes only: meta device)."""
     try:
         with torch.device("meta"), torch.no_grad():
@@ -91,7 +91,7 @@ def check_input_size(model: ModelConfig, size: int) -> None:
     except RuntimeError:
         fits = False
     if not fits:
-        raise ConfigError(f"training size {size}² does not fit the {model.generator} networks; try a multiple of 32")
+        raise ConfigError(f"{what} size {size}² does not fit the {model.generator} networks; try a multiple of 32")
 
 
 def _unwrapped(net: nn.Module) -> nn.Module:

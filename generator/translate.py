@@ -36,6 +36,7 @@ from cxr_dataset.tables import read_table, write_table
 from cxr_dataset.workers import process_pool
 from generator import distributed
 from generator.checkpoint import load_checkpoint, load_into
+from generator.cyclegan import check_input_size
 from generator.distributed import DistInfo, rank_slice
 from generator.export import resolve_checkpoint
 from generator.networks import build_generator
@@ -59,6 +60,7 @@ def translate(
     split: str = "train",
     seed_quirk: bool = False,
     encode_workers: int = 2,
+    size: int | None = None,
     progress: ProgressFn = no_progress,
 ) -> TranslateResult:
     """Translate the `split` images of the checkpoint's source class into synthetic COVID-19 images.
@@ -67,7 +69,8 @@ def translate(
     JPEG (quality 75), then stored as PNG like every other image. `precision` `auto` runs bf16 where the
     device has it natively, else fp32; provenance records the one used. Under `torchrun` each rank translates
     every world_size-th image and rank 0 merges the provenance. `checkpoint` is a run folder, a checkpoint
-    file, an exported model folder (`cxrds export`) or ``hf://USER/REPO[@revision]``.
+    file, an exported model folder (`cxrds export`) or ``hf://USER/REPO[@revision]``. `size` translates at
+    another size than the training size (the networks are convolutional; the prepared images are resized).
 
     Example:
         >>> translate(Path("prepared"), Path("runs/nc"), Path("synthetic/nc"))  # doctest: +SKIP
@@ -97,7 +100,9 @@ def translate(
     if not every:
         raise ConfigError(f"{prepared}: no {split!r} images of class {TASK_SOURCE_CLASS[task]!r} to translate")
     rows = rank_slice(every, ddp)
-    size = cfg.crop_size
+    size = size or cfg.crop_size
+    if size != cfg.crop_size:
+        check_input_size(cfg.model, size, what="translation")
     common = {
         "source_class": TASK_SOURCE_CLASS[task],
         "task": task,

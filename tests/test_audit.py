@@ -75,6 +75,8 @@ def test_audit_catches_a_patient_in_two_splits(release, real_copy):
 
 @pytest.mark.parametrize("noise", [0.0, 3.0])
 def test_audit_catches_exact_and_near_duplicates_across_splits(release, real_copy, noise):
+    pair = {}
+
     def duplicate(rows, root):
         train = next(r for r in rows if r["split"] == "train")
         test = next(r for r in rows if r["split"] == "test")
@@ -82,9 +84,14 @@ def test_audit_catches_exact_and_near_duplicates_across_splits(release, real_cop
         noisy = np.clip(pixels + np.random.default_rng(0).normal(0, noise, pixels.shape), 0, 255).astype(np.uint8)
         Image.fromarray(noisy if noise else pixels.astype(np.uint8)).save(root / test["path"])
         test["sha256"] = sha256_file(root / test["path"])
+        pair.update(train=train["id"], test=test["id"])
 
     _rewrite(real_copy, duplicate)
-    assert "duplicates: real across splits" in _failed(validate_release(release, real=real_copy))
+    report = validate_release(release, real=real_copy)
+    assert "duplicates: real across splits" in _failed(report)
+    named = {(d["a"], d["b"]) for d in report.near_duplicates if d["check"] == "real"}
+    assert {(pair["train"], pair["test"]), (pair["test"], pair["train"])} & named  # the pair is named
+    assert '"near_duplicates"' in report.to_json()
 
 
 def test_audit_near_duplicates_separate_copies_from_other_patients():

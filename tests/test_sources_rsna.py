@@ -34,10 +34,11 @@ def make_rsna(root, images="dicom", class_info=True):
             w.writerow(["patientId", "class"])
             w.writerows([(pid, cls) for pid, _, cls in PATIENTS])
     pixels = np.tile(np.arange(0, 256, 8, dtype=np.uint8), (32, 1))
+    views = {pid: "AP" if target == "1" else "PA" for pid, target, _ in PATIENTS}
     for pid in sorted({p for p, _, _ in PATIENTS}):
         if images == "dicom":
             (root / "stage_2_train_images").mkdir(exist_ok=True)
-            write_dicom(root / "stage_2_train_images" / f"{pid}.dcm", pixels)
+            write_dicom(root / "stage_2_train_images" / f"{pid}.dcm", pixels, ViewPosition=views[pid])
         else:
             (root / "stage_2_train_images_jpg").mkdir(exist_ok=True)
             Image.fromarray(pixels).save(root / "stage_2_train_images_jpg" / f"{pid}.jpg")
@@ -56,6 +57,8 @@ def test_rsna_one_image_per_patient_target0_normals(tmp_path, images):
         ("rsna_p4", "pneumonia"),
     ]
     assert sum(result.counts.values()) == 4
+    expected = {"normal": "PA", "pneumonia": "AP"} if images == "dicom" else {"normal": "", "pneumonia": ""}
+    assert all(r["view"] == expected[r["label"]] for r in rows)  # from the DICOM header's ViewPosition
 
 
 def test_rsna_normal_only_keeps_class_normal(tmp_path):
@@ -124,5 +127,6 @@ def test_rsna_real_stage1_dicoms(tmp_path):
     assert {k[0] for k in result.counts} == {"normal", "pneumonia"}
     rows = read_manifest(tmp_path / "a").rows()
     assert sum(r["label"] == "normal" for r in rows) == 11 and sum(r["label"] == "pneumonia" for r in rows) == 5
+    assert {r["view"] for r in rows} <= {"PA", "AP"} and all(r["view"] for r in rows)
     only = RsnaSource(root, SourceOptions(rsna_normal="normal-only")).records()
     assert sum(r.label == "normal" for r in only) == 4

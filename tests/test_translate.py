@@ -57,3 +57,18 @@ def test_translate_seed_quirk_option_changes_the_outputs_and_is_recorded(prepare
     plain, _ = read_table(synthetic["normal2covid"] / "provenance.parquet", PROVENANCE_FIELDS)
     assert meta["seed_quirk"] is True
     assert set(table.column("sha256").to_pylist()).isdisjoint(plain.column("sha256").to_pylist())
+
+
+def test_translate_at_another_size_than_training(prepared, synthetic, tmp_path):
+    import pytest
+    from PIL import Image
+
+    from cxr_dataset.errors import ConfigError
+
+    run = synthetic["normal2covid"].parent.parent / "runs" / "normal2covid"
+    translate(prepared, run, tmp_path / "big", size=128)
+    rows = read_table(tmp_path / "big" / "provenance.parquet", PROVENANCE_FIELDS)[0].to_pylist()
+    with Image.open(tmp_path / "big" / rows[0]["path"]) as img:
+        assert img.size == (128, 128) and rows[0]["width"] == 128
+    with pytest.raises(ConfigError, match="translation size 50"):
+        translate(prepared, run, tmp_path / "odd", size=50)

@@ -57,3 +57,6 @@ class Source(Protocol):
     def load(self, record: SourceImage, size: int) -> np.ndarray:
         """The record's pixels as a 2-D uint8 array (`size` is a hint; `prepare` resizes)."""
         ...
+
+    # Optional: `read_view(record) -> str`, the view from the image file when the source's tables lack it
+    # (RSNA: the DICOM header's ViewPosition). `prepare` calls it in its workers, after `load`.

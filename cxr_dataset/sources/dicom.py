@@ -60,3 +60,15 @@ def read_dicom(path: Path, max_pixels: int) -> np.ndarray:
         values = apply_voi_lut(values, ds, index=0)
     out = to_uint8(values)
     return 255 - out if photometric == "MONOCHROME1" else out
+
+
+def read_view(path: Path) -> str:
+    """The file's ViewPosition (PA, AP, LL...) from its header alone, or "" when absent or unreadable."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["ViewPosition"])
+    except (InvalidDicomError, OSError, ValueError):
+        return ""
+    return str(ds.get("ViewPosition", "") or "").strip()

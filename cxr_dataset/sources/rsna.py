@@ -24,7 +24,8 @@ import numpy as np
 from cxr_dataset.errors import SourceError
 from cxr_dataset.schema import make_key
 from cxr_dataset.sources.base import PAPER_TRAIN_FRACTION, SourceImage, SourceOptions
-from cxr_dataset.sources.files import load_image_file, read_csv_rows
+from cxr_dataset.sources.dicom import read_view
+from cxr_dataset.sources.files import confined, load_image_file, read_csv_rows
 
 KIND = "rsna"
 STAGES = ("stage_2", "stage_1")
@@ -110,3 +111,8 @@ class RsnaSource:
 
     def load(self, record: SourceImage, size: int) -> np.ndarray:
         return load_image_file(Path(record.origin), root=self.root)
+
+    def read_view(self, record: SourceImage) -> str:
+        """ViewPosition from the DICOM header (PA or AP in the challenge); "" for the JPG copies."""
+        path = confined(self.root, Path(record.origin))
+        return read_view(path) if path.suffix.lower() == ".dcm" else ""
