@@ -61,18 +61,6 @@ def test_cli_stages_chain_end_to_end(tmp_path):
     ok("validate", tmp_path / "rel" / "covid-synthetic-cxr")
 
 
-def test_cli_demo_runs_every_stage_and_loads_the_result(tmp_path):
-    result = runner.invoke(
-        app, ["demo", "--out", str(tmp_path), "--epochs", "1", "--phantom", "normal:12,pneumonia:12,covid:12"]
-    )
-    assert result.exit_code == 0, result.output
-    assert "load_dataset: " in result.output
-    rows = int(result.output.split("load_dataset: ")[1].split()[0])
-    samples = int(result.output.split("webdataset: ")[1].split()[0])
-    assert rows == samples > 0
-    assert (tmp_path / "release/covid-synthetic-cxr/README.md").is_file()
-
-
 def test_cli_version():
     from cxr_dataset import __version__
 
