@@ -21,6 +21,6 @@ lint: $(STAMP)
 test: lint
 	$(VENV)/bin/python -m pytest
 
-# Checks an install in about a minute: the fast tests (no classifier study, no multi-process runs, no long training).
+# Checks an install in about two minutes: the fast tests (no classifier study, no multi-process runs, no long training).
 quick-test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -m "not slow"

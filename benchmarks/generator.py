@@ -30,6 +30,7 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).re
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from cxr_dataset.devices import describe  # noqa: E402
 from cxr_dataset.prepare import prepare  # noqa: E402
 from generator.config import TrainConfig, load_preset  # noqa: E402
 from generator.cyclegan import CycleGAN, ImagePool, train_step  # noqa: E402
@@ -168,7 +169,7 @@ def main() -> None:
         torch.backends.cudnn.benchmark = True
     steps = args.steps or (30 if cuda else 3)
     ours = resolve_precision(args.precision, device)
-    name = torch.cuda.get_device_name() if cuda else f"CPU {_cpu_model()}, {torch.get_num_threads()} threads"
+    name = torch.cuda.get_device_name() if cuda else f"CPU {describe('cpu')}, {torch.get_num_threads()} threads"
     print(f"device: {name}; torch {torch.__version__}; ours at --precision {args.precision} → {ours}")
     print(
         f"{'size':>5} {'setting':<36} {'img/s':>8} {'ratio':>6} {'GFLOP/img':>9} {'TFLOP/s':>8} {'MFU':>6}"
@@ -211,16 +212,6 @@ def main() -> None:
                 f"      projected forward time for {RELEASE_IMAGES:,} images at {size}²: "
                 f"{RELEASE_IMAGES / translate:.1f} s ({ours}, without PNG encoding)"
             )
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip() + f" ({torch.backends.cpu.get_cpu_capability()})"
-    except OSError:
-        pass
-    return torch.backends.cpu.get_cpu_capability()
 
 
 if __name__ == "__main__":

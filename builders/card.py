@@ -29,6 +29,7 @@ def card_metadata(
     download_size: dict[str, int],
     version: str,
     licences: Licences,
+    date_published: str,
 ) -> dict[str, Any]:
     """The card's YAML: licence, version, tags, configs with their data files (globs), and `dataset_info` per
     config with its sizes (`dataset_size`: arrow bytes; `download_size`: parquet bytes)."""
@@ -37,6 +38,7 @@ def card_metadata(
         "license": licences.hub_id,
         **({"license_name": "mixed-input-licences"} if licences.hub_id == "other" else {}),
         "version": version,
+        "date_published": date_published,
         "pretty_name": PRETTY_NAME,
         "task_categories": ["image-classification"],
         "tags": ["medical", "chest-xray", "synthetic", "covid-19"],
@@ -109,7 +111,7 @@ def render_card(
     )
     return env.get_template(TEMPLATE).render(
         yaml_header=yaml.safe_dump(
-            card_metadata(configs, num_bytes, data_files, download_size, version, licences),
+            card_metadata(configs, num_bytes, data_files, download_size, version, licences, date_published),
             sort_keys=False,
             allow_unicode=True,
         ),

@@ -190,7 +190,7 @@ def run_benchmark(
             )
             done += 1
             progress("benchmark", done, total, f"{comparison}, {regime}, {model_name}")
-    _write_outputs(Path(out), results, predictions, cfg)
+    _write_outputs(Path(out), results, predictions, cfg, device)
     return results
 
 
@@ -294,10 +294,14 @@ def normalise(x: torch.Tensor, device=None) -> torch.Tensor:
 
 
 def _write_outputs(
-    out: Path, results: list[dict[str, Any]], predictions: list[dict[str, Any]], cfg: BenchmarkConfig
+    out: Path, results: list[dict[str, Any]], predictions: list[dict[str, Any]], cfg: BenchmarkConfig, device
 ) -> None:
+    from cxr_dataset import __version__
+    from cxr_dataset.devices import describe
+
+    record = {"config": asdict(cfg), "code_version": __version__, "device": describe(device), "results": results}
     atomic_write_text(out / PREDICTIONS_NAME, json.dumps(predictions) + "\n")
-    atomic_write_text(out / METRICS_NAME, json.dumps({"config": asdict(cfg), "results": results}, indent=2) + "\n")
+    atomic_write_text(out / METRICS_NAME, json.dumps(record, indent=2) + "\n")
     buf = io.StringIO()
     if results:
         writer = csv.DictWriter(buf, fieldnames=list(results[0]), lineterminator="\n")

@@ -7,6 +7,7 @@ precision, Cohen's κ and the Brier score.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -86,3 +87,13 @@ def _interval(values: np.ndarray) -> tuple[float, float]:
 
 def _ratio(num: float, den: float) -> float:
     return num / den if den else float("nan")
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a proportion: unlike the bootstrap's, it keeps its width at 0 or n."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)

@@ -1,7 +1,10 @@
-"""`cxrds report`: one folder a reviewer can read: report.md, the metrics table with CIs, and PNG figures.
+"""`cxrds report`: one folder a reviewer can read: report.md, a self-contained report.html, PNG figures.
 
-Figures: class balance of every training regime, ROC curves per comparison and regime, a grid of real
-COVID-19 images beside synthetic ones, Grad-CAM maps and a UMAP; plus synthetic-image quality (`explain`).
+A header (release, generators, real data, code, device), the headline table (sensitivity, specificity and
+AUC with CIs), every metric, synthetic-image quality (`explain`), and figures with a caption, a reading guide
+and plain-language warnings where they show a known failure: class balance, ROC curves, source → synthetic
+pairs per generator, real beside synthetic images, Grad-CAM (heat at the borders), a UMAP (synthetic points
+apart from every real group), and tiny test sets whose intervals span most of the range.
 Everything is read from `cxrds benchmark`'s outputs, the release and the prepared real data; nothing is typed in.
 """
 
@@ -21,12 +24,17 @@ from cxr_dataset.errors import ReleaseError
 from cxr_dataset.fileio import atomic_write_text
 from cxr_dataset.imaging import read_gray, read_gray_batch
 from cxr_dataset.manifest import read_manifest
-from cxr_dataset.metrics import METRIC_NAMES
+from cxr_dataset.metrics import wilson_interval
 from cxr_dataset.ownership import claim_output
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.release_folder import TASK_CONFIGS, read_release
+from cxr_dataset.report_render import Figure, ReportContent, to_html, to_markdown
+from cxr_dataset.schema import TASKS
 
-FIGURES = ("balance.png", "roc.png", "samples.png", "cam.png", "umap.png")
+FIGURES = ("balance.png", "roc.png", "pairs.png", "samples.png", "cam.png", "umap.png")
+WIDE_INTERVAL = 0.5  # a sensitivity CI wider than this is a warning: the test set cannot tell regimes apart
+BORDER_HEAT = 0.6  # Grad-CAM mass in the outer eighth of each side (44% of the area) above this: shortcut warning
+APART = 2.0  # synthetic→nearest-real distance over real→nearest-real spacing above this: a domain-gap warning
 
 
 @dataclass(frozen=True)
@@ -45,8 +53,8 @@ def write_report(
     inception: Path | None = None,
     progress: ProgressFn = no_progress,
 ) -> ReportResult:
-    """Write `out/report.md` and its figures; `inception` (torchvision Inception-v3 weights as safetensors)
-    adds FID/KID on its features."""
+    """Write `out/report.md`, `out/report.html` and the figures; `inception` (torchvision Inception-v3
+    weights as safetensors) adds FID/KID on its features."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -55,25 +63,108 @@ def write_report(
         raise ReleaseError(
             f"{benchmark}: no {METRICS_NAME}/{PREDICTIONS_NAME}; run `cxrds benchmark --out {benchmark}`"
         )
-    results = json.loads(metrics_path.read_text())["results"]
+    bench = json.loads(metrics_path.read_text())
+    results = bench["results"]
     predictions = json.loads(predictions_path.read_text())
     out = claim_output(out, "report", inputs=[benchmark, release, real])
-    progress("report", 0, 5, "class balance")
-    figures = [_balance_figure(results, out / "balance.png")]
-    progress("report", 1, 5, "ROC curves")
-    figures.append(_roc_figure(predictions, out / "roc.png"))
-    progress("report", 2, 5, "sample grid")
-    figures.append(_sample_grid(Path(release), Path(real), out / "samples.png", samples))
-    progress("report", 3, 5, "FID/KID, UMAP, Grad-CAM")
-    quality, cam = _quality_and_cams(Path(benchmark), Path(release), Path(real), out / "cam.png", results, inception)
-    figures += cam
-    progress("report", 4, 5, "report.md")
-    atomic_write_text(out / "report.md", _markdown(results, figures, quality))
+    release, real = Path(release), Path(real)
+    progress("report", 0, 5, "class balance, ROC curves")
+    figures = [_balance_figure(results, out / "balance.png"), _roc_figure(predictions, out / "roc.png")]
+    progress("report", 1, 5, "source → synthetic pairs, sample grid")
+    figures += [_pairs_figure(release, real, out / "pairs.png", samples)]
+    figures += [_sample_grid(release, real, out / "samples.png", samples)]
+    progress("report", 2, 5, "FID/KID, UMAP, Grad-CAM")
+    quality, more = _quality_and_cams(Path(benchmark), release, real, out / "cam.png", results, inception)
+    figures += more
+    progress("report", 4, 5, "report.md, report.html")
+    content = ReportContent(
+        header=_header(release, real, bench),
+        notes=_notes(real),
+        results=results,
+        seed_table=seed_layout_table(results),
+        quality=quality,
+        figures=[f for f in figures if f is not None],
+        flags=_interval_flags(results),
+    )
+    atomic_write_text(out / "report.md", to_markdown(content))
+    atomic_write_text(out / "report.html", to_html(content))
     progress("report", 5, 5)
-    return ReportResult(out / "report.md", figures)
+    return ReportResult(out / "report.md", [f.path for f in content.figures])
 
 
-def _balance_figure(results: list[dict[str, Any]], path: Path) -> Path:
+def _header(release: Path, real: Path, bench: dict[str, Any]) -> list[tuple[str, str]]:
+    """What the report is about, from the release's card and rows, the manifest and the benchmark's record."""
+    folder = read_release(release)
+    generators: dict[tuple, int] = {}
+    for row in folder.iter_rows(["task", "preset", "checkpoint_sha256", "precision", "code_version"]):
+        key = (TASKS[row["task"]], row["preset"], row["checkpoint_sha256"][:12], row["precision"] or "not recorded")
+        generators[key] = generators.get(key, 0) + 1
+    manifest = read_manifest(real)
+    counts: dict[str, int] = {}
+    for row in manifest.rows():
+        counts[f"{row['label']}/{row['split']}"] = counts.get(f"{row['label']}/{row['split']}", 0) + 1
+    sources = ", ".join(sorted({s.partition("=")[0] for s in manifest.meta.get("sources", [])})) or "not recorded"
+    cfg = bench.get("config", {})
+    return [
+        (
+            "release",
+            f"{release.name}, version {folder.version or 'not recorded'}, "
+            f"published {folder.card.get('date_published') or 'not recorded'}",
+        ),
+        *(
+            (f"generator {task}", f"preset {preset}, checkpoint {sha}…, {precision}, {n} images")
+            for (task, preset, sha, precision), n in sorted(generators.items())
+        ),
+        (
+            "real data",
+            f"{sources}; split {manifest.meta.get('split', '?')}; manifest {manifest.sha256[:12]}…; "
+            + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
+        ),
+        (
+            "classifiers",
+            f"{', '.join(cfg.get('models', []))} at {cfg.get('size', '?')}², seeds {cfg.get('seeds')}, "
+            f"up to {cfg.get('epochs')} epochs (early stopping on validation), {cfg.get('bootstrap')} bootstrap draws",
+        ),
+        (
+            "made by",
+            f"cxrds {bench.get('code_version', 'version not recorded')} on "
+            f"{bench.get('device', 'a device not recorded')}",
+        ),
+    ]
+
+
+def _notes(real: Path) -> list[str]:
+    kinds = {s.partition("=")[0] for s in read_manifest(real).meta.get("sources", [])}
+    notes = []
+    if "phantom" in kinds:
+        notes.append(
+            "The real data here include the procedural phantom: these figures test the software end to end; "
+            "they say nothing about chest X-rays or COVID-19."
+        )
+    notes.append(
+        "Every number below comes from one test split. A difference between regimes matters only if it "
+        "exceeds the intervals and holds across seeds."
+    )
+    return notes
+
+
+def _interval_flags(results: list[dict[str, Any]]) -> list[str]:
+    """A warning per comparison whose COVID-19 test images are too few for sensitivity to separate regimes:
+    the widest Wilson interval of its rows (which, unlike the bootstrap's, does not collapse at 0 % or 100 %)."""
+    flags = []
+    for comparison in dict.fromkeys(r["comparison"] for r in results):
+        rows = [r for r in results if r["comparison"] == comparison]
+        positives = rows[0]["tp"] + rows[0]["fn"]
+        width = max(high - low for low, high in (wilson_interval(r["tp"], r["tp"] + r["fn"]) for r in rows))
+        if width >= WIDE_INTERVAL:
+            flags.append(
+                f"{comparison}: only {positives} COVID-19 test images; a sensitivity measured on them has a 95% "
+                f"interval up to {width:.0%} wide (Wilson), so this test set cannot tell the regimes apart."
+            )
+    return flags
+
+
+def _balance_figure(results: list[dict[str, Any]], path: Path) -> Figure:
     import matplotlib.pyplot as plt
 
     runs = _first_runs(results)
@@ -88,10 +179,16 @@ def _balance_figure(results: list[dict[str, Any]], path: Path) -> Path:
         ax.set_title(f"{comparison_title(comparison)}: training images")
         ax.set_ylabel("images")
         ax.legend(fontsize=8)
-    return _save(fig, path)
+    return Figure(
+        _save(fig, path),
+        "Training images per regime",
+        "Real negatives and COVID-19 positives (real, plus each regime's synthetic images) in each training set.",
+        "The real-only bars show the imbalance the synthetic images are meant to offset; the test set is real "
+        "and the same for every regime.",
+    )
 
 
-def _roc_figure(predictions: list[dict[str, Any]], path: Path) -> Path:
+def _roc_figure(predictions: list[dict[str, Any]], path: Path) -> Figure:
     import matplotlib.pyplot as plt
     from sklearn.metrics import roc_auc_score, roc_curve
 
@@ -109,10 +206,16 @@ def _roc_figure(predictions: list[dict[str, Any]], path: Path) -> Path:
             xlabel="1 − specificity", ylabel="sensitivity", title=f"{comparison_title(comparison)} ({runs[0]['model']})"
         )
         ax.legend(fontsize=7, loc="lower right")
-    return _save(fig, path)
+    return Figure(
+        _save(fig, path),
+        "ROC curves on the real test images",
+        "Sensitivity against 1 − specificity over every threshold, one curve per regime (first model and seed).",
+        "Curves nearer the top-left corner rank COVID-19 images above negatives better; the dotted diagonal is "
+        "chance. Regimes whose curves overlap differ only in where a 0.5 threshold falls.",
+    )
 
 
-def _sample_grid(release: Path, real: Path, path: Path, n: int) -> Path:
+def _sample_grid(release: Path, real: Path, path: Path, n: int) -> Figure:
     """Row 1: real COVID-19 training images; rows 2-3: synthetic images of each task config."""
     import matplotlib.pyplot as plt
     import pyarrow.parquet as pq
@@ -134,7 +237,51 @@ def _sample_grid(release: Path, real: Path, path: Path, n: int) -> Path:
             if i < len(images):
                 ax.imshow(images[i], cmap="gray", vmin=0, vmax=255)
         axes_row[0].set_title(name, fontsize=9, loc="left")
-    return _save(fig, path)
+    return Figure(
+        _save(fig, path),
+        "Real COVID-19 images beside synthetic ones",
+        "Top row: real COVID-19 images of the prepared data; below: the first synthetic images of each generator.",
+        "Synthetic images should look like the top row in what matters (opacities, their place in the lungs), "
+        "not only in texture or brightness.",
+    )
+
+
+def _pairs_figure(release: Path, real: Path, path: Path, n: int) -> Figure | None:
+    """Per generator, `n` real source images (top) above the synthetic images made from them (bottom)."""
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    manifest = read_manifest(real)
+    by_id = {r["id"]: r for r in manifest.rows()}
+    pairs: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for row in read_release(release).iter_rows(["task", "source_image_id", "image"]):
+        chosen = pairs.setdefault(TASKS[row["task"]], [])  # stored as its ClassLabel index
+        source = by_id.get(row["source_image_id"])
+        if source is not None and len(chosen) < n:
+            synthetic = np.asarray(Image.open(io.BytesIO(row["image"]["bytes"])).convert("L"))
+            chosen.append((read_gray(manifest.image_path(source)), synthetic))
+    pairs = {task: chosen for task, chosen in pairs.items() if chosen}
+    if not pairs:
+        return None  # e.g. the seed's zips: no source images recorded
+    fig, axes = plt.subplots(2 * len(pairs), n, figsize=(2 * n, 4.2 * len(pairs)), squeeze=False)
+    for t, (task, chosen) in enumerate(sorted(pairs.items())):
+        for i in range(n):
+            for r in (0, 1):
+                ax = axes[2 * t + r][i]
+                ax.axis("off")
+                if i < len(chosen):
+                    ax.imshow(chosen[i][r], cmap="gray", vmin=0, vmax=255)
+        source_class = task.split("2")[0]
+        axes[2 * t][0].set_title(f"{task}: real {source_class} (source)", fontsize=9, loc="left")
+        axes[2 * t + 1][0].set_title(f"{task}: synthetic COVID-19 made from it", fontsize=9, loc="left")
+    return Figure(
+        _save(fig, path),
+        "Source → synthetic pairs per generator",
+        "Each column: a real source image (upper row) and the synthetic image the generator made from it (lower).",
+        "A translation model should keep the patient's anatomy (outline, ribs, devices) and change the lungs; "
+        "a pair that differs everywhere means the generator invents images, one that differs nowhere means it "
+        "learned nothing.",
+    )
 
 
 def _quality_and_cams(benchmark: Path, release: Path, real: Path, cam_path: Path, results, inception: Path | None):
@@ -211,10 +358,9 @@ def _quality_and_cams(benchmark: Path, release: Path, real: Path, cam_path: Path
         f"real {label}": [r for r in rows if r["label"] == label][:300] for label in ("normal", "pneumonia", "covid")
     }
     embed = {name: _images(manifest, chosen, size) for name, chosen in groups.items() if chosen}
-    embed["synthetic"] = every[:300]
-    figures.append(
-        _umap_figure({n: penultimate_features(first, x) for n, x in embed.items()}, cam_path.with_name("umap.png"))
-    )
+    embed |= {f"synthetic {config.upper()}": images[:300] for config, images in synthetic.items()}
+    features = {n: penultimate_features(first, x) for n, x in embed.items()}
+    figures.append(_umap_figure(features, cam_path.with_name("umap.png")))
     return quality, figures
 
 
@@ -225,8 +371,9 @@ def _images(manifest, rows: list[dict[str, Any]], size: int):
     return torch.from_numpy(read_gray_batch([manifest.image_path(r) for r in rows], size)).unsqueeze(1)
 
 
-def _umap_figure(features: dict[str, np.ndarray], path: Path) -> Path:
-    """UMAP (umap-learn, seeded) of the real-only classifier's features, coloured by group."""
+def _umap_figure(features: dict[str, np.ndarray], path: Path) -> Figure:
+    """UMAP (umap-learn, seeded) of the real-only classifier's features, coloured by group, with a warning
+    when synthetic images sit apart from every real one in that feature space."""
     import warnings
 
     import matplotlib.pyplot as plt
@@ -249,10 +396,40 @@ def _umap_figure(features: dict[str, np.ndarray], path: Path) -> Path:
         start += len(group)
     ax.set(title="UMAP of the real-only classifier's features", xticks=[], yticks=[])
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    ratio = domain_gap(features)
+    flags = []
+    if ratio > APART:
+        flags.append(
+            f"The synthetic images lie apart from all real images: in the classifier's feature space the median "
+            f"distance from a synthetic image to the nearest real one is {ratio:.1f}× the spacing between real "
+            "images. The generator has not reached the real look, and a classifier can tell the two apart "
+            "(it may learn 'synthetic', not 'COVID-19')."
+        )
+    return Figure(
+        _save(fig, path),
+        "Real and synthetic images in the classifier's feature space (UMAP)",
+        "Each point is one image, placed by UMAP from the real-only classifier's penultimate features.",
+        "Synthetic COVID-19 points should fall among the real COVID-19 points. UMAP keeps neighbourhoods, not "
+        f"distances: read clusters, not gaps (the warning below uses the features themselves; gap ratio {ratio:.1f}).",
+        flags,
+    )
 
 
-def _cam_figure(rows, path: Path) -> Path:
+def domain_gap(features: dict[str, np.ndarray]) -> float:
+    """Median distance from each synthetic image to its nearest real image, over the median distance from each
+    real image to its nearest other real image (features keyed 'real ...' and 'synthetic ...'). 1: as close
+    as real images are to each other."""
+    from sklearn.neighbors import NearestNeighbors
+
+    real = np.concatenate([f for n, f in features.items() if n.startswith("real")])
+    synthetic = np.concatenate([f for n, f in features.items() if n.startswith("synthetic")])
+    index = NearestNeighbors(n_neighbors=2).fit(real)
+    spacing = float(np.median(index.kneighbors(real)[0][:, 1]))
+    apart = float(np.median(index.kneighbors(synthetic, n_neighbors=1)[0][:, 0]))
+    return apart / spacing if spacing > 0 else float("inf")
+
+
+def _cam_figure(rows, path: Path) -> Figure:
     import matplotlib.pyplot as plt
 
     columns = max(len(images) for _, images, _ in rows)
@@ -264,48 +441,32 @@ def _cam_figure(rows, path: Path) -> Path:
                 ax.imshow(images[i], cmap="gray", vmin=0, vmax=255)
                 ax.imshow(maps[i], cmap="jet", alpha=0.35, vmin=0, vmax=1)
         axes_row[0].set_title(f"{name} (Grad-CAM, correctly classified)", fontsize=8, loc="left")
-    return _save(fig, path)
+    share = border_share(np.concatenate([maps for _, _, maps in rows]))
+    flags = []
+    if share > BORDER_HEAT:
+        flags.append(
+            f"{share:.0%} of the Grad-CAM heat lies in the outer eighth of the images (44% of their area), where "
+            "text markers, collimation edges and devices are, not in the lungs: the classifier may be using "
+            "such shortcuts rather than the disease."
+        )
+    return Figure(
+        _save(fig, path),
+        "Where the classifier looks (Grad-CAM)",
+        "Correctly classified real test images of the model trained with both generators' images; warm colours "
+        "mark the regions that raised its score for the true class.",
+        "Heat should sit in the lungs. Heat on borders, letters or devices means a shortcut that will not "
+        f"transfer to other hospitals (here {share:.0%} of the heat is in the outer eighth).",
+        flags,
+    )
 
 
-def _markdown(results: list[dict[str, Any]], figures: list[Path], quality: list[dict[str, Any]]) -> str:
-    header = "| comparison | regime | model | seed | " + " | ".join(METRIC_NAMES) + " |"
-    lines = [
-        "# cxrds benchmark report",
-        "",
-        "Classifiers were trained on the real training split plus each regime's synthetic positives, "
-        "early-stopped on the real validation split, and scored on the real test split. Intervals are "
-        "bootstrap 95% CIs over the test images.",
-        "",
-        "## Sensitivity in the seed's layout",
-        "",
-        seed_layout_table(results),
-        "## All metrics",
-        "",
-        header,
-        "|" + "---|" * (4 + len(METRIC_NAMES)),
-    ]
-    for r in results:
-        cells = [f"{r[m]:.3f} ({r[f'{m}_ci'][0]:.3f}–{r[f'{m}_ci'][1]:.3f})" for m in METRIC_NAMES]
-        lines.append(f"| {r['comparison']} | {r['regime']} | {r['model']} | {r['seed']} | " + " | ".join(cells) + " |")
-    if quality:
-        names = list(dict.fromkeys(k for q in quality for k in q if k != "comparison"))
-        lines += [
-            "",
-            "## Synthetic image quality",
-            "",
-            "Judged by the small CNN trained on real images only: the share of synthetic images it calls "
-            "COVID-19, and FID/KID between synthetic and real COVID-19 training images on its penultimate "
-            "features (not comparable with ImageNet-Inception FIDs). Where given, the Inception columns use "
-            "torchvision's Inception-v3 pool features of the same images.",
-            "",
-            "| comparison | " + " | ".join(names) + " |",
-            "|---|" + "---|" * len(names),
-        ]
-        for q in quality:
-            lines.append(f"| {q['comparison']} | " + " | ".join(f"{q.get(n, float('nan')):.4g}" for n in names) + " |")
-    lines += ["", "## Figures", ""]
-    lines += [f"![{p.stem}]({p.name})" for p in figures]
-    return "\n".join(lines) + "\n"
+def border_share(maps: np.ndarray) -> float:
+    """Share of the total Grad-CAM mass (N×H×W) within the outer eighth of each side."""
+    height, width = maps.shape[-2:]
+    inner = np.zeros((height, width), bool)
+    inner[height // 8 : height - height // 8, width // 8 : width - width // 8] = True
+    total = float(maps.sum())
+    return float(maps[..., ~inner].sum()) / total if total > 0 else 0.0
 
 
 def _first_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:

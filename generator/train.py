@@ -279,9 +279,12 @@ def _restore(ckpt: Checkpoint, cfg, steps_per_epoch, nets, opt_g, opt_d, pools, 
     return step
 
 
+SAMPLE_COLUMNS = ("source", "to COVID", "and back", "COVID", "to source")  # A, G_A(A), G_B(G_A(A)), B, G_B(B)
+
+
 @torch.inference_mode()
 def _write_samples(path: Path, nets: CycleGAN, domain_a, domain_b, cfg: TrainConfig, n: int = 4) -> None:
-    """A grid with one row per example: A, G_A(A), G_B(G_A(A)), B, G_B(B)."""
+    """A grid with one row per example and a labelled column each: A, G_A(A), G_B(G_A(A)), B, G_B(B)."""
     c = cfg.crop_size
     a = domain_a[:n, :, :c, :c].float() / 127.5 - 1
     b = domain_b[: len(a), :, :c, :c].float() / 127.5 - 1
@@ -291,4 +294,16 @@ def _write_samples(path: Path, nets: CycleGAN, domain_a, domain_b, cfg: TrainCon
         columns = [a, fake_b, nets.G_B(fake_b), b, nets.G_B(b)]
     grid = torch.cat([torch.cat(list(col.float()), dim=-2) for col in columns], dim=-1)[0]
     pixels = ((grid.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
-    atomic_write_bytes(path, encode_png(pixels))
+    atomic_write_bytes(path, encode_png(np.concatenate([column_labels(SAMPLE_COLUMNS, c), pixels])))
+
+
+def column_labels(names: tuple[str, ...], width: int, height: int = 12) -> np.ndarray:
+    """A black strip with one white label per `width`-pixel column (Pillow's built-in bitmap font: the same
+    pixels on every machine)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    strip = Image.new("L", (width * len(names), height), 0)
+    draw, font = ImageDraw.Draw(strip), ImageFont.load_default_imagefont()
+    for i, name in enumerate(names):
+        draw.text((i * width + 2, 1), name, fill=255, font=font)
+    return np.asarray(strip)

@@ -4,7 +4,8 @@
 
 Each rank reads 2 epochs through a DataLoader with 2 persistent workers and all-reduces once per batch, as
 DDP's gradient sync does, so a rank with more batches than another blocks for ever (the caller's timeout
-catches it). Writes OUT/rank<R>.json: path → epochs → sample ids.
+catches it). A third path reads the shards without resampling and without the all-reduce (ranks may then
+differ by a shard): every sample exactly once per epoch. Writes OUT/rank<R>.json: path → epochs → sample ids.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def keys(batch: dict) -> list[str]:
     return batch["key"]
 
 
-def read(dataset, collate, epochs: int = 2, batch_size: int | None = 2) -> list[list[str]]:
+def read(dataset, collate, epochs: int = 2, batch_size: int | None = 2, sync: bool = True) -> list[list[str]]:
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, num_workers=2, persistent_workers=True, collate_fn=collate
     )
@@ -36,7 +37,8 @@ def read(dataset, collate, epochs: int = 2, batch_size: int | None = 2) -> list[
         dataset.set_epoch(epoch)
         seen.append([])
         for batch in loader:
-            dist.all_reduce(torch.ones(1))  # a DDP step: every rank must take part
+            if sync:
+                dist.all_reduce(torch.ones(1))  # a DDP step: every rank must take part
             seen[-1] += batch
     return seen
 
@@ -50,6 +52,7 @@ def main(release: str, out: str) -> None:
             keys,
             batch_size=None,
         ),
+        "wds_exact": read(wds_pipeline(release, batch_size=2, num_workers=2), keys, batch_size=None, sync=False),
     }
     Path(out, f"rank{dist.get_rank()}.json").write_text(json.dumps(result))
     dist.barrier()

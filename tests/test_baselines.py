@@ -63,19 +63,98 @@ def test_benchmark_unknown_model_comparison_or_workers_is_refused():
         BenchmarkConfig(workers=-1)
 
 
-@pytest.mark.slow
-def test_report_writes_readable_figures_and_the_tables(benchmarked, release, prepared, tmp_path):
-    from PIL import Image
-
+@pytest.fixture(scope="module")
+def report(benchmarked, release, prepared, tmp_path_factory):
     from cxr_dataset.report import write_report
 
-    result = write_report(benchmarked[0], release, prepared, tmp_path)
-    for figure in result.figures:
+    return write_report(benchmarked[0], release, prepared, tmp_path_factory.mktemp("report") / "report")
+
+
+@pytest.mark.slow
+def test_report_writes_readable_figures_and_the_tables(report):
+    from PIL import Image
+
+    for figure in report.figures:
         pixels = np.asarray(Image.open(figure).convert("L"), dtype=float)
         assert pixels.shape[0] > 200 and pixels.std() > 10  # drawn on, not blank
-    text = result.path.read_text()
-    assert all(f"]({p.name})" in text for p in result.figures)
+    text = report.path.read_text()
+    assert all(f"]({p.name})" in text for p in report.figures)
     assert "| small-cnn |" in text and "roc_auc" in text
+    assert {"balance.png", "roc.png", "pairs.png", "samples.png", "cam.png", "umap.png"} == {
+        p.name for p in report.figures
+    }
+
+
+@pytest.mark.slow
+def test_report_header_headline_and_guides(report, release):
+    from cxr_dataset.release_folder import read_release
+
+    text = report.path.read_text()
+    assert f"**release**: covid-synthetic-cxr, version {read_release(release).version}" in text
+    assert "**generator normal2covid**: preset tiny" in text and "**made by**: cxrds" in text
+    assert "| comparison | regime | seed | test images (COVID-19) | SEN | SPE | AUC |" in text
+    assert "procedural phantom" in text  # what this real data can and cannot show
+    assert text.count("*") > 20 and "Heat should sit in the lungs" in text  # captions and reading guides
+
+
+@pytest.mark.slow
+def test_report_html_is_self_contained_and_well_formed(report):
+    import base64
+    import io
+    import re
+    from html.parser import HTMLParser
+
+    from PIL import Image
+
+    page = (report.path.parent / "report.html").read_text()
+    void = {"meta", "img", "br", "hr", "link", "input"}
+
+    class Checker(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.stack, self.problems, self.sources = [], [], []
+
+        def handle_starttag(self, tag, attrs):
+            self.sources += [v for k, v in attrs if k in ("src", "href")]
+            if tag not in void:
+                self.stack.append(tag)
+
+        def handle_endtag(self, tag):
+            if not self.stack or self.stack.pop() != tag:
+                self.problems.append(f"</{tag}> closes nothing open")
+
+    checker = Checker()
+    checker.feed(page)
+    assert page.startswith("<!DOCTYPE html>") and not checker.problems and checker.stack == []
+    assert checker.sources and all(s.startswith("data:image/png;base64,") for s in checker.sources)  # offline
+    for source in checker.sources:
+        with Image.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1]))) as img:
+            assert img.format == "PNG" and img.size[0] > 100
+    assert len(checker.sources) == len(report.figures) and len(re.findall("<figcaption>", page)) == len(report.figures)
+
+
+def test_report_flags_a_domain_gap_border_heat_and_tiny_test_sets():
+    from cxr_dataset.report import _interval_flags, border_share, domain_gap
+
+    rng = np.random.default_rng(0)
+    real = {"real covid": rng.normal(0, 1, (200, 8)), "real normal": rng.normal(0.5, 1, (200, 8))}
+    near = domain_gap({**real, "synthetic G_NC": rng.normal(0, 1, (100, 8))})
+    far = domain_gap({**real, "synthetic G_NC": rng.normal(6, 1, (100, 8))})
+    assert near < 1.5 < 2 < far
+    maps = np.zeros((2, 64, 64))
+    maps[:, :6, :] = 1  # heat on the top edge, where a text marker would be
+    assert border_share(maps) == 1.0 and border_share(np.ones((2, 64, 64))) < 0.5
+    row = {"comparison": "normal vs covid", "tp": 0, "fn": 3}  # 0 %: the bootstrap interval is 0 %–0 %
+    assert "only 3 COVID-19 test images" in _interval_flags([row])[0] and "56% wide" in _interval_flags([row])[0]
+    assert _interval_flags([{**row, "tp": 90, "fn": 10}]) == []
+
+
+def test_wilson_interval_keeps_its_width_at_the_ends():
+    from cxr_dataset.metrics import wilson_interval
+
+    low, high = wilson_interval(0, 3)
+    assert low == 0 and 0.56 < high < 0.57  # the textbook 0/3: 0–56 %
+    assert wilson_interval(3, 3)[0] > 0.43 and wilson_interval(50, 100) == pytest.approx((0.4038, 0.5962), abs=1e-4)
 
 
 def test_explain_fid_and_kid_grow_with_the_distance_between_feature_sets():
@@ -87,12 +166,9 @@ def test_explain_fid_and_kid_grow_with_the_distance_between_feature_sets():
     assert fid(a, b) < 0.5 < fid(a, far) and abs(kid(a, b)) < 0.05 < kid(a, far)
 
 
-def test_report_includes_grad_cam_and_synthetic_quality(benchmarked, release, prepared, tmp_path):
-    from cxr_dataset.report import write_report
-
-    result = write_report(benchmarked[0], release, prepared, tmp_path)
-    assert {"cam.png", "umap.png"} <= {p.name for p in result.figures}
-    text = result.path.read_text()
+def test_report_includes_grad_cam_and_synthetic_quality(report):
+    assert {"cam.png", "umap.png"} <= {p.name for p in report.figures}
+    text = report.path.read_text()
     assert "## Synthetic image quality" in text and "| FID | KID |" in text
 
 

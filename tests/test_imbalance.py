@@ -4,10 +4,14 @@ Everything runs for real: phantom → prepare → CycleGAN (tiny preset) trained
 split → translate → build → benchmark. Only the direction is asserted, for one fixed seed. The phantom's
 findings are at 0.6 strength: at full strength six positives teach the classifier nearly everything.
 Measured when this test was written (classifier seeds 0-3, same data and generator): real-only sensitivity
-0.44 / 0.78 / 0.39 / 0.83, with synthetic positives 0.83 / 0.83 / 0.94 / 0.67.
+0.44 / 0.78 / 0.39 / 0.83, with synthetic positives 0.83 / 0.83 / 0.94 / 0.67. With the generator trained
+8 epochs instead of 12 (measured 2026-11-27): 0.44 / 0.78 / 0.44 / 0.78 against 0.67 / 0.72 / 0.61 / 0.44,
+while real-only AUC was already 0.97-1.00 and did not rise: the "gain" is mostly where a 0.5 threshold falls.
+It also checks that training lowers the cycle loss (the generator learns at all).
 """
 
 import dataclasses
+import json
 
 import pytest
 
@@ -48,7 +52,12 @@ def test_synthetic_positives_raise_sensitivity_of_a_classifier_trained_at_1_to_5
     assert keep_covid_training_images(prepared, NEGATIVES_PER_POSITIVE) == (300, 6)
 
     cfg = dataclasses.replace(load_preset("tiny").with_size(64), epochs=12)  # 900 steps
-    train(prepared, "normal2covid", tmp_path / "run", cfg)
+    trained = train(prepared, "normal2covid", tmp_path / "run", cfg)
+    # The generator learned: the cycle loss of the last logged steps is well under the first step's.
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == trained.steps == 900 and log[-1]["img_per_s"] > 0
+    assert sum(e["cycle_A"] for e in log[-10:]) / 10 < 0.3 * log[0]["cycle_A"]
+    assert list((tmp_path / "run" / "samples").glob("step-*.png"))
     translate(prepared, tmp_path / "run", tmp_path / "synthetic")
     release = tmp_path / "release" / "covid-synthetic-cxr"
     build_release([tmp_path / "synthetic"], release)

@@ -1,0 +1,183 @@
+"""The report's content rendered twice: `report.md` and a self-contained `report.html` (figures embedded).
+
+`report.py` computes what the report says (`ReportContent`); this module only lays it out, so the two
+files always say the same thing.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cxr_dataset.metrics import METRIC_NAMES
+
+HEADLINE = (("sensitivity", "SEN"), ("specificity", "SPE"), ("roc_auc", "AUC"))
+
+
+@dataclass(frozen=True)
+class Figure:
+    path: Path
+    title: str
+    caption: str  # what is shown
+    guide: str  # how to read it
+    flags: list[str] = field(default_factory=list)  # what in it looks wrong, in plain words
+
+
+@dataclass
+class ReportContent:
+    header: list[tuple[str, str]]  # (what, value): release, generators, real data, code, device
+    notes: list[str]  # read-before-anything remarks (e.g. what the real data can and cannot show)
+    results: list[dict[str, Any]]  # `cxrds benchmark` rows
+    seed_table: str  # the seed's layout, markdown
+    quality: list[dict[str, Any]]
+    figures: list[Figure]
+    flags: list[str]  # report-wide warnings (e.g. tiny test sets)
+
+
+GUIDES = {
+    "headline": "One row per comparison and training regime (first model). SEN: share of real COVID-19 test "
+    "images called COVID-19; SPE: share of real negatives called negative (both at a 0.5 threshold); AUC: "
+    "ranking quality over all thresholds (0.5 = chance). Brackets: 95% bootstrap intervals over the test "
+    "images. A regime helps only if its interval clears the real-only row's, and a gain in SEN bought with "
+    "SPE is a threshold shift, not better detection.",
+    "quality": "Share judged COVID-19: how many synthetic images the real-only classifier calls COVID-19 (high "
+    "means they carry what it learned as COVID-19 features). FID/KID: distance between synthetic and real "
+    "COVID-19 training images on that classifier's features; lower is closer, 0 is identical distributions. "
+    "These are not comparable with ImageNet-Inception FIDs, and with under a few hundred images per side two "
+    "samples of the same distribution already score well above 0.",
+}
+
+
+def to_markdown(content: ReportContent) -> str:
+    lines = ["# cxrds benchmark report", ""]
+    lines += [f"- **{what}**: {value}" for what, value in content.header]
+    lines += [""] + [f"> {note}" for note in content.notes] + ([""] if content.notes else [])
+    lines += [f"> **Warning.** {flag}" for flag in content.flags] + ([""] if content.flags else [])
+    lines += ["## Headline: sensitivity, specificity and AUC", "", GUIDES["headline"], ""]
+    lines += _markdown_table(*_headline(content.results))
+    lines += ["", "## Sensitivity in the seed's layout", "", content.seed_table, "## All metrics", ""]
+    lines += _markdown_table(*_all_metrics(content.results))
+    if content.quality:
+        lines += ["", "## Synthetic image quality", "", GUIDES["quality"], ""]
+        lines += _markdown_table(*_quality(content.quality))
+    lines += ["", "## Figures", ""]
+    for fig in content.figures:
+        lines += [f"### {fig.title}", "", f"![{fig.path.stem}]({fig.path.name})", "", f"*{fig.caption}* {fig.guide}"]
+        lines += [f"> **Warning.** {flag}" for flag in fig.flags]
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def to_html(content: ReportContent) -> str:
+    """One HTML5 file with every figure inlined as a data URI: it opens anywhere, offline."""
+    e = html.escape
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        "<title>cxrds benchmark report</title>",
+        f"<style>{_CSS}</style>",
+        "</head>",
+        "<body>",
+        "<main>",
+        "<h1>cxrds benchmark report</h1>",
+        "<dl>" + "".join(f"<dt>{e(w)}</dt><dd>{e(v)}</dd>" for w, v in content.header) + "</dl>",
+    ]
+    parts += [f'<p class="note">{e(note)}</p>' for note in content.notes]
+    parts += [f'<p class="flag"><strong>Warning.</strong> {e(flag)}</p>' for flag in content.flags]
+    parts += ["<h2>Headline: sensitivity, specificity and AUC</h2>", f"<p>{e(GUIDES['headline'])}</p>"]
+    parts.append(_html_table(*_headline(content.results)))
+    parts += ["<h2>All metrics</h2>", _html_table(*_all_metrics(content.results))]
+    if content.quality:
+        parts += ["<h2>Synthetic image quality</h2>", f"<p>{e(GUIDES['quality'])}</p>"]
+        parts.append(_html_table(*_quality(content.quality)))
+    parts.append("<h2>Figures</h2>")
+    for fig in content.figures:
+        data = base64.b64encode(fig.path.read_bytes()).decode("ascii")
+        parts += [
+            "<figure>",
+            f"<h3>{e(fig.title)}</h3>",
+            f'<img src="data:image/png;base64,{data}" alt="{e(fig.title)}">',
+            f"<figcaption><strong>{e(fig.caption)}</strong> {e(fig.guide)}</figcaption>",
+            *[f'<p class="flag"><strong>Warning.</strong> {e(flag)}</p>' for flag in fig.flags],
+            "</figure>",
+        ]
+    parts += ["</main>", "</body>", "</html>"]
+    return "\n".join(parts) + "\n"
+
+
+def percent(value: float) -> str:
+    return "n/a" if value != value else f"{100 * value:.0f}%"  # NaN: undefined (e.g. no positives)
+
+
+def _with_ci(row: dict[str, Any], metric: str) -> str:
+    value, (low, high) = row[metric], row[f"{metric}_ci"]
+    if value != value:
+        return "n/a"
+    if metric in ("sensitivity", "specificity", "precision"):
+        return f"{percent(value)} ({percent(low)}–{percent(high)})"
+    return f"{value:.3f} ({low:.3f}–{high:.3f})"
+
+
+def _headline(results: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    first = results[0]["model"] if results else ""
+    rows = [r for r in results if r["model"] == first]
+    columns = ["comparison", "regime", "seed", "test images (COVID-19)", *(short for _, short in HEADLINE)]
+    return columns, [
+        [r["comparison"], r["regime"], str(r["seed"]), f"{r['test_images']} ({r['tp'] + r['fn']})"]
+        + [_with_ci(r, m) for m, _ in HEADLINE]
+        for r in rows
+    ]
+
+
+def _all_metrics(results: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    columns = ["comparison", "regime", "model", "seed", *METRIC_NAMES]
+    return columns, [
+        [r["comparison"], r["regime"], r["model"], str(r["seed"])] + [_with_ci(r, m) for m in METRIC_NAMES]
+        for r in results
+    ]
+
+
+def _quality(quality: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    names = list(dict.fromkeys(k for q in quality for k in q if k != "comparison"))
+    cells = []
+    for q in quality:
+        row = [q["comparison"]]
+        for n in names:
+            value = q.get(n, float("nan"))
+            row.append(percent(value) if n.startswith("judged") else ("n/a" if value != value else f"{value:.4g}"))
+        cells.append(row)
+    return ["comparison", *names], cells
+
+
+def _markdown_table(columns: list[str], rows: list[list[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
+
+
+def _html_table(columns: list[str], rows: list[list[str]]) -> str:
+    e = html.escape
+    head = "".join(f"<th>{e(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{e(cell)}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_CSS = (
+    "body{font-family:system-ui,sans-serif;margin:0;color:#222;background:#fafafa}"
+    "main{max-width:1100px;margin:0 auto;padding:1.5rem}"
+    "dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem}dt{font-weight:600}dd{margin:0}"
+    "table{border-collapse:collapse;margin:.5rem 0 1.5rem;font-size:.85rem}"
+    "th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}th{background:#eee}"
+    "figure{margin:1.5rem 0;background:#fff;padding:1rem;border:1px solid #ddd}"
+    "img{max-width:100%;height:auto}figcaption{font-size:.9rem;margin-top:.5rem}"
+    ".note{background:#eef5ff;padding:.5rem .75rem;border-left:4px solid #4a7bd0}"
+    ".flag{background:#fff4e5;padding:.5rem .75rem;border-left:4px solid #e08a00}"
+)
