@@ -35,6 +35,7 @@ FIGURES = ("balance.png", "roc.png", "pairs.png", "samples.png", "cam.png", "uma
 WIDE_INTERVAL = 0.5  # a sensitivity CI wider than this is a warning: the test set cannot tell regimes apart
 BORDER_HEAT = 0.6  # Grad-CAM mass in the outer eighth of each side (44% of the area) above this: shortcut warning
 APART = 2.0  # synthetic→nearest-real distance over real→nearest-real spacing above this: a domain-gap warning
+CLUSTERED = 0.8  # share of a synthetic image's 10 nearest neighbours that are synthetic, above this: a warning
 
 
 @dataclass(frozen=True)
@@ -396,8 +397,16 @@ def _umap_figure(features: dict[str, np.ndarray], path: Path) -> Figure:
         start += len(group)
     ax.set(title="UMAP of the real-only classifier's features", xticks=[], yticks=[])
     ax.legend(fontsize=8)
-    ratio = domain_gap(features)
+    ratio, clustered = domain_gap(features), synthetic_neighbour_share(features)
+    pool_share = sum(len(f) for n, f in features.items() if n.startswith("synthetic")) / len(stacked)
     flags = []
+    if clustered > CLUSTERED:
+        flags.append(
+            f"The synthetic images cluster among themselves: {clustered:.0%} of each one's 10 nearest neighbours "
+            f"in the classifier's feature space are synthetic, where {pool_share:.0%} would be expected if they "
+            "mixed with the real images. A classifier can tell them apart from real COVID-19 images, and may "
+            "learn 'synthetic' instead of 'COVID-19'."
+        )
     if ratio > APART:
         flags.append(
             f"The synthetic images lie apart from all real images: in the classifier's feature space the median "
@@ -410,9 +419,23 @@ def _umap_figure(features: dict[str, np.ndarray], path: Path) -> Figure:
         "Real and synthetic images in the classifier's feature space (UMAP)",
         "Each point is one image, placed by UMAP from the real-only classifier's penultimate features.",
         "Synthetic COVID-19 points should fall among the real COVID-19 points. UMAP keeps neighbourhoods, not "
-        f"distances: read clusters, not gaps (the warning below uses the features themselves; gap ratio {ratio:.1f}).",
+        "distances: read clusters, not gaps. Measured on the features themselves: synthetic neighbours of a "
+        f"synthetic image {clustered:.0%} (mixed: {pool_share:.0%}); distance to the nearest real image "
+        f"{ratio:.1f}× the spacing between real images.",
         flags,
     )
+
+
+def synthetic_neighbour_share(features: dict[str, np.ndarray], k: int = 10) -> float:
+    """Mean share of synthetic images among each synthetic image's `k` nearest neighbours (itself excluded)
+    in a pool of real and synthetic features: a nearest-neighbour two-sample test."""
+    from sklearn.neighbors import NearestNeighbors
+
+    pool = np.concatenate(list(features.values()))
+    synthetic = np.concatenate([[n.startswith("synthetic")] * len(f) for n, f in features.items()])
+    k = min(k, len(pool) - 1)
+    _, neighbours = NearestNeighbors(n_neighbors=k + 1).fit(pool).kneighbors(pool[synthetic])
+    return float(synthetic[neighbours[:, 1:]].mean())
 
 
 def domain_gap(features: dict[str, np.ndarray]) -> float:

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cxr_dataset.metrics import METRIC_NAMES
+from cxr_dataset.metrics import METRIC_NAMES, wilson_interval
 
-HEADLINE = (("sensitivity", "SEN"), ("specificity", "SPE"), ("roc_auc", "AUC"))
+HEADLINE = (("sensitivity", "SEN"), ("specificity", "SPE"), ("roc_auc", "AUC"))  # SEN, SPE with Wilson intervals
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,9 @@ class ReportContent:
 GUIDES = {
     "headline": "One row per comparison and training regime (first model). SEN: share of real COVID-19 test "
     "images called COVID-19; SPE: share of real negatives called negative (both at a 0.5 threshold); AUC: "
-    "ranking quality over all thresholds (0.5 = chance). Brackets: 95% bootstrap intervals over the test "
-    "images. A regime helps only if its interval clears the real-only row's, and a gain in SEN bought with "
+    "ranking quality over all thresholds (0.5 = chance). Brackets: 95% intervals, Wilson score for SEN and SPE "
+    "(they stay honest at 0% and 100%, where a bootstrap collapses to a point), bootstrap over the test images "
+    "for AUC. A regime helps only if its interval clears the real-only row's, and a gain in SEN bought with "
     "SPE is a threshold shift, not better detection.",
     "quality": "Share judged COVID-19: how many synthetic images the real-only classifier calls COVID-19 (high "
     "means they carry what it learned as COVID-19 features). FID/KID: distance between synthetic and real "
@@ -129,10 +130,25 @@ def _headline(results: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]
     rows = [r for r in results if r["model"] == first]
     columns = ["comparison", "regime", "seed", "test images (COVID-19)", *(short for _, short in HEADLINE)]
     return columns, [
-        [r["comparison"], r["regime"], str(r["seed"]), f"{r['test_images']} ({r['tp'] + r['fn']})"]
-        + [_with_ci(r, m) for m, _ in HEADLINE]
+        [
+            r["comparison"],
+            r["regime"],
+            str(r["seed"]),
+            f"{r['test_images']} ({r['tp'] + r['fn']})",
+            _proportion(r["tp"], r["fn"]),
+            _proportion(r["tn"], r["fp"]),
+            _with_ci(r, "roc_auc"),
+        ]
         for r in rows
     ]
+
+
+def _proportion(hits: int, misses: int) -> str:
+    """hits / (hits + misses) with its Wilson 95% interval."""
+    if hits + misses == 0:
+        return "n/a"
+    low, high = wilson_interval(hits, hits + misses)
+    return f"{percent(hits / (hits + misses))} ({percent(low)}–{percent(high)})"
 
 
 def _all_metrics(results: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:

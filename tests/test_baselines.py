@@ -134,13 +134,16 @@ def test_report_html_is_self_contained_and_well_formed(report):
 
 
 def test_report_flags_a_domain_gap_border_heat_and_tiny_test_sets():
-    from cxr_dataset.report import _interval_flags, border_share, domain_gap
+    from cxr_dataset.report import _interval_flags, border_share, domain_gap, synthetic_neighbour_share
 
     rng = np.random.default_rng(0)
     real = {"real covid": rng.normal(0, 1, (200, 8)), "real normal": rng.normal(0.5, 1, (200, 8))}
     near = domain_gap({**real, "synthetic G_NC": rng.normal(0, 1, (100, 8))})
     far = domain_gap({**real, "synthetic G_NC": rng.normal(6, 1, (100, 8))})
     assert near < 1.5 < 2 < far
+    mixed = synthetic_neighbour_share({**real, "synthetic G_NC": rng.normal(0, 1, (100, 8))})
+    apart = synthetic_neighbour_share({**real, "synthetic G_NC": rng.normal(3, 0.5, (100, 8))})
+    assert mixed < 0.4 < 0.9 < apart  # 100 of 500 are synthetic: 0.2 when they mix
     maps = np.zeros((2, 64, 64))
     maps[:, :6, :] = 1  # heat on the top edge, where a text marker would be
     assert border_share(maps) == 1.0 and border_share(np.ones((2, 64, 64))) < 0.5
