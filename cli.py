@@ -31,7 +31,8 @@ _debug = {"on": False}
 SOURCE_HELP = (
     "KIND=PATH, repeatable. Kinds: phantom (PATH = N, or 'normal:N,pneumonia:N,covid:N'); covid-collection "
     "(covid-chestxray-dataset folder); rsna (RSNA challenge folder, DICOM or JPG); "
-    "folder (ROOT/<class>/*.png|jpg|dcm); release (the seed's G_NC.zip/G_PC.zip or their folder)."
+    "folder (ROOT/<class>/*.png|jpg|dcm); imagefolder (Hugging Face imagefolder: metadata.csv with file_name, "
+    "a label and patient_id); release (the seed's G_NC.zip/G_PC.zip or their folder)."
 )
 PRECISION_HELP = "auto (bf16 where the device has it natively, else fp32), bf16 or fp32; runs record the resolved one."
 
@@ -152,6 +153,9 @@ def prepare(
         str, typer.Option(help="RSNA normals: target0 (every Target-0 patient, the seed's) or normal-only.")
     ] = "target0",
     strict: Annotated[bool, typer.Option(help="Refuse release zips whose MD5 differs from the published.")] = False,
+    label_column: Annotated[
+        str, typer.Option(help="imagefolder sources: the metadata column with the class.")
+    ] = "label",
     workers: Annotated[
         int | None, typer.Option(help="Worker processes (1 = in this process; default: one per core, up to 4).")
     ] = None,
@@ -173,6 +177,7 @@ def prepare(
             views=_items(views),
             covid_collection_classes=_items(covid_classes),
             rsna_normal=rsna_normal,
+            imagefolder_label=label_column,
             strict=strict,
             workers=workers or min(4, os.cpu_count() or 1),
             skip_bad=skip_bad,

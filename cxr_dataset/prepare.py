@@ -48,6 +48,7 @@ def prepare(
     views: tuple[str, ...] = DEFAULT_VIEWS,
     covid_collection_classes: tuple[str, ...] = ("covid",),
     rsna_normal: str = "target0",
+    imagefolder_label: str = "label",
     strict: bool = False,
     workers: int = 2,
     skip_bad: bool = False,
@@ -79,6 +80,7 @@ def prepare(
         strict=strict,
         covid_collection_classes=tuple(covid_collection_classes),
         rsna_normal=rsna_normal,
+        imagefolder_label=imagefolder_label,
     )
     out = Path(out)
     claim_output(out, "prepared", inputs=[p for p in map(source_path, sources) if p is not None])
@@ -164,7 +166,7 @@ def _prepare_one(task) -> tuple[SourceImage, dict[str, Any] | None, str]:
     try:
         digest = fingerprint(src, rec, settings)
         if cached and cached["fingerprint"] == digest and _still_there(out, cached["row"]):
-            return rec, cached["row"], digest
+            return rec, {"extra": rec.extra, **cached["row"]}, digest  # rows cached before `extra` existed
         pixels = to_square(src.load(rec, size), size, resize)
     except CxrdsError as e:
         return rec, None, str(e)
@@ -183,6 +185,7 @@ def _prepare_one(task) -> tuple[SourceImage, dict[str, Any] | None, str]:
         "license": rec.license,
         "doi": rec.doi,
         "url": rec.url,
+        "extra": rec.extra,
         "path": rel,
         "sha256": sha256_bytes(data),
         "width": size,

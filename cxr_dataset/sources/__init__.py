@@ -6,6 +6,7 @@
 | ``covid-collection`` | covid-chestxray-dataset folder (``metadata.csv``, ``images/``) | covid (+ normal, pneumonia) |
 | ``rsna`` | RSNA Pneumonia Detection Challenge folder (labels CSV, DICOM or JPG) | normal, pneumonia |
 | ``folder`` | ``ROOT/<class>/*.png|jpg|dcm`` | by folder name |
+| ``imagefolder`` | HF imagefolder: ``metadata.csv`` or ``.jsonl`` (``file_name``, label, ``patient_id``) | by label |
 | ``release`` | the seed's ``G_NC.zip`` / ``G_PC.zip``, or their folder | covid (synthetic) |
 """
 
@@ -18,6 +19,7 @@ from cxr_dataset.errors import SourceError
 from cxr_dataset.sources.base import Source, SourceImage, SourceOptions
 from cxr_dataset.sources.covid_collection import CovidCollectionSource
 from cxr_dataset.sources.folder import FolderSource
+from cxr_dataset.sources.imagefolder import ImageFolderSource
 from cxr_dataset.sources.phantom import PhantomSource
 from cxr_dataset.sources.release import DATASET_NAME as RELEASE_DATASET
 from cxr_dataset.sources.release import ReleaseSource
@@ -28,6 +30,7 @@ SOURCE_KINDS: dict[str, Callable[[str, SourceOptions], Source]] = {
     "covid-collection": lambda arg, opt: CovidCollectionSource(Path(arg), opt),
     "rsna": lambda arg, opt: RsnaSource(Path(arg), opt),
     "folder": lambda arg, opt: FolderSource(Path(arg)),
+    "imagefolder": lambda arg, opt: ImageFolderSource(Path(arg), opt.imagefolder_label),
     "release": lambda arg, opt: ReleaseSource(Path(arg), strict=opt.strict),
 }
 
@@ -37,6 +40,7 @@ SOURCE_TITLES: dict[str, str] = {
     "covid-collection": "COVID-19 Image Data Collection (ieee8023/covid-chestxray-dataset)",
     "rsna": "RSNA Pneumonia Detection Challenge (Kaggle, 2018)",
     "folder": "local image folder",
+    "imagefolder": "local imagefolder dataset (metadata.csv)",
     RELEASE_DATASET: "Synthetic COVID-19 Chest X-ray Dataset v0.1 (Zunair & Hamza, 2021)",
 }
 

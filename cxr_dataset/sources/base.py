@@ -27,6 +27,7 @@ class SourceImage:
     license: str = ""
     doi: str = ""
     url: str = ""
+    extra: str = ""  # the source's other metadata columns, as a JSON object
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,6 +40,7 @@ class SourceOptions:
     covid_collection_classes: tuple[str, ...] = ("covid",)  # add "normal" (No Finding), "pneumonia"
     rsna_normal: str = "target0"  # "target0": every Target-0 patient (the seed); "normal-only": class Normal
     strict: bool = False  # refuse (not just warn about) a release zip whose MD5 differs
+    imagefolder_label: str = "label"  # the imagefolder source's label column
 
     def __post_init__(self) -> None:
         if self.rsna_normal not in RSNA_NORMAL_RULES:
