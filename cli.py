@@ -328,13 +328,21 @@ def validate(
         float, typer.Option(help="Near-duplicates: at most this share of the 1,024 dHash bits differ.")
     ] = 0.08,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.")] = None,
+    accept_unknown_provenance: Annotated[
+        bool,
+        typer.Option(help="With --real: pass although some synthetic images name no source patient (unchecked)."),
+    ] = False,
 ) -> None:
     """Check integrity (counts, decoding, checksums) and, with --real, class skew, leakage and duplicates."""
     from cxr_dataset.validation import validate_release
 
     with _run() as progress:
         report = validate_release(
-            release, real=real, near_duplicate_fraction=near_duplicate_fraction, progress=progress
+            release,
+            real=real,
+            near_duplicate_fraction=near_duplicate_fraction,
+            accept_unknown_provenance=accept_unknown_provenance,
+            progress=progress,
         )
     _print_report(report)
     if json_out:

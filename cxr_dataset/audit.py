@@ -28,6 +28,12 @@ def synthetic_leaks(release_rows: Iterable[dict], manifest_rows: Sequence[dict])
     return [r["id"] for r in release_rows if r["source_patient_id"] in held]
 
 
+def unknown_provenance(release_rows: Iterable[dict]) -> list[str]:
+    """Ids of synthetic images that name no source patient (e.g. the seed's v0.1 zips): they cannot be checked
+    against held-out patients, so no leakage check may call them clean."""
+    return [r["id"] for r in release_rows if not r["source_patient_id"]]
+
+
 def patients_in_several_splits(manifest_rows: Iterable[dict]) -> dict[str, list[str]]:
     splits: dict[str, set[str]] = defaultdict(set)
     for r in manifest_rows:

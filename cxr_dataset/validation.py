@@ -25,6 +25,7 @@ from cxr_dataset.audit import (
     near_duplicate_pairs,
     patients_in_several_splits,
     synthetic_leaks,
+    unknown_provenance,
 )
 from cxr_dataset.balance import skew_table
 from cxr_dataset.checksums import checksum_problems
@@ -69,18 +70,25 @@ def validate_release(
     *,
     real: Path | None = None,
     near_duplicate_fraction: float = DEFAULT_NEAR_FRACTION,
+    accept_unknown_provenance: bool = False,
     progress: ProgressFn = no_progress,
 ) -> ValidationReport:
     """Every check a release must pass before anyone trains on it: `verify_release`'s integrity checks and,
-    given the prepared real data it was made from, the skew table, the leakage audit and duplicate detection."""
+    given the prepared real data it was made from, the skew table, the leakage audit and duplicate detection.
+
+    Synthetic images that name no source patient cannot be audited: they fail the audit unless
+    `accept_unknown_provenance`, and are then reported as accepted, never as clean."""
     check_fraction(near_duplicate_fraction, "near_duplicate_fraction")
     report = verify_release(root, progress=progress)
     if real is not None:
-        _audit_against_real(Path(root), read_manifest(real), report, near_duplicate_fraction, progress)
+        manifest = read_manifest(real)
+        _audit_against_real(Path(root), manifest, report, near_duplicate_fraction, accept_unknown_provenance, progress)
     return report
 
 
-def _audit_against_real(root: Path, manifest, report: ValidationReport, fraction: float, progress: ProgressFn) -> None:
+def _audit_against_real(
+    root: Path, manifest, report: ValidationReport, fraction: float, accept_unknown: bool, progress: ProgressFn
+) -> None:
 
     real_rows = manifest.rows()
     synthetic = list(read_release(root).iter_rows(["id", "source_patient_id", "task", "image"]))
@@ -89,13 +97,25 @@ def _audit_against_real(root: Path, manifest, report: ValidationReport, fraction
     report.skew = skew_table(dict(train_counts), dict(per_config))
 
     leaks = synthetic_leaks(synthetic, real_rows)
+    unknown = unknown_provenance(synthetic)
+    known = len(synthetic) - len(unknown)
     report.add(
         "leakage: synthetic from held-out patients",
         not leaks,
         f"{len(leaks)} synthetic images come from validation/test patients: {leaks[:5]}"
         if leaks
-        else f"none of {len(synthetic)} synthetic images comes from a validation/test patient",
+        else f"none of the {known} synthetic images with a recorded source patient comes from a validation/test "
+        f"patient" + (f"; {len(unknown)} others cannot be checked" if unknown else ""),
     )
+    if unknown:
+        accepted = " (accepted with --accept-unknown-provenance: NOT checked)" if accept_unknown else ""
+        report.add(
+            "leakage: synthetic of unknown source",
+            accept_unknown,
+            f"{len(unknown)} of {len(synthetic)} synthetic images name no source patient (e.g. {unknown[0]}), so "
+            f"none of them can be checked against the held-out patients{accepted}"
+            + ("" if accept_unknown else "; pass --accept-unknown-provenance to accept that knowingly"),
+        )
     crossing = patients_in_several_splits(real_rows)
     report.add(
         "leakage: patients in two splits",

@@ -100,3 +100,23 @@ def test_audit_near_duplicates_separate_copies_from_other_patients():
     others = [render_phantom("normal", 128, seed=0, patient=p, image=0) for p in range(2, 12)]
     hashes = [dhash(Image.fromarray(x)) for x in (a, noisy, *others)]
     assert [(i, j) for i, j, _ in near_duplicate_pairs(hashes)] == [(0, 1)]
+
+
+def test_audit_synthetic_images_without_a_source_patient_fail_unless_accepted(prepared, tmp_path):
+    """The seed's v0.1 zips record no source patient: the audit must say it cannot check them, not 'clean'."""
+    from builders.release import build_release_from_zips
+    from cxr_dataset.sources.release import ReleaseWarning
+    from tests.test_sources_release import make_release
+
+    zips = make_release(tmp_path / "zips", n_nc=5, n_pc=3)
+    release = tmp_path / "rel" / "covid-synthetic-cxr"
+    with pytest.warns(ReleaseWarning):
+        build_release_from_zips([zips / "G_NC.zip", zips / "G_PC.zip"], release)
+    refused = validate_release(release, real=prepared)
+    check = next(c for c in refused.checks if c.name == "leakage: synthetic of unknown source")
+    assert not refused.ok and not check.ok and "8 of 8 synthetic images name no source patient" in check.detail
+    held = next(c for c in refused.checks if c.name == "leakage: synthetic from held-out patients")
+    assert "none of the 0 synthetic images with a recorded source patient" in held.detail
+    accepted = validate_release(release, real=prepared, accept_unknown_provenance=True)
+    check = next(c for c in accepted.checks if c.name == "leakage: synthetic of unknown source")
+    assert check.ok and "NOT checked" in check.detail
