@@ -64,10 +64,12 @@ def test_benchmark_unknown_model_comparison_or_workers_is_refused():
 
 
 @pytest.fixture(scope="module")
-def report(benchmarked, release, prepared, tmp_path_factory):
+def report(benchmarked, release, prepared, inception_weights, tmp_path_factory):
+    """One report for all report tests (each costs seconds): with Inception features, as users may ask."""
     from cxr_dataset.report import write_report
 
-    return write_report(benchmarked[0], release, prepared, tmp_path_factory.mktemp("report") / "report")
+    out = tmp_path_factory.mktemp("report") / "report"
+    return write_report(benchmarked[0], release, prepared, out, inception=inception_weights)
 
 
 @pytest.mark.slow
@@ -169,6 +171,7 @@ def test_explain_fid_and_kid_grow_with_the_distance_between_feature_sets():
     assert fid(a, b) < 0.5 < fid(a, far) and abs(kid(a, b)) < 0.05 < kid(a, far)
 
 
+@pytest.mark.slow
 def test_report_includes_grad_cam_and_synthetic_quality(report):
     assert {"cam.png", "umap.png"} <= {p.name for p in report.figures}
     text = report.path.read_text()
@@ -216,11 +219,8 @@ def test_inception_refuses_pickles_and_other_weights(inception_weights, benchmar
 
 
 @pytest.mark.slow
-def test_report_adds_inception_fid_when_given_weights(benchmarked, release, prepared, inception_weights, tmp_path):
-    from cxr_dataset.report import write_report
-
-    text = write_report(benchmarked[0], release, prepared, tmp_path, inception=inception_weights).path.read_text()
-    assert "FID (Inception) | KID (Inception) |" in text
+def test_report_adds_inception_fid_when_given_weights(report):
+    assert "FID (Inception) | KID (Inception) |" in report.path.read_text()
 
 
 @pytest.mark.parametrize("seed", range(5))
