@@ -589,7 +589,7 @@ def test_ctrl_c_during_training_says_how_to_resume_and_the_rerun_finishes(prepar
 
     run = tmp_path / "run"
     args = ["train", "--prepared", prepared, "--task", "normal2covid", "--out", run, "--preset", "tiny"]
-    args += ["--size", SIZE, "--epochs", 4]
+    args += ["--size", SIZE, "--epochs", 12]  # long enough to be still running when the signal lands
     proc = _cli(*args)
     deadline = time.monotonic() + 120
     while not list((run / "checkpoints").glob("step-*.json")):
@@ -601,7 +601,7 @@ def test_ctrl_c_during_training_says_how_to_resume_and_the_rerun_finishes(prepar
     resumed = _cli(*args, "--resume")
     assert resumed.wait(timeout=600) == 0, resumed.stdout.read()
     last = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
-    assert last["epoch"] == 3 and load_checkpoint(run).meta["step"] == last["step"]
+    assert last["epoch"] == 11 and load_checkpoint(run).meta["step"] == last["step"]
 
 
 def test_pool_workers_die_with_a_sigkilled_parent(tmp_path):
