@@ -78,7 +78,7 @@ def _losses_by_step(run):
     return {e["step"]: {k: v for k, v in e.items() if k not in ("img_per_s", "elapsed_s", "epoch")} for e in entries}
 
 
-@pytest.mark.parametrize("save_every", [0, 3])  # at epoch ends (5 steps), and mid-epoch
+@pytest.mark.parametrize("save_every", [3])  # mid-epoch (epoch ends: test_resume_with_more_epochs_...)
 @pytest.mark.slow
 def test_train_killed_with_sigkill_and_resumed_matches_an_uninterrupted_run(prepared, tmp_path, save_every):
     import os
