@@ -93,9 +93,9 @@ class Release:
             files |= {p for p in self.root.glob(pattern) if p.suffix == ".parquet" and not p.is_symlink()}
         return sorted(files)
 
-    def stored_files(self, split: str = RELEASE_SPLIT) -> list[Path]:
-        """Every parquet file once: the task configs' (`all` is their union)."""
-        return [p for config in TASK_CONFIGS if config in self.counts for p in self.data_files(config, split)]
+    def stored_files(self, split: str = RELEASE_SPLIT, configs: tuple[str, ...] = TASK_CONFIGS) -> list[Path]:
+        """Every parquet file of `configs` once (default: the task configs'; `all` is their union)."""
+        return [p for config in configs if config in self.counts for p in self.data_files(config, split)]
 
     def shard_index_path(self, config: str = ALL_CONFIG, split: str = RELEASE_SPLIT) -> Path:
         return self.root / WDS_DIR / shard_index_name(config, split)
@@ -119,11 +119,18 @@ class Release:
         """The WebDataset shards of one config and split, in the order the wids index lists them."""
         return [self.root / WDS_DIR / shard["url"] for shard in self.shard_list(config, split)]
 
-    def iter_rows(self, columns: list[str], split: str = RELEASE_SPLIT, batch_size: int = 100) -> Iterator[dict]:
-        """Every stored row once (task configs in order), reading `batch_size` rows at a time."""
+    def iter_rows(
+        self,
+        columns: list[str],
+        split: str = RELEASE_SPLIT,
+        batch_size: int = 100,
+        configs: tuple[str, ...] = TASK_CONFIGS,
+    ) -> Iterator[dict]:
+        """Every stored row of `configs` once (task configs in order), reading `batch_size` rows at a time:
+        a caller that stops early reads no further."""
         import pyarrow.parquet as pq
 
-        for path in self.stored_files(split):
+        for path in self.stored_files(split, configs):
             for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=columns):
                 yield from batch.to_pylist()
 

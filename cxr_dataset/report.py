@@ -29,7 +29,7 @@ from cxr_dataset.ownership import claim_output
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.release_folder import TASK_CONFIGS, read_release
 from cxr_dataset.report_render import Figure, ReportContent, to_html, to_markdown
-from cxr_dataset.schema import TASKS
+from cxr_dataset.schema import TASK_CONFIG, TASKS
 
 FIGURES = ("balance.png", "roc.png", "pairs.png", "samples.png", "cam.png", "umap.png")
 WIDE_INTERVAL = 0.5  # a sensitivity CI wider than this is a warning: the test set cannot tell regimes apart
@@ -97,7 +97,7 @@ def _header(release: Path, real: Path, bench: dict[str, Any]) -> list[tuple[str,
     """What the report is about, from the release's card and rows, the manifest and the benchmark's record."""
     folder = read_release(release)
     generators: dict[tuple, int] = {}
-    for row in folder.iter_rows(["task", "preset", "checkpoint_sha256", "precision", "code_version"]):
+    for row in folder.iter_rows(["task", "preset", "checkpoint_sha256", "precision"]):
         key = (TASKS[row["task"]], row["preset"], row["checkpoint_sha256"][:12], row["precision"] or "not recorded")
         generators[key] = generators.get(key, 0) + 1
     manifest = read_manifest(real)
@@ -254,14 +254,19 @@ def _pairs_figure(release: Path, real: Path, path: Path, n: int) -> Figure | Non
 
     manifest = read_manifest(real)
     by_id = {r["id"]: r for r in manifest.rows()}
+    folder = read_release(release)
     pairs: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
-    for row in read_release(release).iter_rows(["task", "source_image_id", "image"]):
-        chosen = pairs.setdefault(TASKS[row["task"]], [])  # stored as its ClassLabel index
-        source = by_id.get(row["source_image_id"])
-        if source is not None and len(chosen) < n:
-            synthetic = np.asarray(Image.open(io.BytesIO(row["image"]["bytes"])).convert("L"))
-            chosen.append((read_gray(manifest.image_path(source)), synthetic))
-    pairs = {task: chosen for task, chosen in pairs.items() if chosen}
+    for task, config in TASK_CONFIG.items():
+        chosen: list[tuple[np.ndarray, np.ndarray]] = []
+        for row in folder.iter_rows(["source_image_id", "image"], configs=(config,)):
+            source = by_id.get(row["source_image_id"])
+            if source is not None:
+                synthetic = np.asarray(Image.open(io.BytesIO(row["image"]["bytes"])).convert("L"))
+                chosen.append((read_gray(manifest.image_path(source)), synthetic))
+            if len(chosen) == n:
+                break  # the first row group of each config, not the whole release
+        if chosen:
+            pairs[task] = chosen
     if not pairs:
         return None  # e.g. the seed's zips: no source images recorded
     fig, axes = plt.subplots(2 * len(pairs), n, figsize=(2 * n, 4.2 * len(pairs)), squeeze=False)

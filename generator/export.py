@@ -19,13 +19,14 @@ from pathlib import Path
 
 from cxr_dataset import __version__
 from cxr_dataset.checksums import write_checksums
-from cxr_dataset.errors import CheckpointError
+from cxr_dataset.errors import CheckpointError, OwnershipError
 from cxr_dataset.fileio import atomic_open, atomic_write_text, sha256_file
 from cxr_dataset.ownership import MARKER_NAME, claim_output
-from cxr_dataset.schema import CARD_NAME, TASK_CONFIG, TASK_SOURCE_CLASS, TASKS
+from cxr_dataset.schema import CARD_NAME, CHECKSUMS_NAME, TASK_CONFIG, TASK_SOURCE_CLASS
 from generator.checkpoint import EXPORT_FORMAT, EXPORT_JSON, EXPORT_TENSORS, load_checkpoint
 
 HF_PREFIX = "hf://"
+EXPORT_FILES = frozenset({EXPORT_JSON, EXPORT_TENSORS, CARD_NAME, "samples.png", CHECKSUMS_NAME, MARKER_NAME})
 GENERATOR_PREFIXES = ("nets.G_A.", "nets.G_B.")
 
 
@@ -44,6 +45,9 @@ def export_generators(checkpoint: Path, out: Path) -> ExportResult:
     if ckpt.meta.get("format") == EXPORT_FORMAT:
         raise CheckpointError(f"{checkpoint}: already an exported model; export a run folder or checkpoint")
     out = claim_output(Path(out), "export", inputs=[Path(checkpoint)])
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in EXPORT_FILES)
+    if foreign:  # SHA256SUMS lists the whole folder, and push uploads what it lists
+        raise OwnershipError(f"{out}: holds files an export does not write ({foreign[:3]}); name a new folder")
     every = ckpt.tensors()
     tensors = {k: v.contiguous() for k, v in every.items() if k.startswith(GENERATOR_PREFIXES)}
     if not tensors:
@@ -79,7 +83,7 @@ def model_card(meta: dict, *, has_samples: bool) -> str:
     model = cfg["model"]
     arch = f"ResNet generator, {model['n_blocks']} blocks" if model["generator"] == "resnet" else "U-Net generator"
     source = TASK_SOURCE_CLASS[task]
-    name = {"normal2covid": "G_NC", "pneumonia2covid": "G_PC"}[task] if task in TASKS else task
+    name = TASK_CONFIG.get(task, task).upper()  # G_NC, G_PC: the paper's names
     lines = [
         "---",
         "license: mit",

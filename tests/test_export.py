@@ -95,6 +95,12 @@ def test_export_refuses_a_foreign_folder_and_an_export(run, tmp_path):
     export = export_generators(run, tmp_path / "export").root
     with pytest.raises(CheckpointError, match="already an exported model"):
         export_generators(export, tmp_path / "again")
+    (export / "notes.txt").write_text("mine")  # an earlier export with a user's file in it: not re-exported over,
+    with pytest.raises(OwnershipError, match=r"holds files an export does not write \(\['notes.txt'\]\)"):
+        export_generators(run, export)  # since SHA256SUMS (and so push) would take it in
+    assert (export / "notes.txt").read_text() == "mine" and "notes.txt" not in (export / "SHA256SUMS").read_text()
+    (export / "notes.txt").unlink()
+    assert export_generators(run, export).files == 4  # an export of its own is replaced in place
 
 
 def test_cli_export(run, tmp_path):
