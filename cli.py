@@ -123,6 +123,14 @@ def _floats(value: str, option: str) -> list[float]:
         raise typer.BadParameter(f"expected comma-separated numbers, got {value!r}", param_hint=option) from None
 
 
+def _counts(value: str, option: str) -> dict[str, int]:
+    """'covid=30,pneumonia=50' → {'covid': 30, 'pneumonia': 50}."""
+    try:
+        return {k.strip(): int(n) for k, n in (item.split("=") for item in _items(value))}
+    except ValueError:
+        raise typer.BadParameter(f"expected CLASS=N,..., got {value!r}", param_hint=option) from None
+
+
 def _table(title: str, rows: list[tuple], columns: tuple[str, ...]) -> Table:
     table = Table(title=title, title_justify="left")
     for c in columns:
@@ -156,6 +164,10 @@ def prepare(
     label_column: Annotated[
         str, typer.Option(help="imagefolder sources: the metadata column with the class.")
     ] = "label",
+    limit_train: Annotated[
+        str,
+        typer.Option(help="CLASS=N,...: keep a seeded N training images of CLASS (rehearses imbalance)."),
+    ] = "",
     workers: Annotated[
         int | None, typer.Option(help="Worker processes (1 = in this process; default: one per core, up to 4).")
     ] = None,
@@ -178,6 +190,7 @@ def prepare(
             covid_collection_classes=_items(covid_classes),
             rsna_normal=rsna_normal,
             imagefolder_label=label_column,
+            train_limits=_counts(limit_train, "--limit-train"),
             strict=strict,
             workers=workers or min(4, os.cpu_count() or 1),
             skip_bad=skip_bad,

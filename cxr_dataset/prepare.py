@@ -22,7 +22,14 @@ from cxr_dataset.schema import MANIFEST_NAME
 from cxr_dataset.sources import Source, SourceImage, SourceOptions, open_source, source_path
 from cxr_dataset.sources.base import DEFAULT_VIEWS
 from cxr_dataset.sources.files import confined
-from cxr_dataset.splits import DEFAULT_FRACTIONS, SPLIT_MODES, check_split_fractions, paper_splits, patient_splits
+from cxr_dataset.splits import (
+    DEFAULT_FRACTIONS,
+    SPLIT_MODES,
+    check_split_fractions,
+    limit_training,
+    paper_splits,
+    patient_splits,
+)
 from cxr_dataset.workers import process_pool
 
 REJECTS_NAME = "rejects.csv"
@@ -49,6 +56,7 @@ def prepare(
     covid_collection_classes: tuple[str, ...] = ("covid",),
     rsna_normal: str = "target0",
     imagefolder_label: str = "label",
+    train_limits: dict[str, int] | None = None,
     strict: bool = False,
     workers: int = 2,
     skip_bad: bool = False,
@@ -57,9 +65,10 @@ def prepare(
     """Prepare `sources` (``KIND=PATH`` strings) into `out`.
 
     Rejected images are listed in `out/rejects.csv`; unless `skip_bad`, any reject raises `SourceError`
-    after the report is written, and no manifest is written. A re-run reuses every image already prepared
-    from an unchanged source file with the same settings (`out/.prepare-cache.jsonl`), so an interrupted
-    run finishes where it stopped.
+    after the report is written, and no manifest is written. `train_limits` (class → images) keeps a seeded
+    subset of a class's training images and leaves the rest out, e.g. {"covid": 30} to rehearse imbalance.
+    A re-run reuses every image already prepared from an unchanged source file with the same settings
+    (`out/.prepare-cache.jsonl`), so an interrupted run finishes where it stopped.
 
     Example:
         >>> prepare(["phantom=30"], Path("prepared"), size=64)  # doctest: +SKIP
@@ -93,6 +102,9 @@ def prepare(
         raise SourceError(f"sources {sources}: image ids occur twice, e.g. {duplicates[:3]}")
 
     splits = _assign_splits(opened, jobs, split, seed, fractions)
+    if train_limits:
+        left_out = limit_training([rec for _, rec in jobs], splits, train_limits, seed=seed)
+        jobs = [(src, rec) for src, rec in jobs if rec.id not in left_out]
     settings = f"{size}:{resize}"
     cache = _read_cache(out / CACHE_NAME)
     rows, rejects = [], []
@@ -126,6 +138,7 @@ def prepare(
         "size": size,
         "resize": resize,
         "fractions": fractions,
+        "train_limits": dict(train_limits or {}),
         "options": dataclasses.asdict(options),
     }
     path = write_manifest(rows, out, meta)

@@ -66,6 +66,26 @@ def paper_splits(records: Sequence[SourceImage]) -> dict[str, str]:
     return out
 
 
+def limit_training(
+    records: Sequence[SourceImage], splits: dict[str, str], limits: dict[str, int], *, seed: int
+) -> set[str]:
+    """Ids to leave out so that each class in `limits` keeps at most that many training images (seeded).
+
+    Rehearses class imbalance on a balanced sample: the held-out splits stay whole, and every later stage
+    (generators, classifiers) sees the same few training images of the class.
+    """
+    unknown = sorted(set(limits) - {r.label for r in records})
+    if unknown or any(n < 1 for n in limits.values()):
+        raise ConfigError(f"training limits must name classes of the sources with counts >= 1, got {limits}")
+    rng = np.random.default_rng([seed, 1])  # apart from the split's stream
+    dropped: set[str] = set()
+    for label in sorted(limits):
+        train = sorted(r.id for r in records if r.label == label and splits[r.id] == "train")
+        if len(train) > limits[label]:
+            dropped.update(train[i] for i in rng.permutation(len(train))[limits[label] :])
+    return dropped
+
+
 def _share(n: int, fraction: float) -> int:
     """Patients for a held-out split: rounded, but at least one when there are enough to go round."""
     if fraction <= 0:

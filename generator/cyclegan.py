@@ -36,7 +36,7 @@ class ImagePool:
 
     def query(self, fakes: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
         if self.size == 0:
-            return fakes
+            return fakes.detach()  # D's loss must not reach back into G's graph, already freed by G's step
         out = []
         for img in fakes.detach():
             img = img.unsqueeze(0)

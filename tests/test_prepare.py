@@ -144,3 +144,15 @@ def test_prepare_rejects_a_dicom_without_pixels_and_keeps_the_good_one(tmp_path)
     result = prepare([f"folder={tmp_path / 'src'}"], tmp_path / "out", size=32, workers=1, skip_bad=True)
     assert sum(result.counts.values()) == 1
     assert [r["reason"].split(": ", 1)[1] for r in result.rejects] == ["DICOM without pixel data"]
+
+
+def test_prepare_limit_train_leaves_out_training_images_of_one_class_and_records_it(tmp_path):
+    from cxr_dataset.manifest import read_manifest
+
+    whole = prepare(["phantom=normal:30,covid:30"], tmp_path / "a", size=64, workers=1)
+    capped = prepare(["phantom=normal:30,covid:30"], tmp_path / "b", size=64, workers=1, train_limits={"covid": 4})
+    assert capped.counts[("covid", "train")] == 4 < whole.counts[("covid", "train")]
+    assert {k: v for k, v in capped.counts.items() if k != ("covid", "train")} == {
+        k: v for k, v in whole.counts.items() if k != ("covid", "train")
+    }
+    assert read_manifest(tmp_path / "b").meta["train_limits"] == {"covid": 4}

@@ -46,3 +46,22 @@ def test_splits_paper_mode_takes_the_first_80_percent_of_each_class_in_order():
     normals = [splits[r.id] for r in records if r.label == "normal"]
     assert normals == ["train"] * 8 + ["test"] * 2
     assert [splits[r.id] for r in records if r.label == "covid"] == ["train"] * 4 + ["test"]
+
+
+def test_limit_training_keeps_a_seeded_subset_of_one_class_and_leaves_held_out_splits_whole():
+    from cxr_dataset.splits import limit_training
+
+    records = _records("normal:40,covid:40")
+    splits = patient_splits(records, seed=0)
+    dropped = limit_training(records, splits, {"covid": 5}, seed=0)
+    kept_train = [r.id for r in records if r.label == "covid" and splits[r.id] == "train" and r.id not in dropped]
+    assert len(kept_train) == 5
+    assert len(dropped) == sum(r.label == "covid" and splits[r.id] == "train" for r in records) - 5
+    assert all(splits[r.id] == "train" and r.label == "covid" for r in records if r.id in dropped)
+    assert (
+        dropped
+        == limit_training(records, splits, {"covid": 5}, seed=0)
+        != limit_training(records, splits, {"covid": 5}, seed=1)
+    )
+    with pytest.raises(ConfigError, match="training limits"):
+        limit_training(records, splits, {"pneumonia": 5}, seed=0)

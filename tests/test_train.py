@@ -179,3 +179,10 @@ def test_resume_that_changes_the_rate_of_trained_epochs_warns(prepared, tmp_path
     train(prepared, "normal2covid", tmp_path, tiny_config(epochs=1, epochs_decay=1))
     with pytest.warns(UserWarning, match="another learning rate"):
         train(prepared, "normal2covid", tmp_path, tiny_config(epochs=1, epochs_decay=3), resume=True)
+
+
+def test_train_without_an_image_pool_as_the_paper_preset_does(prepared, tmp_path):
+    """pool_size 0 hands D this step's fakes; they must come detached, or D's backward reaches G's freed graph."""
+    cfg = dataclasses.replace(tiny_config(), pool_size=0, epochs=1)
+    result = train(prepared, "normal2covid", tmp_path, cfg)
+    assert result.steps > 0 and all(torch.isfinite(torch.tensor(v)) for v in result.last_losses.values())
