@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install torch==2.14.1 torchvision==0.29.1 -e '.[test]'
+	$(VENV)/bin/pip install torch==2.14.1 torchvision==0.29.1 -e '.[test,validation]'
 	touch $(STAMP)
 
 demo: $(STAMP)

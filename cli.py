@@ -347,7 +347,7 @@ def validate(
     ] = False,
 ) -> None:
     """Check integrity (counts, decoding, checksums) and, with --real, class skew, leakage and duplicates."""
-    from cxr_dataset.validation import validate_release
+    from validation_tools.validate import validate_release
 
     with _run() as progress:
         report = validate_release(
@@ -369,7 +369,7 @@ def verify(
     release: Annotated[Path, typer.Argument(help="A release folder written by `cxrds build`.")],
 ) -> None:
     """Re-check SHA256SUMS, the counts the card declares, and that every image decodes; exit 1 on any failure."""
-    from cxr_dataset.validation import verify_release
+    from cxr_dataset.verify import verify_release
 
     with _run() as progress:
         report = verify_release(release, progress=progress)
@@ -415,44 +415,66 @@ def push(
 
 
 @app.command()
-def benchmark(
+def baselines(
     release: Annotated[Path, typer.Option(help="A release folder (the synthetic positives).")],
-    real: Annotated[Path, typer.Option(help="The prepared real data: train, validation and test splits.")],
-    out: Annotated[Path, typer.Option(help="Writes OUT/metrics.csv, metrics.json and table.md.")],
+    real: Annotated[Path, typer.Option(help="The prepared real data it was made from.")],
+    out: Annotated[
+        Path, typer.Option(help="Writes OUT/table.md, metrics.csv, comparisons.csv, metrics.json, models/.")
+    ],
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="leak-free (validation split, or one carved from train by patient) or seed (the seed's "
+            "notebooks: the test set early-stops; optimistic)."
+        ),
+    ] = "leak-free",
     models: Annotated[
-        str, typer.Option(help="Comma-separated: small-cnn, vgg16, resnet50, densenet121.")
-    ] = "small-cnn",
+        str | None, typer.Option(help="Comma-separated: small-cnn, vgg16, resnet50, densenet121 (default: protocol's).")
+    ] = None,
     comparisons: Annotated[
         str, typer.Option(help="Comma-separated: 'normal vs covid', 'pneumonia vs covid'.")
     ] = "normal vs covid,pneumonia vs covid",
-    size: Annotated[int, typer.Option(help="Image size for the classifiers.")] = 64,
-    epochs: Annotated[int, typer.Option(help="At most this many epochs (early stopping on validation).")] = 20,
-    seeds: Annotated[str, typer.Option(help="Comma-separated seeds; one run each.")] = "0",
-    pretrained: Annotated[bool, typer.Option(help="ImageNet weights for torchvision models (downloads).")] = False,
+    size: Annotated[int | None, typer.Option(help="Image size for the classifiers (leak-free 64, seed 256).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="At most this many epochs (leak-free 20, seed 200).")] = None,
+    seeds: Annotated[str, typer.Option(help="Comma-separated classifier seeds; tables give mean ± SD.")] = "0,1,2",
+    pretrained: Annotated[
+        bool | None, typer.Option(help="ImageNet weights for torchvision models (downloads; seed: on).")
+    ] = None,
+    controls: Annotated[bool, typer.Option(help="Also train the oversampling and class-weight controls.")] = True,
+    accept_unknown_provenance: Annotated[
+        bool, typer.Option(help="Train on synthetic images that name no source patient (cannot be leak-checked).")
+    ] = False,
     workers: Annotated[int, typer.Option(help="Processes decoding images (0: one per core, up to 8).")] = 0,
 ) -> None:
-    """Train baseline classifiers on each regime (real, + G_NC, + both, synthetic only); score on real test images."""
-    from cxr_dataset.baselines import BenchmarkConfig, run_benchmark
+    """Train baseline classifiers per regime (real, + G, + both, synthetic only, oversampled, class-weighted);
+    score on real test images, with paired comparisons."""
+    from validation_tools.baselines import BaselinesConfig, run_baselines
 
     with _run() as progress:
-        cfg = BenchmarkConfig(
-            models=_items(models),
+        cfg = BaselinesConfig.for_protocol(
+            protocol,
+            models=_items(models) if models else None,
             comparisons=_items(comparisons),
             size=size,
             epochs=epochs,
             pretrained=pretrained,
             seeds=tuple(int(s) for s in _items(seeds)),
+            controls=controls,
+            accept_unknown_provenance=accept_unknown_provenance,
             workers=workers,
         )
-        run_benchmark(release, real, out, cfg, progress=progress)
+        run_baselines(release, real, out, cfg, progress=progress)
     console.print((out / "table.md").read_text())
+
+
+app.command("benchmark", hidden=True, deprecated=True, help="Renamed: `cxrds baselines`.")(baselines)
 
 
 @app.command()
 def report(
-    benchmark: Annotated[Path, typer.Option(help="The output folder of `cxrds benchmark`.")],
-    release: Annotated[Path, typer.Option(help="The release the benchmark used.")],
-    real: Annotated[Path, typer.Option(help="The prepared real data the benchmark used.")],
+    baselines: Annotated[Path, typer.Option(help="The output folder of `cxrds baselines`.")],
+    release: Annotated[Path, typer.Option(help="The release the baselines used.")],
+    real: Annotated[Path, typer.Option(help="The prepared real data the baselines used.")],
     out: Annotated[Path, typer.Option(help="Writes OUT/report.md and its PNG figures.")],
     inception_weights: Annotated[
         Path | None,
@@ -460,24 +482,24 @@ def report(
     ] = None,
 ) -> None:
     """Write report.md with the metrics tables and figures (class balance, ROC curves, real vs synthetic)."""
-    from cxr_dataset.report import write_report
+    from validation_tools.report import write_report
 
     with _run() as progress:
-        result = write_report(benchmark, release, real, out, inception=inception_weights, progress=progress)
+        result = write_report(baselines, release, real, out, inception=inception_weights, progress=progress)
     console.print(f"report: {result.path} ({', '.join(p.name for p in result.figures)})")
 
 
 @app.command()
 def demo(
     out: Annotated[
-        Path, typer.Option(help="Everything goes here: prepared/, runs/, synthetic/, release/, benchmark/, report/.")
+        Path, typer.Option(help="Everything goes here: prepared/, runs/, synthetic/, release/, baselines/, report/.")
     ] = Path("cxrds-demo"),
     size: Annotated[int, typer.Option(help="Image size of the whole demo.")] = 64,
     epochs: Annotated[int | None, typer.Option(help="Training epochs per task (default: the tiny preset's).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of data, split and training.")] = 0,
     phantom: Annotated[str, typer.Option(help="Phantom images per class.")] = DEMO_SPEC,
 ) -> None:
-    """Run prepare → train → translate → build → validate → benchmark → report → load on phantom data, on CPU."""
+    """Run prepare → train → translate → build → validate → baselines → report → load on phantom data, on CPU."""
     from pipeline import run_demo
 
     with _run() as progress:
@@ -493,7 +515,7 @@ def demo(
     ]
     console.print(_table("Trained", rows, ("task", "steps", "cycle_A first", "cycle_A last", "img/s")))
     _print_report(result.validation)
-    console.print((out / "benchmark" / "table.md").read_text())
+    console.print((out / "baselines" / "table.md").read_text())
     console.print(f"report: {result.report}")
     console.print(f"load_dataset: {result.hf_rows} rows; webdataset: {result.wds_samples} samples")
     console.print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result.stage_seconds.items()))

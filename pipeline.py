@@ -10,18 +10,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from builders.release import BuildResult, build_release
-from cxr_dataset.baselines import BenchmarkConfig, run_benchmark
 from cxr_dataset.loading import load_release, wds_release
 from cxr_dataset.ownership import claim_output, remove_owned
 from cxr_dataset.prepare import PrepareResult, prepare
 from cxr_dataset.progress import ProgressFn, no_progress
-from cxr_dataset.report import write_report
 from cxr_dataset.schema import TASKS
 from cxr_dataset.sources.phantom import DEMO_SPEC
-from cxr_dataset.validation import ValidationReport, validate_release
+from cxr_dataset.verify import ValidationReport
 from generator.config import Preset, load_preset
 from generator.train import TrainResult, train
 from generator.translate import TranslateResult, translate
+from validation_tools.baselines import BaselinesConfig, run_baselines
+from validation_tools.report import write_report
+from validation_tools.validate import validate_release
 
 RELEASE_NAME = "covid-synthetic-cxr"
 
@@ -36,7 +37,7 @@ class DemoResult:
     built: BuildResult | None = None
     validation: ValidationReport | None = None
     hf_rows: int = 0
-    benchmark: list[dict] = field(default_factory=list)
+    baselines: list[dict] = field(default_factory=list)
     report: Path | None = None
     wds_samples: int = 0
     stage_seconds: dict[str, float] = field(default_factory=dict)
@@ -52,7 +53,7 @@ def run_demo(
     workers: int = 2,
     progress: ProgressFn = no_progress,
 ) -> DemoResult:
-    """prepare → train (both tasks) → translate → build → validate → benchmark → report → load, under `out`."""
+    """prepare → train (both tasks) → translate → build → validate → baselines → report → load, under `out`."""
     out = claim_output(out, "demo")  # the demo owns this folder and starts each stage's folder afresh
     clock = time.perf_counter()
     seconds: dict[str, float] = {}
@@ -85,15 +86,15 @@ def run_demo(
     lap("build")
     result.validation = validate_release(result.release, real=prepared, progress=progress)
     lap("validate")
-    result.benchmark = run_benchmark(
+    result.baselines = run_baselines(
         result.release,
         prepared,
-        out / "benchmark",
-        BenchmarkConfig(epochs=5, bootstrap=200, seeds=(seed,)),
+        out / "baselines",
+        BaselinesConfig(epochs=5, bootstrap=200, seeds=(seed,)),
         progress=progress,
     )
-    result.report = write_report(out / "benchmark", result.release, prepared, out / "report", progress=progress).path
-    lap("benchmark + report")
+    result.report = write_report(out / "baselines", result.release, prepared, out / "report", progress=progress).path
+    lap("baselines + report")
     result.hf_rows = load_release(result.release)["train"].num_rows
     result.wds_samples = sum(1 for _ in wds_release(result.release))
     lap("load")

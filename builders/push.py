@@ -21,7 +21,7 @@ from cxr_dataset.errors import ReleaseError
 from cxr_dataset.fileio import sha256_file
 from cxr_dataset.release_folder import read_release
 from cxr_dataset.schema import CHECKSUMS_NAME, MODEL_JSON_NAME
-from cxr_dataset.validation import verify_release
+from cxr_dataset.verify import verify_release
 
 KEEP_ON_HUB = frozenset({".gitattributes"})  # made by the Hub with the repository; never ours to delete
 _TAG = re.compile(r"v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)")

@@ -26,7 +26,7 @@ SIGNATURES: dict[str, tuple[str, ...]] = {
     "synthetic": ("provenance.parquet",),
     "release": ("README.md", "SHA256SUMS"),
     "export": ("model.json", "SHA256SUMS"),
-    "benchmark": ("metrics.json",),
+    "baselines": ("metrics.json",),
     "report": ("report.md",),
     "demo": ("prepared/manifest.parquet",),
     "staging": (),  # a build's scratch folder beside its release

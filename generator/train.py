@@ -106,7 +106,7 @@ def train(
     if task not in TASK_SOURCE_CLASS:
         raise ConfigError(f"task must be one of {list(TASK_SOURCE_CLASS)}, got {task!r}")
     if cfg.model.channels != 1:
-        raise ConfigError("training reads grayscale X-rays; model.channels = 3 is only for benchmarks")
+        raise ConfigError("training reads grayscale X-rays; model.channels = 3 is only for the speed benchmarks")
     check_input_size(cfg.model, cfg.crop_size)
     ddp = distributed.setup()
     device = ddp.device

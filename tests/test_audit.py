@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxr_dataset.audit import dhash, near_duplicate_pairs
-from cxr_dataset.balance import skew_table
+from cxr_dataset.errors import ConfigError
 from cxr_dataset.fileio import sha256_file
 from cxr_dataset.loading import load_release
 from cxr_dataset.manifest import read_manifest, write_manifest
 from cxr_dataset.sources.phantom import render_phantom
-from cxr_dataset.validation import validate_release
+from validation_tools.audit import dhash, near_duplicate_pairs
+from validation_tools.balance import skew_table
+from validation_tools.validate import validate_release
 
 AUDITS = (
     "leakage: synthetic from held-out patients",
@@ -120,3 +121,20 @@ def test_audit_synthetic_images_without_a_source_patient_fail_unless_accepted(pr
     accepted = validate_release(release, real=prepared, accept_unknown_provenance=True)
     check = next(c for c in accepted.checks if c.name == "leakage: synthetic of unknown source")
     assert check.ok and "NOT checked" in check.detail
+
+
+def test_baselines_refuse_synthetic_images_without_a_source_patient_unless_accepted(prepared, tmp_path):
+    from builders.release import build_release_from_zips
+    from cxr_dataset.sources.release import ReleaseWarning
+    from tests.test_sources_release import make_release
+    from validation_tools.baselines import synthetic_images
+
+    zips = make_release(tmp_path / "zips", n_nc=5, n_pc=3)
+    release = tmp_path / "rel" / "covid-synthetic-cxr"
+    with pytest.warns(ReleaseWarning):
+        build_release_from_zips([zips / "G_NC.zip", zips / "G_PC.zip"], release)
+    with pytest.raises(ConfigError, match="8 synthetic images name no source patient.*--accept-unknown-provenance"):
+        synthetic_images(release, {}, 32)
+    images, counts = synthetic_images(release, {}, 32, accept_unknown=True)
+    assert counts == {"kept": 8, "dropped_held_out": 0, "unknown_source_kept": 8}
+    assert {k: len(v) for k, v in images.items()} == {"g_nc": 5, "g_pc": 3}

@@ -1,13 +1,14 @@
+import csv
 import json
 import math
 
 import numpy as np
 import pytest
 
-from cxr_dataset.baselines import BenchmarkConfig, run_benchmark
 from cxr_dataset.errors import ConfigError
 from cxr_dataset.manifest import read_manifest
-from cxr_dataset.metrics import bootstrap_ci, point_metrics
+from validation_tools.baselines import BaselinesConfig, run_baselines
+from validation_tools.metrics import bootstrap_ci, point_metrics
 
 
 def test_metrics_at_a_known_confusion_matrix():
@@ -30,46 +31,132 @@ def test_metrics_bootstrap_interval_holds_the_estimate_and_is_seeded():
 
 
 @pytest.fixture(scope="module")
-def benchmarked(release, prepared, tmp_path_factory):
-    out = tmp_path_factory.mktemp("benchmark")
-    return out, run_benchmark(release, prepared, out, BenchmarkConfig(epochs=2, bootstrap=20))
+def baselines_run(release, prepared, tmp_path_factory):
+    out = tmp_path_factory.mktemp("baselines")
+    return out, run_baselines(release, prepared, out, BaselinesConfig(epochs=2, bootstrap=20, seeds=(0, 1)))
 
 
-def test_benchmark_runs_every_comparison_and_regime_on_real_test_images(benchmarked, prepared):
-    tmp_path, results = benchmarked
-    assert [(r["comparison"], r["regime"]) for r in results][:4] == [
-        ("normal vs covid", "real"),
-        ("normal vs covid", "real + G_NC"),
-        ("normal vs covid", "real + G_NC + G_PC"),
-        ("normal vs covid", "synthetic only"),
+def test_baselines_runs_every_comparison_regime_and_control_on_real_test_images(baselines_run, prepared):
+    tmp_path, results = baselines_run
+    assert [r["regime"] for r in results if r["comparison"] == "normal vs covid" and r["seed"] == 0] == [
+        "real",
+        "real + G_NC",
+        "real + G_NC + G_PC",
+        "synthetic only",
+        "real, oversampled",
+        "real, class-weighted",
     ]
     test = [r for r in read_manifest(prepared).rows() if r["split"] == "test"]
-    first = results[0]
+    by_regime = {r["regime"]: r for r in results if r["comparison"] == "normal vs covid" and r["seed"] == 0}
+    first = by_regime["real"]
     assert first["test_images"] == sum(r["label"] in ("normal", "covid") for r in test)
     assert first["tp"] + first["fn"] == sum(r["label"] == "covid" for r in test)
+    assert first["test_patients"] == len({r["patient_id"] for r in test if r["label"] in ("normal", "covid")})
     assert first["skew"] == math.floor(100 * first["train_negatives"] / first["train_positives"]) / 100
-    assert results[1]["train_positives"] > first["train_positives"]  # synthetic positives were added
+    assert by_regime["real + G_NC"]["train_positives"] > first["train_positives"]  # synthetic positives were added
+    # the control oversamples the real positives to the own generator's count; class weights keep them as they are
+    assert by_regime["real, oversampled"]["train_positives"] == by_regime["synthetic only"]["train_positives"]
+    assert by_regime["real, class-weighted"]["train_positives"] == first["train_positives"]
+    assert 0.0 <= first["threshold"] <= 1.0 and "sensitivity_at_threshold" in first
     saved = json.loads((tmp_path / "metrics.json").read_text())
-    assert len(saved["results"]) == len(results) == 8
-    assert "| small-cnn |" in (tmp_path / "table.md").read_text()
+    assert len(saved["results"]) == len(results) == 2 * 6 * 2
+    assert saved["validation"] == "the prepared validation split"
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    assert {"regime", "seed", "roc_auc", "average_precision", "sensitivity_at_threshold"} <= set(rows[0])
+    assert {"real, oversampled", "real, class-weighted"} <= {r["regime"] for r in rows}
 
 
-def test_benchmark_unknown_model_comparison_or_workers_is_refused():
+def test_baselines_table_gives_mean_and_sd_over_seeds_and_paired_differences(baselines_run):
+    tmp_path, results = baselines_run
+    table = (tmp_path / "table.md").read_text()
+    aucs = [r["roc_auc"] for r in results if (r["comparison"], r["regime"]) == ("normal vs covid", "real")]
+    assert f"{np.mean(aucs):.3f} ± {np.std(aucs, ddof=1):.3f}" in table
+    assert "Seeds: 0, 1" in table and "OPTIMISTIC" not in table
+    against = {(r["regime"], r["against"]) for r in csv.DictReader((tmp_path / "comparisons.csv").open())}
+    assert ("real + G_NC", "real") in against and ("real + G_NC", "real, oversampled") in against
+    assert ("real, oversampled", "real") in against and ("real", "real, oversampled") not in against
+    assert "| real + G_NC | real, oversampled |" in table
+
+
+def test_baselines_leak_free_protocol_carves_validation_from_a_paper_split(release, tmp_path):
+    """--split paper has no validation split: leak-free carves one from training patients, seeded and recorded."""
+    from cxr_dataset.prepare import prepare
+    from tests.conftest import PHANTOM, SIZE
+
+    paper = tmp_path / "paper"
+    prepare([PHANTOM], paper, size=SIZE, seed=0, split="paper", workers=1)
+    cfg = BaselinesConfig(comparisons=("normal vs covid",), epochs=1, bootstrap=5, controls=False)
+    results = run_baselines(release, paper, tmp_path / "out", cfg)
+    saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert saved["validation"].startswith("carved from the training split by patient")
+    assert saved["synthetic"]["dropped_held_out"] > 0  # the paper split holds out other patients
+    train_patients = {r["patient_id"] for r in read_manifest(paper).rows() if r["split"] == "train"}
+    assert results and results[0]["train_negatives"] < sum(
+        r["split"] == "train" and r["label"] == "normal" for r in read_manifest(paper).rows()
+    )
+    assert train_patients
+
+
+def test_baselines_seed_protocol_labels_every_table_optimistic(release, prepared, tmp_path):
+    cfg = BaselinesConfig.for_protocol(
+        "seed", models=("small-cnn",), size=64, epochs=1, pretrained=False, bootstrap=5, controls=False
+    )
+    assert (cfg.optimizer, cfg.batch_size) == ("adadelta", 16)
+    results = run_baselines(release, prepared, tmp_path, cfg)
+    assert (tmp_path / "table.md").read_text().startswith("**Protocol `seed`: OPTIMISTIC.**")
+    assert {r["protocol"] for r in results} == {"seed (optimistic)"}
+    assert "seed (optimistic)" in (tmp_path / "metrics.csv").read_text()
+    assert [r["regime"] for r in results if r["comparison"] == "pneumonia vs covid"][-1] == "synthetic only"
+
+
+def test_cluster_bootstrap_is_wider_than_the_image_bootstrap_on_clustered_data():
+    """Three images per patient that agree with each other: resampling images overstates what the test set
+    knows; resampling patients does not."""
+    rng = np.random.default_rng(0)
+    patients = 40
+    y_patient = rng.integers(0, 2, patients)
+    p_patient = np.clip(0.5 + (y_patient - 0.5) * 0.3 + rng.normal(0, 0.25, patients), 0, 1)
+    y, p = np.repeat(y_patient, 3), np.repeat(p_patient, 3) + rng.normal(0, 0.01, 3 * patients)
+    groups = np.repeat(np.arange(patients), 3)
+    by_image = bootstrap_ci(y, p, resamples=400, seed=0)
+    by_patient = bootstrap_ci(y, p, resamples=400, seed=0, groups=groups)
+    width = {k: (v[1] - v[0], by_patient[k][1] - by_patient[k][0]) for k, v in by_image.items()}
+    assert width["roc_auc"][1] > 1.4 * width["roc_auc"][0]
+    assert width["sensitivity"][1] > 1.4 * width["sensitivity"][0]
+
+
+def test_paired_deltas_see_a_real_difference_and_none_between_equal_runs():
+    from validation_tools.paired import Scored, mcnemar_p, paired_deltas
+
+    rng = np.random.default_rng(1)
+    y = np.r_[np.ones(40, int), np.zeros(60, int)]
+    good = [Scored(np.clip(y * 0.5 + rng.normal(0.25, 0.15, 100), 0, 1), 0.5) for _ in range(2)]
+    weak = [Scored(np.clip(y * 0.1 + rng.normal(0.4, 0.15, 100), 0, 1), 0.5) for _ in range(2)]
+    groups = np.arange(100)
+    better = paired_deltas(y, groups, good, weak, resamples=200)
+    assert better["delta_roc_auc_ci"][0] > 0 and better["delta_sensitivity"] > 0
+    assert all(p < 0.05 for p in better["mcnemar_p"])
+    same = paired_deltas(y, groups, good, good, resamples=50)
+    assert same["delta_roc_auc"] == same["delta_roc_auc_ci"][0] == same["delta_roc_auc_ci"][1] == 0
+    assert mcnemar_p(y, good[0], good[0]) == 1.0
+
+
+def test_baselines_unknown_model_comparison_or_workers_is_refused():
     with pytest.raises(ConfigError, match="models must be among"):
-        BenchmarkConfig(models=("alexnet",))
+        BaselinesConfig(models=("alexnet",))
     with pytest.raises(ConfigError, match="comparisons must be among"):
-        BenchmarkConfig(comparisons=("normal vs pneumonia",))
+        BaselinesConfig(comparisons=("normal vs pneumonia",))
     with pytest.raises(ConfigError, match=r"workers must be in 0\.\.\d+ on this machine"):
-        BenchmarkConfig(workers=-1)
+        BaselinesConfig(workers=-1)
 
 
 @pytest.fixture(scope="module")
-def report(benchmarked, release, prepared, inception_weights, tmp_path_factory):
+def report(baselines_run, release, prepared, inception_weights, tmp_path_factory):
     """One report for all report tests (each costs seconds): with Inception features, as users may ask."""
-    from cxr_dataset.report import write_report
+    from validation_tools.report import write_report
 
     out = tmp_path_factory.mktemp("report") / "report"
-    return write_report(benchmarked[0], release, prepared, out, inception=inception_weights)
+    return write_report(baselines_run[0], release, prepared, out, inception=inception_weights)
 
 
 @pytest.mark.slow
@@ -136,7 +223,7 @@ def test_report_html_is_self_contained_and_well_formed(report):
 
 
 def test_report_flags_a_domain_gap_border_heat_and_tiny_test_sets():
-    from cxr_dataset.report import _interval_flags, border_share, domain_gap, synthetic_neighbour_share
+    from validation_tools.report import _interval_flags, border_share, domain_gap, synthetic_neighbour_share
 
     rng = np.random.default_rng(0)
     real = {"real covid": rng.normal(0, 1, (200, 8)), "real normal": rng.normal(0.5, 1, (200, 8))}
@@ -155,7 +242,7 @@ def test_report_flags_a_domain_gap_border_heat_and_tiny_test_sets():
 
 
 def test_wilson_interval_keeps_its_width_at_the_ends():
-    from cxr_dataset.metrics import wilson_interval
+    from validation_tools.metrics import wilson_interval
 
     low, high = wilson_interval(0, 3)
     assert low == 0 and 0.56 < high < 0.57  # the textbook 0/3: 0–56 %
@@ -163,7 +250,7 @@ def test_wilson_interval_keeps_its_width_at_the_ends():
 
 
 def test_explain_fid_and_kid_grow_with_the_distance_between_feature_sets():
-    from cxr_dataset.explain import fid, kid
+    from validation_tools.explain import fid, kid
 
     rng = np.random.default_rng(0)
     a, b = rng.normal(0, 1, (300, 8)), rng.normal(0, 1, (300, 8))
@@ -194,7 +281,7 @@ def inception_weights(tmp_path_factory):
 def test_inception_features_from_user_weights(inception_weights):
     import torch
 
-    from cxr_dataset.explain import fid, inception_features, load_inception
+    from validation_tools.explain import fid, inception_features, load_inception
 
     net = load_inception(inception_weights)
     images = torch.randint(0, 256, (6, 1, 64, 64), dtype=torch.uint8)
@@ -204,16 +291,16 @@ def test_inception_features_from_user_weights(inception_weights):
     assert fid(features, features) == pytest.approx(0, abs=1e-3 * fid(features[:3], features[3:]))
 
 
-def test_inception_refuses_pickles_and_other_weights(inception_weights, benchmarked, tmp_path):
+def test_inception_refuses_pickles_and_other_weights(inception_weights, baselines_run, tmp_path):
     import torch
 
-    from cxr_dataset.explain import load_inception
+    from validation_tools.explain import load_inception
 
     pickled = tmp_path / "inception.pth"
     torch.save({"w": torch.zeros(2)}, pickled)
     with pytest.raises(ConfigError, match="inception.pth: not a readable safetensors file"):
         load_inception(pickled)
-    other = next((benchmarked[0] / "models").glob("*.safetensors"))
+    other = next((baselines_run[0] / "models").glob("*.safetensors"))
     with pytest.raises(ConfigError, match="not torchvision Inception-v3 weights"):
         load_inception(other)
 

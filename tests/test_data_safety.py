@@ -20,7 +20,7 @@ from cxr_dataset.checksums import write_checksums
 from cxr_dataset.errors import CheckpointError, OwnershipError, SchemaError
 from cxr_dataset.fileio import sha256_file
 from cxr_dataset.prepare import prepare
-from cxr_dataset.validation import verify_release
+from cxr_dataset.verify import verify_release
 from generator.checkpoint import load_checkpoint
 from generator.train import train
 from generator.translate import translate

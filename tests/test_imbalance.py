@@ -1,7 +1,7 @@
 """The dataset's reason to exist, shown on phantom data: at 1:50, synthetic positives raise COVID-19 sensitivity.
 
 Everything runs for real: phantom → prepare → CycleGAN (tiny preset) trained on the imbalanced real training
-split → translate → build → benchmark. Only the direction is asserted, for one fixed seed. The phantom's
+split → translate → build → baselines. Only the direction is asserted, for one fixed seed. The phantom's
 findings are at 0.6 strength: at full strength six positives teach the classifier nearly everything.
 Measured when this test was written (classifier seeds 0-3, same data and generator): real-only sensitivity
 0.44 / 0.78 / 0.39 / 0.83, with synthetic positives 0.83 / 0.83 / 0.94 / 0.67. With the generator trained
@@ -16,12 +16,12 @@ import json
 import pytest
 
 from builders.release import build_release
-from cxr_dataset.baselines import BenchmarkConfig, run_benchmark
 from cxr_dataset.manifest import read_manifest, write_manifest
 from cxr_dataset.prepare import prepare
 from generator.config import load_preset
 from generator.train import train
 from generator.translate import translate
+from validation_tools.baselines import BaselinesConfig, run_baselines
 
 NEGATIVES_PER_POSITIVE = 50
 
@@ -62,8 +62,8 @@ def test_synthetic_positives_raise_sensitivity_of_a_classifier_trained_at_1_to_5
     release = tmp_path / "release" / "covid-synthetic-cxr"
     build_release([tmp_path / "synthetic"], release)
 
-    bench = BenchmarkConfig(comparisons=("normal vs covid",), epochs=10, seeds=(0,), bootstrap=10)
-    results = {r["regime"]: r for r in run_benchmark(release, prepared, tmp_path / "benchmark", bench)}
+    bench = BaselinesConfig(comparisons=("normal vs covid",), epochs=10, seeds=(0,), bootstrap=10)
+    results = {r["regime"]: r for r in run_baselines(release, prepared, tmp_path / "baselines", bench)}
     real, boosted = results["real"], results["real + G_NC"]
     assert (real["train_negatives"], real["train_positives"], boosted["train_positives"]) == (300, 6, 306)
     assert real["sensitivity"] < 1  # the real-only classifier misses some COVID-19 ...

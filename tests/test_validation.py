@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from cxr_dataset.errors import ReleaseError
-from cxr_dataset.validation import validate_release
+from validation_tools.validate import validate_release
 
 
 @pytest.fixture

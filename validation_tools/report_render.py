@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cxr_dataset.metrics import METRIC_NAMES, wilson_interval
+from validation_tools.metrics import METRIC_NAMES, wilson_interval
 
 HEADLINE = (("sensitivity", "SEN"), ("specificity", "SPE"), ("roc_auc", "AUC"))  # SEN, SPE with Wilson intervals
 
@@ -30,7 +30,7 @@ class Figure:
 class ReportContent:
     header: list[tuple[str, str]]  # (what, value): release, generators, real data, code, device
     notes: list[str]  # read-before-anything remarks (e.g. what the real data can and cannot show)
-    results: list[dict[str, Any]]  # `cxrds benchmark` rows
+    results: list[dict[str, Any]]  # `cxrds baselines` rows
     seed_table: str  # the seed's layout, markdown
     quality: list[dict[str, Any]]
     figures: list[Figure]
@@ -53,7 +53,7 @@ GUIDES = {
 
 
 def to_markdown(content: ReportContent) -> str:
-    lines = ["# cxrds benchmark report", ""]
+    lines = ["# cxrds evaluation report", ""]
     lines += [f"- **{what}**: {value}" for what, value in content.header]
     lines += [""] + [f"> {note}" for note in content.notes] + ([""] if content.notes else [])
     lines += [f"> **Warning.** {flag}" for flag in content.flags] + ([""] if content.flags else [])
@@ -81,12 +81,12 @@ def to_html(content: ReportContent) -> str:
         "<head>",
         '<meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        "<title>cxrds benchmark report</title>",
+        "<title>cxrds evaluation report</title>",
         f"<style>{_CSS}</style>",
         "</head>",
         "<body>",
         "<main>",
-        "<h1>cxrds benchmark report</h1>",
+        "<h1>cxrds evaluation report</h1>",
         "<dl>" + "".join(f"<dt>{e(w)}</dt><dd>{e(v)}</dd>" for w, v in content.header) + "</dl>",
     ]
     parts += [f'<p class="note">{e(note)}</p>' for note in content.notes]

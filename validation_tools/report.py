@@ -5,7 +5,7 @@ AUC with CIs), every metric, synthetic-image quality (`explain`), and figures wi
 and plain-language warnings where they show a known failure: class balance, ROC curves, source → synthetic
 pairs per generator, real beside synthetic images, Grad-CAM (heat at the borders), a UMAP (synthetic points
 apart from every real group), and tiny test sets whose intervals span most of the range.
-Everything is read from `cxrds benchmark`'s outputs, the release and the prepared real data; nothing is typed in.
+Everything is read from `cxrds baselines`'s outputs, the release and the prepared real data; nothing is typed in.
 """
 
 from __future__ import annotations
@@ -18,18 +18,18 @@ from typing import Any
 
 import numpy as np
 
-from cxr_dataset.balance import comparison_title
-from cxr_dataset.baselines import METRICS_NAME, PREDICTIONS_NAME, seed_layout_table
 from cxr_dataset.errors import ReleaseError
 from cxr_dataset.fileio import atomic_write_text
 from cxr_dataset.imaging import read_gray, read_gray_batch
 from cxr_dataset.manifest import read_manifest
-from cxr_dataset.metrics import wilson_interval
 from cxr_dataset.ownership import claim_output
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.release_folder import TASK_CONFIGS, read_release
-from cxr_dataset.report_render import Figure, ReportContent, to_html, to_markdown
 from cxr_dataset.schema import TASK_CONFIG, TASKS
+from validation_tools.balance import comparison_title
+from validation_tools.baselines import METRICS_NAME, PREDICTIONS_NAME, seed_layout_table
+from validation_tools.metrics import wilson_interval
+from validation_tools.report_render import Figure, ReportContent, to_html, to_markdown
 
 FIGURES = ("balance.png", "roc.png", "pairs.png", "samples.png", "cam.png", "umap.png")
 WIDE_INTERVAL = 0.5  # a sensitivity CI wider than this is a warning: the test set cannot tell regimes apart
@@ -45,7 +45,7 @@ class ReportResult:
 
 
 def write_report(
-    benchmark: Path,
+    baselines: Path,
     release: Path,
     real: Path,
     out: Path,
@@ -59,15 +59,15 @@ def write_report(
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
-    metrics_path, predictions_path = Path(benchmark) / METRICS_NAME, Path(benchmark) / PREDICTIONS_NAME
+    metrics_path, predictions_path = Path(baselines) / METRICS_NAME, Path(baselines) / PREDICTIONS_NAME
     if not metrics_path.is_file() or not predictions_path.is_file():
         raise ReleaseError(
-            f"{benchmark}: no {METRICS_NAME}/{PREDICTIONS_NAME}; run `cxrds benchmark --out {benchmark}`"
+            f"{baselines}: no {METRICS_NAME}/{PREDICTIONS_NAME}; run `cxrds baselines --out {baselines}`"
         )
     bench = json.loads(metrics_path.read_text())
     results = bench["results"]
     predictions = json.loads(predictions_path.read_text())
-    out = claim_output(out, "report", inputs=[benchmark, release, real])
+    out = claim_output(out, "report", inputs=[baselines, release, real])
     release, real = Path(release), Path(real)
     progress("report", 0, 5, "class balance, ROC curves")
     figures = [_balance_figure(results, out / "balance.png"), _roc_figure(predictions, out / "roc.png")]
@@ -75,7 +75,7 @@ def write_report(
     figures += [_pairs_figure(release, real, out / "pairs.png", samples)]
     figures += [_sample_grid(release, real, out / "samples.png", samples)]
     progress("report", 2, 5, "FID/KID, UMAP, Grad-CAM")
-    quality, more = _quality_and_cams(Path(benchmark), release, real, out / "cam.png", results, inception)
+    quality, more = _quality_and_cams(Path(baselines), release, real, out / "cam.png", results, inception)
     figures += more
     progress("report", 4, 5, "report.md, report.html")
     content = ReportContent(
@@ -94,7 +94,7 @@ def write_report(
 
 
 def _header(release: Path, real: Path, bench: dict[str, Any]) -> list[tuple[str, str]]:
-    """What the report is about, from the release's card and rows, the manifest and the benchmark's record."""
+    """What the report is about, from the release's card and rows, the manifest and the baselines' record."""
     folder = read_release(release)
     generators: dict[tuple, int] = {}
     for row in folder.iter_rows(["task", "preset", "checkpoint_sha256", "precision"]):
@@ -290,15 +290,15 @@ def _pairs_figure(release: Path, real: Path, path: Path, n: int) -> Figure | Non
     )
 
 
-def _quality_and_cams(benchmark: Path, release: Path, real: Path, cam_path: Path, results, inception: Path | None):
+def _quality_and_cams(baselines: Path, release: Path, real: Path, cam_path: Path, results, inception: Path | None):
     """Quality rows per comparison from its real-only small-cnn (judged-COVID share, FID, KID; with `inception`
     also on Inception-v3 features), and a Grad-CAM grid from the model trained with both generators' images.
-    Empty when no small-cnn was benchmarked."""
+    Empty when no small-cnn was trained."""
     import torch
 
-    from cxr_dataset.audit import held_out_patients
-    from cxr_dataset.baselines import load_classifier, model_file, synthetic_images
-    from cxr_dataset.explain import (
+    from validation_tools.audit import held_out_patients
+    from validation_tools.baselines import load_classifier, model_file, synthetic_images
+    from validation_tools.explain import (
         cam_maps,
         covid_probability,
         fid,
@@ -315,8 +315,8 @@ def _quality_and_cams(benchmark: Path, release: Path, real: Path, cam_path: Path
     seed = runs[0]["seed"]
     manifest = read_manifest(real)
     rows = manifest.rows()
-    first, meta = load_classifier(benchmark / "models" / model_file(runs[0]["comparison"], "real", "small-cnn", seed))
-    size = meta["size"]  # every classifier of one benchmark run shares it
+    first, meta = load_classifier(baselines / "models" / model_file(runs[0]["comparison"], "real", "small-cnn", seed))
+    size = meta["size"]  # every classifier of one baselines run shares it
     synthetic = synthetic_images(release, held_out_patients(rows), size)
     every = torch.cat(list(synthetic.values()))
     covid = _images(manifest, manifest.rows(label="covid", split="train"), size)
@@ -330,7 +330,7 @@ def _quality_and_cams(benchmark: Path, release: Path, real: Path, cam_path: Path
         }
     quality, cam_rows = [], []
     for comparison in dict.fromkeys(r["comparison"] for r in runs):
-        model, _ = load_classifier(benchmark / "models" / model_file(comparison, "real", "small-cnn", seed))
+        model, _ = load_classifier(baselines / "models" / model_file(comparison, "real", "small-cnn", seed))
         real_features, synth_features = penultimate_features(model, covid), penultimate_features(model, every)
         quality.append(
             {
@@ -342,7 +342,7 @@ def _quality_and_cams(benchmark: Path, release: Path, real: Path, cam_path: Path
             }
         )
         both = [r["regime"] for r in runs if r["comparison"] == comparison][2]  # real + both generators
-        model, _ = load_classifier(benchmark / "models" / model_file(comparison, both, "small-cnn", seed))
+        model, _ = load_classifier(baselines / "models" / model_file(comparison, both, "small-cnn", seed))
         negative = comparison.split(" vs ")[0]
         test = [r for r in rows if r["split"] == "test" and r["label"] in (negative, "covid")]
         images = _images(manifest, test, size)

@@ -29,7 +29,7 @@ def point_metrics(y_true: np.ndarray, p_covid: np.ndarray, threshold: float = 0.
     fn = int(((y_pred == 0) & (y_true == 1)).sum())
     n = len(y_true)
     both = 0 < y_true.sum() < n
-    auc, ap = _ranking_metrics(y_true, p_covid) if both else (float("nan"), float("nan"))
+    auc, ap = ranking_metrics(y_true, p_covid) if both else (float("nan"), float("nan"))
     chance = ((tp + fp) * (tp + fn) + (fn + tn) * (fp + tn)) / n**2 if n else float("nan")
     out = {
         "sensitivity": _ratio(tp, tp + fn),
@@ -44,7 +44,7 @@ def point_metrics(y_true: np.ndarray, p_covid: np.ndarray, threshold: float = 0.
     return out | {"tp": tp, "tn": tn, "fp": fp, "fn": fn}
 
 
-def _ranking_metrics(y_true: np.ndarray, score: np.ndarray) -> tuple[float, float]:
+def ranking_metrics(y_true: np.ndarray, score: np.ndarray) -> tuple[float, float]:
     """ROC AUC (trapezoids, ties as one step) and average precision (Σ ΔR·P), as scikit-learn defines them."""
     order = np.argsort(-score, kind="mergesort")
     ranked, truth = score[order], y_true[order]
@@ -63,18 +63,48 @@ def bootstrap_ci(
     *,
     resamples: int = 1000,
     seed: int = 0,
-    metric: Callable[[np.ndarray, np.ndarray], dict[str, float]] = point_metrics,
+    threshold: float = 0.5,
+    groups: np.ndarray | None = None,
+    metric: Callable[..., dict[str, float]] = point_metrics,
 ) -> dict[str, tuple[float, float]]:
-    """(2.5th, 97.5th) percentile of each metric over test sets resampled with replacement."""
-    rng = np.random.default_rng(seed)
+    """(2.5th, 97.5th) percentile of each metric over test sets resampled with replacement: by patient when
+    `groups` (one id per image) is given, so that images of one patient come and go together."""
     y_true, p_covid = np.asarray(y_true), np.asarray(p_covid)
+    groups = np.arange(len(y_true)) if groups is None else np.asarray(groups)
     samples = {name: [] for name in METRIC_NAMES}
-    for _ in range(resamples):
-        index = rng.integers(0, len(y_true), len(y_true))
-        values = metric(y_true[index], p_covid[index])
+    for index in cluster_resamples(groups, resamples, seed):
+        values = metric(y_true[index], p_covid[index], threshold)
         for name in METRIC_NAMES:
             samples[name].append(values[name])
     return {name: _interval(np.asarray(v, dtype=float)) for name, v in samples.items()}
+
+
+def cluster_resamples(groups: np.ndarray, resamples: int, seed: int):
+    """Index arrays of bootstrap test sets: clusters (e.g. patients) drawn with replacement, each bringing all of
+    its images. With one image per cluster this is the ordinary bootstrap."""
+    rng = np.random.default_rng(seed)
+    _, cluster = np.unique(np.asarray(groups), return_inverse=True)
+    members = np.argsort(cluster, kind="stable")
+    starts = np.r_[0, np.cumsum(np.bincount(cluster))]
+    count = len(starts) - 1
+    for _ in range(resamples):
+        chosen = rng.integers(0, count, count)
+        yield np.concatenate([members[starts[c] : starts[c + 1]] for c in chosen])
+
+
+def youden_threshold(y_true: np.ndarray, p_covid: np.ndarray) -> float:
+    """The threshold on P(covid) that maximises sensitivity + specificity − 1 (Youden's J) on these images;
+    0.5 when they hold one class only."""
+    y_true, p_covid = np.asarray(y_true, dtype=int), np.asarray(p_covid, dtype=float)
+    positives, negatives = y_true.sum(), len(y_true) - y_true.sum()
+    if not positives or not negatives:
+        return 0.5
+    candidates = np.unique(p_covid)
+    j = [
+        np.sum(p_covid[y_true == 1] >= t) / positives - np.sum(p_covid[y_true == 0] >= t) / negatives
+        for t in candidates
+    ]
+    return float(candidates[int(np.argmax(j))])
 
 
 def _interval(values: np.ndarray) -> tuple[float, float]:

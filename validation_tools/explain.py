@@ -1,4 +1,4 @@
-"""Explainability and quality of synthetic images, through the benchmark's classifiers.
+"""Explainability and quality of synthetic images, through the baseline classifiers.
 
 * Grad-CAM (pytorch-grad-cam) heat maps on correctly classified real test images.
 * The share of synthetic images that a classifier trained on real images only judges COVID-19.
@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cxr_dataset.baselines import SmallCNN, normalise, predict_proba
 from cxr_dataset.errors import ConfigError
+from validation_tools.baselines import SmallCNN, normalise, predict_proba
 
 INCEPTION_SIZE = 299
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
