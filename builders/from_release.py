@@ -10,10 +10,9 @@ from cxr_dataset.errors import SourceError
 from cxr_dataset.fileio import atomic_write_bytes, sha256_bytes
 from cxr_dataset.imaging import encode_png
 from cxr_dataset.progress import ProgressFn, no_progress
-from cxr_dataset.schema import SYNTHETIC_LABEL, TASK_SOURCE_CLASS, make_key
+from cxr_dataset.schema import RELEASE_PRESET, SYNTHETIC_LABEL, TASK_SOURCE_CLASS, make_key
 from cxr_dataset.sources.release import DATASET_NAME, check_release_zip, iter_release_images, release_zips
 
-RELEASE_PRESET = "seed-v0.1"  # the seed's Keras CycleGAN, as released
 UNKNOWN_SEED = -1  # the seed's notebooks set none
 
 

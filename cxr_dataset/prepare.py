@@ -102,6 +102,7 @@ def prepare(
         raise SourceError(f"sources {sources}: image ids occur twice, e.g. {duplicates[:3]}")
 
     splits = _assign_splits(opened, jobs, split, seed, fractions)
+    paper = splits if split == "paper" else _assign_splits(opened, jobs, "paper", seed, fractions)
     if train_limits:
         left_out = limit_training([rec for _, rec in jobs], splits, train_limits, seed=seed)
         jobs = [(src, rec) for src, rec in jobs if rec.id not in left_out]
@@ -116,7 +117,7 @@ def prepare(
         results = pool.map(_prepare_one, tasks, chunksize=8) if pool else map(_prepare_one, tasks)
         for i, (rec, row, detail) in enumerate(results, 1):
             if row is not None:
-                rows.append({**row, "split": splits[rec.id]})
+                rows.append({**row, "split": splits[rec.id], "paper_split": paper[rec.id]})
                 # Written as results arrive: an interrupted run keeps what it finished.
                 journal.write(json.dumps({"id": rec.id, "fingerprint": detail, "row": row}) + "\n")
             else:

@@ -36,6 +36,7 @@ TASK_CONFIG: dict[str, str] = {"normal2covid": "g_nc", "pneumonia2covid": "g_pc"
 ALL_CONFIG = "all"
 CONFIGS: tuple[str, ...] = (ALL_CONFIG, *TASK_CONFIG.values())
 SYNTHETIC_LABEL = "covid"
+RELEASE_PRESET = "seed-v0.1"  # the `preset` of rows read from the seed's released zips (no provenance)
 
 # File names of the layouts the stages hand to each other.
 MANIFEST_NAME = "manifest.parquet"  # PREPARED/
@@ -80,6 +81,11 @@ _CATALOGUE: dict[str, Field] = {
         ),
         Field("task", "class", "Translation: normal2covid (G_NC) or pneumonia2covid (G_PC).", TASKS),
         Field("split", "string", "Split of the real source image (train, validation or test)."),
+        Field(
+            "paper_split",
+            "string",
+            "Split the seed's rule (`--split paper`) gives the image, whatever `--split` chose: the v0.1 audit's key.",
+        ),
         Field("patient_id", "string", "Patient identifier within its source dataset."),
         Field("source", "string", "Source kind and dataset, e.g. 'phantom' or 'rsna'."),
         Field("origin", "string", "Where the source image came from (file path, or a phantom spec)."),
@@ -140,6 +146,7 @@ MANIFEST_FIELDS: tuple[Field, ...] = _pick(
         "patient_id",
         "label",
         "split",
+        "paper_split",
         "source",
         "origin",
         "view",

@@ -7,12 +7,15 @@ real validation or test split, a model trained on the synthetic image has seen t
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from cxr_dataset.schema import RELEASE_PRESET, TASK_CONFIG, TASK_SOURCE_CLASS, TASKS
 
 HELD_OUT = ("validation", "test")
 
@@ -84,3 +87,28 @@ def _popcount(x: np.ndarray) -> np.ndarray:
     if hasattr(np, "bitwise_count"):
         return np.bitwise_count(x)
     return np.unpackbits(x.view(np.uint8).reshape(*x.shape, 8), axis=-1).sum(axis=-1)
+
+
+def v01_source_set(release_rows: Sequence[dict], manifest_rows: Sequence[dict]) -> dict[str, Any] | None:
+    """What the seed's v0.1 images (no provenance) may derive from, checked against this prepared split.
+
+    The seed translated every image its paper split trained on (G_NC: the training normals; G_PC: the training
+    pneumonias) towards its training COVID-19 images. So if any of those real images is a validation or test
+    image here, up to that many v0.1 images derive from it, and a target COVID-19 image held out here was seen
+    by the generator. None when the release holds no v0.1 rows."""
+    v01 = Counter(r["task"] for r in release_rows if r["preset"] == RELEASE_PRESET)
+    if not v01:
+        return None
+    out: dict[str, Any] = {"tasks": {}}
+    for task, count in sorted(v01.items()):
+        label = TASK_SOURCE_CLASS[TASKS[task]]
+        sources = [r for r in manifest_rows if r["label"] == label and r["paper_split"] == "train"]
+        out["tasks"][TASK_CONFIG[TASKS[task]]] = {
+            "synthetic": count,
+            "possible_sources": len(sources),
+            "held_out_sources": sum(r["split"] in HELD_OUT for r in sources),
+        }
+    targets = [r for r in manifest_rows if r["label"] == "covid" and r["paper_split"] == "train"]
+    out["targets"] = len(targets)
+    out["held_out_targets"] = sum(r["split"] in HELD_OUT for r in targets)
+    return out

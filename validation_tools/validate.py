@@ -23,6 +23,7 @@ from validation_tools.audit import (
     patients_in_several_splits,
     synthetic_leaks,
     unknown_provenance,
+    v01_source_set,
 )
 from validation_tools.balance import skew_table
 
@@ -53,7 +54,7 @@ def _audit_against_real(
 ) -> None:
 
     real_rows = manifest.rows()
-    synthetic = list(read_release(root).iter_rows(["id", "source_patient_id", "task", "image"]))
+    synthetic = list(read_release(root).iter_rows(["id", "source_patient_id", "task", "preset", "image"]))
     train_counts = Counter(r["label"] for r in real_rows if r["split"] == "train")
     per_config = Counter(TASK_CONFIG[TASKS[r["task"]]] for r in synthetic)
     report.skew = skew_table(dict(train_counts), dict(per_config))
@@ -77,6 +78,22 @@ def _audit_against_real(
             f"{len(unknown)} of {len(synthetic)} synthetic images name no source patient (e.g. {unknown[0]}), so "
             f"none of them can be checked against the held-out patients{accepted}"
             + ("" if accept_unknown else "; pass --accept-unknown-provenance to accept that knowingly"),
+        )
+    v01 = v01_source_set(synthetic, real_rows)
+    if v01 is not None:
+        parts = [
+            f"{config.upper()}: {t['synthetic']} v0.1 images translated from the {t['possible_sources']} real images "
+            f"the seed's split trained on, {t['held_out_sources']} of them validation/test images here"
+            for config, t in v01["tasks"].items()
+        ]
+        parts.append(
+            f"{v01['held_out_targets']} of the {v01['targets']} COVID-19 generator targets are validation/test "
+            "images here"
+        )
+        report.add(
+            "leakage: v0.1 source set",
+            not v01["held_out_targets"] and not any(t["held_out_sources"] for t in v01["tasks"].values()),
+            "; ".join(parts) + " (prepare with --split paper to keep them all in training)",
         )
     crossing = patients_in_several_splits(real_rows)
     report.add(
