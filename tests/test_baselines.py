@@ -262,7 +262,9 @@ def test_explain_fid_and_kid_grow_with_the_distance_between_feature_sets():
 def test_report_includes_grad_cam_and_synthetic_quality(report):
     assert {"cam.png", "umap.png"} <= {p.name for p in report.figures}
     text = report.path.read_text()
-    assert "## Synthetic image quality" in text and "| FID | KID |" in text
+    assert "## Synthetic image quality" in text and "| features | pair | n | FID | KID (mean ± SD) |" in text
+    assert "| G_NC vs real COVID-19" in text and "reference: real COVID-19 vs real COVID-19 (two halves)" in text
+    assert "reference: G_PC vs real pneumonia (its source)" in text and "⚠ small n" in text
 
 
 @pytest.fixture(scope="module")
@@ -307,7 +309,7 @@ def test_inception_refuses_pickles_and_other_weights(inception_weights, baseline
 
 @pytest.mark.slow
 def test_report_adds_inception_fid_when_given_weights(report):
-    assert "FID (Inception) | KID (Inception) |" in report.path.read_text()
+    assert "| Inception-v3 | G_NC vs real COVID-19" in report.path.read_text()
 
 
 @pytest.mark.parametrize("seed", range(5))

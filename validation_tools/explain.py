@@ -102,10 +102,17 @@ def fid(a: np.ndarray, b: np.ndarray) -> float:
 
 def kid(a: np.ndarray, b: np.ndarray, *, subsets: int = 20, size: int = 100, seed: int = 0) -> float:
     """Kernel inception distance: unbiased MMD² with the cubic polynomial kernel, averaged over subsets."""
+    return kid_spread(a, b, subsets=subsets, size=size, seed=seed)[0]
+
+
+def kid_spread(
+    a: np.ndarray, b: np.ndarray, *, subsets: int = 20, size: int = 100, seed: int = 0
+) -> tuple[float, float]:
+    """KID's mean and standard deviation over `subsets` random subsets of min(size, n) images a side."""
     rng = np.random.default_rng(seed)
     n = min(size, len(a), len(b))
     if n < 2:
-        return float("nan")
+        return float("nan"), float("nan")
     d = a.shape[1]
     values = []
     for _ in range(subsets):
@@ -113,7 +120,7 @@ def kid(a: np.ndarray, b: np.ndarray, *, subsets: int = 20, size: int = 100, see
         kxx, kyy, kxy = ((x @ x.T) / d + 1) ** 3, ((y @ y.T) / d + 1) ** 3, ((x @ y.T) / d + 1) ** 3
         off = (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (n * (n - 1))
         values.append(off - 2 * kxy.mean())
-    return float(np.mean(values))
+    return float(np.mean(values)), float(np.std(values, ddof=1))
 
 
 def cam_maps(model: nn.Module, images: torch.Tensor, targets: list[int]) -> np.ndarray:

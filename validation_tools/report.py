@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,10 @@ def write_report(
     figures += [_pairs_figure(release, real, out / "pairs.png", samples)]
     figures += [_sample_grid(release, real, out / "samples.png", samples)]
     progress("report", 2, 5, "FID/KID, UMAP, Grad-CAM")
-    quality, more = _quality_and_cams(Path(baselines), release, real, out / "cam.png", results, inception)
+    accept_unknown = bench["config"].get("accept_unknown_provenance", False)
+    quality, more = _quality_and_cams(
+        Path(baselines), release, real, out / "cam.png", results, inception, accept_unknown
+    )
     figures += more
     progress("report", 4, 5, "report.md, report.html")
     content = ReportContent(
@@ -290,21 +294,18 @@ def _pairs_figure(release: Path, real: Path, path: Path, n: int) -> Figure | Non
     )
 
 
-def _quality_and_cams(baselines: Path, release: Path, real: Path, cam_path: Path, results, inception: Path | None):
+def _quality_and_cams(
+    baselines: Path, release: Path, real: Path, cam_path: Path, results, inception: Path | None, accept_unknown: bool
+):
     """Quality rows per comparison from its real-only small-cnn (judged-COVID share, FID, KID; with `inception`
     also on Inception-v3 features), and a Grad-CAM grid from the model trained with both generators' images.
     Empty when no small-cnn was trained."""
-    import torch
-
     from validation_tools.audit import held_out_patients
     from validation_tools.baselines import load_classifier, model_file, synthetic_images
     from validation_tools.explain import (
         cam_maps,
         covid_probability,
-        fid,
         inception_features,
-        judged_covid_share,
-        kid,
         load_inception,
         penultimate_features,
     )
@@ -317,30 +318,16 @@ def _quality_and_cams(baselines: Path, release: Path, real: Path, cam_path: Path
     rows = manifest.rows()
     first, meta = load_classifier(baselines / "models" / model_file(runs[0]["comparison"], "real", "small-cnn", seed))
     size = meta["size"]  # every classifier of one baselines run shares it
-    synthetic = synthetic_images(release, held_out_patients(rows), size)
-    every = torch.cat(list(synthetic.values()))
-    covid = _images(manifest, manifest.rows(label="covid", split="train"), size)
-    on_inception = {}
-    if inception is not None:
-        net = load_inception(inception)
-        real_features, synth_features = inception_features(net, covid), inception_features(net, every)
-        on_inception = {
-            "FID (Inception)": fid(real_features, synth_features),
-            "KID (Inception)": kid(real_features, synth_features),
-        }
-    quality, cam_rows = [], []
+    synthetic, _ = synthetic_images(release, held_out_patients(rows), size, accept_unknown=accept_unknown)
+    spaces = {}
     for comparison in dict.fromkeys(r["comparison"] for r in runs):
         model, _ = load_classifier(baselines / "models" / model_file(comparison, "real", "small-cnn", seed))
-        real_features, synth_features = penultimate_features(model, covid), penultimate_features(model, every)
-        quality.append(
-            {
-                "comparison": comparison,
-                **{f"judged covid ({c})": judged_covid_share(model, x) for c, x in synthetic.items()},
-                "FID": fid(real_features, synth_features),
-                "KID": kid(real_features, synth_features),
-                **on_inception,
-            }
-        )
+        spaces[f"small-cnn, real-only, {comparison}"] = (partial(penultimate_features, model), model)
+    if inception is not None:
+        spaces["Inception-v3"] = (partial(inception_features, load_inception(inception)), None)
+    quality = quality_rows(manifest, synthetic, size, spaces)
+    cam_rows = []
+    for comparison in dict.fromkeys(r["comparison"] for r in runs):
         both = [r["regime"] for r in runs if r["comparison"] == comparison][2]  # real + both generators
         model, _ = load_classifier(baselines / "models" / model_file(comparison, both, "small-cnn", seed))
         negative = comparison.split(" vs ")[0]
@@ -368,6 +355,68 @@ def _quality_and_cams(baselines: Path, release: Path, real: Path, cam_path: Path
     features = {n: penultimate_features(first, x) for n, x in embed.items()}
     figures.append(_umap_figure(features, cam_path.with_name("umap.png")))
     return quality, figures
+
+
+SMALL_N = 1000  # below this many images a side, FID is visibly biased upward: read it against the reference rows
+
+
+def quality_rows(manifest, synthetic: dict[str, Any], size: int, spaces: dict[str, Any]) -> list[dict[str, Any]]:
+    """FID and KID (mean ± SD over subsets) per generator against real COVID-19 images it did not train towards,
+    with reference rows in the same feature space: real vs real (two halves of those COVID-19 images), each
+    generator against its own source class, and the real source classes against COVID-19. n on every row."""
+    from validation_tools.explain import fid, judged_covid_share, kid_spread
+
+    rows = manifest.rows()
+    held = [r for r in rows if r["label"] == "covid" and r["split"] != "train"]
+    targets_note = "COVID-19 not trained towards (validation + test)"
+    if len(held) < 4:  # nothing held out: the generator's own targets are all there is
+        held, targets_note = [r for r in rows if r["label"] == "covid"], "COVID-19 incl. the generator's targets"
+    real = {"covid": _images(manifest, held, size)}
+    for label in ("normal", "pneumonia"):
+        chosen = [r for r in rows if r["label"] == label and r["split"] != "train"] or [
+            r for r in rows if r["label"] == label
+        ]
+        if chosen:
+            real[label] = _images(manifest, chosen, size)
+    half = np.random.default_rng(0).permutation(len(real["covid"]))
+    halves = real["covid"][half[: len(half) // 2]], real["covid"][half[len(half) // 2 :]]
+    out = []
+    for space, (features, classifier) in spaces.items():
+        cache: dict[str, np.ndarray] = {}
+        pairs = []
+        for config, images in synthetic.items():
+            source = "normal" if config == "g_nc" else "pneumonia"
+            pairs.append((f"{config.upper()} vs real {targets_note}", (config, images), ("covid", real["covid"])))
+            if source in real:
+                pairs.append(
+                    (
+                        f"reference: {config.upper()} vs real {source} (its source)",
+                        (config, images),
+                        (source, real[source]),
+                    )
+                )
+        pairs.append(
+            ("reference: real COVID-19 vs real COVID-19 (two halves)", ("half a", halves[0]), ("half b", halves[1]))
+        )
+        for label in ("normal", "pneumonia"):
+            if label in real:
+                pairs.append(
+                    (f"reference: real {label} vs real COVID-19", (label, real[label]), ("covid", real["covid"]))
+                )
+        for name, (a_name, a), (b_name, b) in pairs:
+            if len(a) < 2 or len(b) < 2:
+                continue
+            for key, images in ((a_name, a), (b_name, b)):
+                if key not in cache:
+                    cache[key] = features(images)
+            fa, fb = cache[a_name], cache[b_name]
+            kid_mean, kid_sd = kid_spread(fa, fb)
+            row = {"features": space, "pair": name, "n": f"{len(a)} vs {len(b)}", "FID": fid(fa, fb)}
+            row |= {"KID": f"{kid_mean:.4g} ± {kid_sd:.2g}", "small n": min(len(a), len(b)) < SMALL_N}
+            if a_name in synthetic and classifier is not None:
+                row["judged covid"] = judged_covid_share(classifier, a)
+            out.append(row)
+    return out
 
 
 def _images(manifest, rows: list[dict[str, Any]], size: int):
