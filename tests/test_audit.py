@@ -169,3 +169,12 @@ def test_v01_source_set_audit_flags_a_planted_held_out_source_patient(tmp_path):
     write_manifest([r | {"split": "test"} if r["patient_id"] == planted else r for r in rows], real, manifest.meta)
     flagged = source_set_check()
     assert not flagged.ok and f"{moved} of them validation/test images here" in flagged.detail
+
+
+def test_seed_skew_table_two_published_cells_follow_from_the_release_and_all_six_from_4122_pneumonia():
+    from validation_tools.balance import seed_skew_comparison
+
+    rows = seed_skew_comparison()
+    assert len(rows) == 6
+    assert sum(r["published"] == r["from the release"] for r in rows) == 2
+    assert all(r["published"] == r["with 4,122 pneumonia"] for r in rows)

@@ -181,7 +181,9 @@ def test_report_header_headline_and_guides(report, release):
     text = report.path.read_text()
     assert f"**release**: covid-synthetic-cxr, version {read_release(release).version}" in text
     assert "**generator normal2covid**: preset tiny" in text and "**made by**: cxrds" in text
-    assert "| comparison | regime | seed | test images (COVID-19) | SEN | SPE | AUC |" in text
+    assert "| regime | positives (skew) | AUC | AP | SEN @0.5 | SPE @0.5 | SEN @val | SPE @val |" in text
+    assert "| real + G_NC | real, oversampled |" in text and "mean ± SD over 2 seeds" in text
+    assert "## The seed's skew table against its release" in text and "| 0.79 | 0.77 | 0.79 |" in text
     assert "procedural phantom" in text  # what this real data can and cannot show
     assert text.count("*") > 20 and "Heat should sit in the lungs" in text  # captions and reading guides
 

@@ -494,69 +494,92 @@ def _interval(point: float, ci: list[float], places: int = 3) -> str:
     return f"{point:+.{places}f} [{ci[0]:+.{places}f}, {ci[1]:+.{places}f}]"
 
 
-def summary_tables(
-    results: list[dict[str, Any]], comparisons: list[dict[str, Any]], cfg: BaselinesConfig, context: dict[str, Any]
-) -> str:
-    """table.md: per comparison and model, each regime's metrics as mean ± SD over seeds, the paired differences
-    against real-only and the oversampling control, then the seed's own layout."""
-    seeds = sorted({r["seed"] for r in results})
-    kept = context["synthetic"]
-    lines = [OPTIMISTIC, ""] if cfg.protocol == "seed" else []
-    lines += [
-        f"Protocol `{cfg.protocol}`; validation: {context['validation']}. Seeds: {', '.join(map(str, seeds))} "
-        f"(mean ± SD over seeds; every seed in metrics.csv). Synthetic images used: {kept['kept']}; dropped as "
-        f"derived from held-out patients: {kept['dropped_held_out']}"
-        + (f"; of unknown source, kept unchecked: {kept['unknown_source_kept']}" if kept["unknown_source_kept"] else "")
-        + ". Thresholds: 0.5 and the one chosen on validation (Youden's J).",
-        "",
-    ]
+def summary_blocks(
+    results: list[dict[str, Any]], comparisons: list[dict[str, Any]]
+) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, columns, rows) per comparison and model: each regime's metrics as mean ± SD over seeds, then the
+    paired differences against real-only and against the oversampling control."""
+    blocks = []
     for comparison in dict.fromkeys(r["comparison"] for r in results):
         for model in dict.fromkeys(r["model"] for r in results if r["comparison"] == comparison):
             rows = [r for r in results if (r["comparison"], r["model"]) == (comparison, model)]
-            first = rows[0]
-            lines += [
-                f"### {comparison_title(comparison)}, {model}: {first['test_images']} real test images "
-                f"({first['tp'] + first['fn']} COVID-19) of {first['test_patients']} patients",
-                "",
-                "| regime | positives (skew) | AUC | AP | SEN @0.5 | SPE @0.5 | SEN @val | SPE @val |",
-                "|---|---|---|---|---|---|---|---|",
-            ]
+            first, seeds = rows[0], len({r["seed"] for r in rows})
+            cells = []
             for regime in dict.fromkeys(r["regime"] for r in rows):
                 runs = [r for r in rows if r["regime"] == regime]
-                cells = [
-                    _mean_sd([r[m] for r in runs])
-                    for m in (
-                        "roc_auc",
-                        "average_precision",
-                        "sensitivity",
-                        "specificity",
-                        "sensitivity_at_threshold",
-                        "specificity_at_threshold",
-                    )
-                ]
-                lines.append(
-                    f"| {regime} | {runs[0]['train_positives']} ({runs[0]['skew']:.2f}) | " + " | ".join(cells) + " |"
+                cells.append(
+                    [regime, f"{runs[0]['train_positives']} ({runs[0]['skew']:.2f})"]
+                    + [_mean_sd([r[m] for r in runs]) for m in SUMMARY_METRICS]
                 )
+            blocks.append(
+                (
+                    f"{comparison_title(comparison)}, {model}: mean ± SD over {seeds} seeds; "
+                    f"{first['test_images']} real test images ({first['tp'] + first['fn']} COVID-19) of "
+                    f"{first['test_patients']} patients",
+                    ["regime", "positives (skew)", "AUC", "AP", "SEN @0.5", "SPE @0.5", "SEN @val", "SPE @val"],
+                    cells,
+                )
+            )
             paired = [c for c in comparisons if (c["comparison"], c["model"]) == (comparison, model)]
             if paired:
-                lines += [
-                    "",
-                    f"Paired differences (regime − baseline, same test images, mean over {paired[0]['seeds']} seeds; "
-                    "95% CI from a patient-level bootstrap; McNemar at each run's validation threshold):",
-                    "",
-                    "| regime | against | ΔAUC | ΔAP | ΔSEN @val | seeds with SEN higher / lower | McNemar p < 0.05 |",
-                    "|---|---|---|---|---|---|---|",
-                ]
-                for c in paired:
-                    significant = sum(p < 0.05 for p in c["mcnemar_p"])
-                    lines.append(
-                        f"| {c['regime']} | {c['against']} | {_interval(c['delta_roc_auc'], c['delta_roc_auc_ci'])} | "
-                        f"{_interval(c['delta_average_precision'], c['delta_average_precision_ci'])} | "
-                        f"{_interval(c['delta_sensitivity'], c['delta_sensitivity_ci'])} | "
-                        f"{c['seeds_sensitivity_higher']} / {c['seeds_sensitivity_lower']} | "
-                        f"{significant} of {len(c['mcnemar_p'])} seeds |"
+                blocks.append(
+                    (
+                        f"{comparison_title(comparison)}, {model}: paired differences (regime − baseline on the "
+                        f"same test images, mean over {paired[0]['seeds']} seeds, 95% CI from a patient-level "
+                        "bootstrap; McNemar at each run's validation threshold)",
+                        ["regime", "against", "ΔAUC", "ΔAP", "ΔSEN @val", "seeds SEN up / down", "McNemar p < 0.05"],
+                        [
+                            [
+                                c["regime"],
+                                c["against"],
+                                _interval(c["delta_roc_auc"], c["delta_roc_auc_ci"]),
+                                _interval(c["delta_average_precision"], c["delta_average_precision_ci"]),
+                                _interval(c["delta_sensitivity"], c["delta_sensitivity_ci"]),
+                                f"{c['seeds_sensitivity_higher']} / {c['seeds_sensitivity_lower']}",
+                                f"{sum(p < 0.05 for p in c['mcnemar_p'])} of {len(c['mcnemar_p'])} seeds",
+                            ]
+                            for c in paired
+                        ],
                     )
-            lines.append("")
+                )
+    return blocks
+
+
+SUMMARY_METRICS = (
+    "roc_auc",
+    "average_precision",
+    "sensitivity",
+    "specificity",
+    "sensitivity_at_threshold",
+    "specificity_at_threshold",
+)
+
+
+def protocol_note(cfg: dict[str, Any], context: dict[str, Any], seeds: list[int]) -> list[str]:
+    """What every table of one run rests on: protocol, validation, seeds, synthetic images kept and dropped."""
+    kept = context["synthetic"]
+    lines = [OPTIMISTIC] if cfg["protocol"] == "seed" else []
+    lines.append(
+        f"Protocol `{cfg['protocol']}`; validation: {context['validation']}. Seeds: {', '.join(map(str, seeds))} "
+        f"(mean ± SD over seeds; every seed in metrics.csv). Synthetic images used: {kept['kept']}; dropped as "
+        f"derived from held-out patients: {kept['dropped_held_out']}"
+        + (f"; of unknown source, kept unchecked: {kept['unknown_source_kept']}" if kept["unknown_source_kept"] else "")
+        + ". Thresholds: 0.5 and the one chosen on validation (Youden's J)."
+    )
+    return lines
+
+
+def summary_tables(
+    results: list[dict[str, Any]], comparisons: list[dict[str, Any]], cfg: BaselinesConfig, context: dict[str, Any]
+) -> str:
+    """table.md: the protocol note, the summary and paired blocks, then the seed's own layout."""
+    lines = []
+    for note in protocol_note(asdict(cfg), context, sorted({r["seed"] for r in results})):
+        lines += [note, ""]
+    for title, columns, rows in summary_blocks(results, comparisons):
+        lines += [f"### {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        lines.append("")
     return "\n".join([*lines, seed_layout_table(results)])
 
 

@@ -27,8 +27,14 @@ from cxr_dataset.ownership import claim_output
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.release_folder import TASK_CONFIGS, read_release
 from cxr_dataset.schema import TASK_CONFIG, TASKS
-from validation_tools.balance import comparison_title
-from validation_tools.baselines import METRICS_NAME, PREDICTIONS_NAME, seed_layout_table
+from validation_tools.balance import comparison_title, seed_skew_comparison
+from validation_tools.baselines import (
+    METRICS_NAME,
+    PREDICTIONS_NAME,
+    protocol_note,
+    seed_layout_table,
+    summary_blocks,
+)
 from validation_tools.metrics import wilson_interval
 from validation_tools.report_render import Figure, ReportContent, to_html, to_markdown
 
@@ -84,9 +90,11 @@ def write_report(
     progress("report", 4, 5, "report.md, report.html")
     content = ReportContent(
         header=_header(release, real, bench),
-        notes=_notes(real),
+        notes=_notes(real, bench),
         results=results,
+        blocks=summary_blocks(results, bench.get("comparisons", [])),
         seed_table=seed_layout_table(results),
+        seed_skew=seed_skew_comparison(),
         quality=quality,
         figures=[f for f in figures if f is not None],
         flags=_interval_flags(results),
@@ -138,19 +146,66 @@ def _header(release: Path, real: Path, bench: dict[str, Any]) -> list[tuple[str,
     ]
 
 
-def _notes(real: Path) -> list[str]:
-    kinds = {s.partition("=")[0] for s in read_manifest(real).meta.get("sources", [])}
+def _notes(real: Path, bench: dict[str, Any]) -> list[str]:
+    manifest = read_manifest(real)
+    kinds = {s.partition("=")[0] for s in manifest.meta.get("sources", [])}
     notes = []
     if "phantom" in kinds:
         notes.append(
             "The real data here include the procedural phantom: these figures test the software end to end; "
             "they say nothing about chest X-rays or COVID-19."
         )
+    confounded = source_confounding(manifest.rows())
+    if confounded is not None:
+        notes.append(
+            f"Class follows source in the real data ({confounded}). A classifier can learn the source (hospital, "
+            "scanner, era, processing) instead of the disease, so these figures rehearse the pipeline on real "
+            "radiographs; they are not diagnostic accuracy and do not show that synthetic images help "
+            "clinically."
+        )
+    limits = manifest.meta.get("train_limits") or {}
+    if limits:
+        notes.append(
+            "Training images were limited to rehearse class imbalance (`prepare --limit-train "
+            + ",".join(f"{k}={v}" for k, v in sorted(limits.items()))
+            + "`): generators and classifiers saw only those; validation and test splits are whole."
+        )
+    if "validation" in bench and "synthetic" in bench:
+        seeds = sorted({r["seed"] for r in bench["results"]})
+        notes += protocol_note(bench["config"], bench, seeds)
     notes.append(
         "Every number below comes from one test split. A difference between regimes matters only if it "
         "exceeds the intervals and holds across seeds."
     )
     return notes
+
+
+def source_confounding(rows: list[dict[str, Any]], threshold: float = 0.5) -> str | None:
+    """A sentence on how far class follows the original source (Cramér's V ≥ `threshold`), else None.
+
+    The source is the metadata's own `source` column where the source kept one (imagefolder `extra`)."""
+
+    def origin(row: dict[str, Any]) -> str:
+        extra = json.loads(row["extra"] or "{}")
+        return str(extra.get("source") or row["source"])
+
+    labels = sorted({r["label"] for r in rows})
+    sources = sorted({origin(r) for r in rows})
+    if len(labels) < 2 or len(sources) < 2:
+        return None
+    table = np.zeros((len(labels), len(sources)))
+    for r in rows:
+        table[labels.index(r["label"]), sources.index(origin(r))] += 1
+    expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / table.sum()
+    chi2 = float(((table - expected) ** 2 / expected).sum())
+    v = (chi2 / (table.sum() * (min(table.shape) - 1))) ** 0.5
+    if v < threshold:
+        return None
+    share = ", ".join(
+        f"{label}: " + " / ".join(f"{s} {int(n)}" for s, n in zip(sources, table[i], strict=True) if n)
+        for i, label in enumerate(labels)
+    )
+    return f"Cramér's V {v:.2f}; {share}"
 
 
 def _interval_flags(results: list[dict[str, Any]]) -> list[str]:
