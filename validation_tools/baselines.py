@@ -235,6 +235,8 @@ def _regimes(pos_x, synthetic, order, negatives: int, seed: int, controls: bool)
         f"real + {order[0].upper()} + {order[1].upper()}": [pos_x, own, other],
         "synthetic only": [own],  # the task's own generator, as the seed trained it
     }
+    if other is None or not len(other):
+        del parts[f"real + {order[0].upper()} + {order[1].upper()}"]  # the same images as real + the own generator
     for name, sets in parts.items():
         yield name, torch.cat([p for p in sets if p is not None and len(p)] or [pos_x[:0]]), False
     if controls and len(pos_x):

@@ -383,7 +383,8 @@ def _quality_and_cams(
     quality = quality_rows(manifest, synthetic, size, spaces)
     cam_rows = []
     for comparison in dict.fromkeys(r["comparison"] for r in runs):
-        both = [r["regime"] for r in runs if r["comparison"] == comparison][2]  # real + both generators
+        with_synthetic = [r for r in runs if r["comparison"] == comparison and r["regime"].startswith("real + ")]
+        both = max(with_synthetic, key=lambda r: r["train_positives"])["regime"]  # real + both generators
         model, _ = load_classifier(baselines / "models" / model_file(comparison, both, "small-cnn", seed))
         negative = comparison.split(" vs ")[0]
         test = [r for r in rows if r["split"] == "test" and r["label"] in (negative, "covid")]
@@ -434,7 +435,7 @@ def quality_rows(manifest, synthetic: dict[str, Any], size: int, spaces: dict[st
         if chosen:
             real[label] = _images(manifest, chosen, size)
     half = np.random.default_rng(0).permutation(len(real["covid"]))
-    halves = real["covid"][half[: len(half) // 2]], real["covid"][half[len(half) // 2 :]]
+    halves = {"half a": half[: len(half) // 2], "half b": half[len(half) // 2 :]}  # of the COVID-19 features
     out = []
     for space, (features, classifier) in spaces.items():
         cache: dict[str, np.ndarray] = {}
@@ -450,24 +451,24 @@ def quality_rows(manifest, synthetic: dict[str, Any], size: int, spaces: dict[st
                         (source, real[source]),
                     )
                 )
-        pairs.append(
-            ("reference: real COVID-19 vs real COVID-19 (two halves)", ("half a", halves[0]), ("half b", halves[1]))
-        )
+        pairs.append(("reference: real COVID-19 vs real COVID-19 (two halves)", ("half a", None), ("half b", None)))
         for label in ("normal", "pneumonia"):
             if label in real:
                 pairs.append(
                     (f"reference: real {label} vs real COVID-19", (label, real[label]), ("covid", real["covid"]))
                 )
         for name, (a_name, a), (b_name, b) in pairs:
-            if len(a) < 2 or len(b) < 2:
-                continue
-            for key, images in ((a_name, a), (b_name, b)):
-                if key not in cache:
+            for key, images in ((a_name, a), (b_name, b), ("covid", real["covid"])):
+                if images is not None and key not in cache:
                     cache[key] = features(images)
+            for key, index in halves.items():
+                cache[key] = cache["covid"][index]
             fa, fb = cache[a_name], cache[b_name]
+            if len(fa) < 2 or len(fb) < 2:
+                continue
             kid_mean, kid_sd = kid_spread(fa, fb)
-            row = {"features": space, "pair": name, "n": f"{len(a)} vs {len(b)}", "FID": fid(fa, fb)}
-            row |= {"KID": f"{kid_mean:.4g} ± {kid_sd:.2g}", "small n": min(len(a), len(b)) < SMALL_N}
+            row = {"features": space, "pair": name, "n": f"{len(fa)} vs {len(fb)}", "FID": fid(fa, fb)}
+            row |= {"KID": f"{kid_mean:.4g} ± {kid_sd:.2g}", "small n": min(len(fa), len(fb)) < SMALL_N}
             if a_name in synthetic and classifier is not None:
                 row["judged covid"] = judged_covid_share(classifier, a)
             out.append(row)
