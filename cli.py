@@ -441,6 +441,9 @@ def baselines(
         bool | None, typer.Option(help="ImageNet weights for torchvision models (downloads; seed: on).")
     ] = None,
     controls: Annotated[bool, typer.Option(help="Also train the oversampling and class-weight controls.")] = True,
+    regimes: Annotated[
+        str, typer.Option(help="Comma-separated regimes to train, named as in table.md (default: every one).")
+    ] = "",
     accept_unknown_provenance: Annotated[
         bool, typer.Option(help="Train on synthetic images that name no source patient (cannot be leak-checked).")
     ] = False,
@@ -460,6 +463,7 @@ def baselines(
             pretrained=pretrained,
             seeds=tuple(int(s) for s in _items(seeds)),
             controls=controls,
+            regimes=_items(regimes),
             accept_unknown_provenance=accept_unknown_provenance,
             workers=workers,
         )

@@ -43,8 +43,8 @@ def test_baselines_runs_every_comparison_regime_and_control_on_real_test_images(
         "real + G_NC",
         "real + G_NC + G_PC",
         "synthetic only",
-        "real, oversampled",
-        "real, class-weighted",
+        "real (oversampled)",
+        "real (class-weighted)",
     ]
     test = [r for r in read_manifest(prepared).rows() if r["split"] == "test"]
     by_regime = {r["regime"]: r for r in results if r["comparison"] == "normal vs covid" and r["seed"] == 0}
@@ -55,15 +55,15 @@ def test_baselines_runs_every_comparison_regime_and_control_on_real_test_images(
     assert first["skew"] == math.floor(100 * first["train_negatives"] / first["train_positives"]) / 100
     assert by_regime["real + G_NC"]["train_positives"] > first["train_positives"]  # synthetic positives were added
     # the control oversamples the real positives to the own generator's count; class weights keep them as they are
-    assert by_regime["real, oversampled"]["train_positives"] == by_regime["synthetic only"]["train_positives"]
-    assert by_regime["real, class-weighted"]["train_positives"] == first["train_positives"]
+    assert by_regime["real (oversampled)"]["train_positives"] == by_regime["synthetic only"]["train_positives"]
+    assert by_regime["real (class-weighted)"]["train_positives"] == first["train_positives"]
     assert 0.0 <= first["threshold"] <= 1.0 and "sensitivity_at_threshold" in first
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert len(saved["results"]) == len(results) == 2 * 6 * 2
     assert saved["validation"] == "the prepared validation split"
     rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
     assert {"regime", "seed", "roc_auc", "average_precision", "sensitivity_at_threshold"} <= set(rows[0])
-    assert {"real, oversampled", "real, class-weighted"} <= {r["regime"] for r in rows}
+    assert {"real (oversampled)", "real (class-weighted)"} <= {r["regime"] for r in rows}
 
 
 def test_baselines_table_gives_mean_and_sd_over_seeds_and_paired_differences(baselines_run):
@@ -73,9 +73,9 @@ def test_baselines_table_gives_mean_and_sd_over_seeds_and_paired_differences(bas
     assert f"{np.mean(aucs):.3f} ± {np.std(aucs, ddof=1):.3f}" in table
     assert "Seeds: 0, 1" in table and "OPTIMISTIC" not in table
     against = {(r["regime"], r["against"]) for r in csv.DictReader((tmp_path / "comparisons.csv").open())}
-    assert ("real + G_NC", "real") in against and ("real + G_NC", "real, oversampled") in against
-    assert ("real, oversampled", "real") in against and ("real", "real, oversampled") not in against
-    assert "| real + G_NC | real, oversampled |" in table
+    assert ("real + G_NC", "real") in against and ("real + G_NC", "real (oversampled)") in against
+    assert ("real (oversampled)", "real") in against and ("real", "real (oversampled)") not in against
+    assert "| real + G_NC | real (oversampled) |" in table
 
 
 def test_baselines_leak_free_protocol_carves_validation_from_a_paper_split(release, tmp_path):
@@ -182,7 +182,7 @@ def test_report_header_headline_and_guides(report, release):
     assert f"**release**: covid-synthetic-cxr, version {read_release(release).version}" in text
     assert "**generator normal2covid**: preset tiny" in text and "**made by**: cxrds" in text
     assert "| regime | positives (skew) | AUC | AP | SEN @0.5 | SPE @0.5 | SEN @val | SPE @val |" in text
-    assert "| real + G_NC | real, oversampled |" in text and "mean ± SD over 2 seeds" in text
+    assert "| real + G_NC | real (oversampled) |" in text and "mean ± SD over 2 seeds" in text
     assert "## The seed's skew table against its release" in text and "| 0.79 | 0.77 | 0.79 |" in text
     assert "procedural phantom" in text  # what this real data can and cannot show
     assert text.count("*") > 20 and "Heat should sit in the lungs" in text  # captions and reading guides
