@@ -85,6 +85,7 @@ def test_build_card_states_the_true_counts(release):
     counts = _counts(release)
     assert f"**{counts['all']} synthetic COVID-19 chest X-rays**" in card
     assert f"| `g_nc` | train | {counts['g_nc']} |" in card
+    assert "correspond to 4,122 pneumonia images, while G_PC holds 4,758" in card  # the seed's skew table
 
 
 def test_build_replaces_a_previous_release_whole(synthetic, tmp_path):

@@ -1,11 +1,18 @@
-"""The dataset's reason to exist, shown on phantom data: at 1:50, synthetic positives help a COVID-19 classifier
-beyond plain rebalancing, and the same test fails when the "synthetic" images are noise.
+"""The dataset's argument, run end to end on phantom data at 1:50, over three classifier seeds, with controls.
 
 Everything runs for real: phantom → prepare → CycleGAN (tiny preset) trained on the imbalanced real training
-split → translate → build → baselines with three classifier seeds and both controls (the real positives
-oversampled to the synthetic count; a class-weighted loss). The claim is asserted on the mean over seeds,
-against real-only and against oversampling. The phantom's findings are at 0.6 strength: at full strength six
-positives teach the classifier nearly everything. It also checks that training lowers the cycle loss.
+split (300 normal, 6 COVID-19; findings at 0.6 strength) → translate → build → baselines. What the data says,
+measured 2026-11-27 (means ± SD over seeds 0-2, 18 COVID-19 among 168 test images):
+
+- the translations carry the finding: a classifier trained on them alone reaches AUC 0.70 ± 0.07 on real test
+  images (noise in their place: 0.42 ± 0.13), and real + G_NC keeps AUC 0.95 ± 0.03 (noise: 0.58 ± 0.15);
+- they do not beat plain rebalancing: oversampling the 6 real positives gives AUC 0.999 ± 0.001 and AP
+  0.99 against 0.95 and 0.81 with synthetic positives (paired ΔAUC −0.045, 95% CI −0.085 to −0.017); the
+  sensitivity gain at 0.5 (0.56 → 0.69) is the class prior moving the threshold: at the validation threshold
+  real-only has 0.89 and real + G_NC 0.82.
+
+The first test pins both findings; the second shows the signal checks fail when the translations are noise.
+A better generator that turns the second finding round must change this test and the docs that quote it.
 """
 
 import dataclasses
@@ -30,7 +37,6 @@ from validation_tools.baselines import OVERSAMPLED, BaselinesConfig, run_baselin
 
 NEGATIVES_PER_POSITIVE = 50
 SEEDS = (0, 1, 2)
-CLAIM_METRICS = ("roc_auc", "average_precision", "sensitivity_at_threshold")
 
 
 def keep_covid_training_images(prepared, ratio: int) -> tuple[int, int]:
@@ -44,17 +50,20 @@ def keep_covid_training_images(prepared, ratio: int) -> tuple[int, int]:
     return normals, len(covid) - len(dropped)
 
 
-def shortfalls(results: list[dict]) -> list[str]:
-    """Where 'real + G_NC' does not beat real-only and the oversampling control on the mean over seeds."""
+def mean_metric(results: list[dict], regime: str, metric: str) -> float:
+    return float(np.mean([r[metric] for r in results if r["regime"] == regime]))
 
-    def mean(regime: str, metric: str) -> float:
-        return float(np.mean([r[metric] for r in results if r["regime"] == regime]))
 
+def missing_signal(results: list[dict]) -> list[str]:
+    """Checks that the synthetic images carry the COVID-19 finding, on the mean over seeds; what fails."""
+    alone, added = mean_metric(results, "synthetic only", "roc_auc"), mean_metric(results, "real + G_NC", "roc_auc")
     return [
-        f"{metric}: real + G_NC {mean('real + G_NC', metric):.3f} <= {control} {mean(control, metric):.3f}"
-        for control in ("real", OVERSAMPLED)
-        for metric in CLAIM_METRICS
-        if mean("real + G_NC", metric) <= mean(control, metric)
+        problem
+        for ok, problem in (
+            (alone > 0.6, f"synthetic only: AUC {alone:.3f} <= 0.6 on real test images"),
+            (added > 0.85, f"real + G_NC: AUC {added:.3f} <= 0.85"),
+        )
+        if not ok
     ]
 
 
@@ -77,25 +86,29 @@ def imbalanced(tmp_path_factory):
     return root, prepared
 
 
-def _baselines(root, prepared, synthetic, name):
+def _baselines(root, prepared, synthetic, name, regimes):
     release = root / name / "covid-synthetic-cxr"
     build_release([synthetic], release)
-    cfg = BaselinesConfig(comparisons=("normal vs covid",), epochs=10, seeds=SEEDS, bootstrap=10)
+    cfg = BaselinesConfig(comparisons=("normal vs covid",), epochs=10, seeds=SEEDS, bootstrap=10, regimes=regimes)
     return run_baselines(release, prepared, root / f"{name}-baselines", cfg)
 
 
 @pytest.mark.slow
-def test_synthetic_positives_beat_real_only_and_oversampling_at_1_to_50(imbalanced):
+def test_synthetic_positives_carry_the_finding_but_do_not_beat_oversampling_at_1_to_50(imbalanced):
     root, prepared = imbalanced
-    results = _baselines(root, prepared, root / "synthetic", "release")
+    regimes = ("real", "real + G_NC", "synthetic only", OVERSAMPLED)
+    results = _baselines(root, prepared, root / "synthetic", "release", regimes)
     real = next(r for r in results if r["regime"] == "real")
     boosted = next(r for r in results if r["regime"] == "real + G_NC")
     assert (real["train_negatives"], real["train_positives"], boosted["train_positives"]) == (300, 6, 306)
-    assert not shortfalls(results)
+    assert {r["seed"] for r in results} == set(SEEDS)
+    assert not missing_signal(results)
+    for metric in ("roc_auc", "average_precision"):  # the measured answer: oversampling does better
+        assert mean_metric(results, "real + G_NC", metric) < mean_metric(results, OVERSAMPLED, metric)
 
 
 @pytest.mark.slow
-def test_the_same_claim_fails_when_the_synthetic_images_are_noise(imbalanced):
+def test_the_signal_checks_fail_when_the_synthetic_images_are_noise(imbalanced):
     """The control of the test above: translations replaced by seeded noise (provenance kept, hashes updated)."""
     root, prepared = imbalanced
     noise = root / "noise"
@@ -108,4 +121,5 @@ def test_the_same_claim_fails_when_the_synthetic_images_are_noise(imbalanced):
         (noise / row["path"]).write_bytes(buf.getvalue())
         row["sha256"] = sha256_bytes(buf.getvalue())
     write_table(rows, PROVENANCE_FIELDS, noise / PROVENANCE_NAME, meta)
-    assert shortfalls(_baselines(root, prepared, noise, "noise-release"))
+    results = _baselines(root, prepared, noise, "noise-release", ("real + G_NC", "synthetic only"))
+    assert len(missing_signal(results)) == 2
