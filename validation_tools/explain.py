@@ -108,11 +108,14 @@ def kid(a: np.ndarray, b: np.ndarray, *, subsets: int = 20, size: int = 100, see
 def kid_spread(
     a: np.ndarray, b: np.ndarray, *, subsets: int = 20, size: int = 100, seed: int = 0
 ) -> tuple[float, float]:
-    """KID's mean and standard deviation over `subsets` random subsets of min(size, n) images a side."""
+    """KID's mean and standard deviation over `subsets` random subsets of min(size, n) images a side; the SD is
+    NaN when both sides are smaller than `size` (every subset is then the whole set)."""
     rng = np.random.default_rng(seed)
     n = min(size, len(a), len(b))
     if n < 2:
         return float("nan"), float("nan")
+    if n == len(a) == len(b):
+        subsets = 1
     d = a.shape[1]
     values = []
     for _ in range(subsets):
@@ -120,7 +123,7 @@ def kid_spread(
         kxx, kyy, kxy = ((x @ x.T) / d + 1) ** 3, ((y @ y.T) / d + 1) ** 3, ((x @ y.T) / d + 1) ** 3
         off = (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (n * (n - 1))
         values.append(off - 2 * kxy.mean())
-    return float(np.mean(values)), float(np.std(values, ddof=1))
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
 
 
 def cam_maps(model: nn.Module, images: torch.Tensor, targets: list[int]) -> np.ndarray:

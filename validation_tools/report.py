@@ -468,7 +468,8 @@ def quality_rows(manifest, synthetic: dict[str, Any], size: int, spaces: dict[st
                 continue
             kid_mean, kid_sd = kid_spread(fa, fb)
             row = {"features": space, "pair": name, "n": f"{len(fa)} vs {len(fb)}", "FID": fid(fa, fb)}
-            row |= {"KID": f"{kid_mean:.4g} ± {kid_sd:.2g}", "small n": min(len(fa), len(fb)) < SMALL_N}
+            spread = "one subset, no spread" if kid_sd != kid_sd else f"± {kid_sd:.2g}"
+            row |= {"KID": f"{kid_mean:.4g} {spread}", "small n": min(len(fa), len(fb)) < SMALL_N}
             if a_name in synthetic and classifier is not None:
                 row["judged covid"] = judged_covid_share(classifier, a)
             out.append(row)
