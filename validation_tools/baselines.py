@@ -495,6 +495,10 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _mean_sd(values: list[float], scale: float = 1.0, places: int = 3) -> str:
     values = [v * scale for v in values if not math.isnan(v)]
     if not values:
@@ -527,7 +531,7 @@ def summary_blocks(
                 )
             blocks.append(
                 (
-                    f"{comparison_title(comparison)}, {model}: mean ± SD over {seeds} seeds; "
+                    f"{comparison_title(comparison)}, {model}: mean ± SD over {_count(seeds, 'seed')}; "
                     f"{first['test_images']} real test images ({first['tp'] + first['fn']} COVID-19) of "
                     f"{first['test_patients']} patients",
                     ["regime", "positives (skew)", "AUC", "AP", "SEN @0.5", "SPE @0.5", "SEN @val", "SPE @val"],
@@ -539,8 +543,8 @@ def summary_blocks(
                 blocks.append(
                     (
                         f"{comparison_title(comparison)}, {model}: paired differences (regime − baseline on the "
-                        f"same test images, mean over {paired[0]['seeds']} seeds, 95% CI from a patient-level "
-                        "bootstrap; McNemar at each run's validation threshold)",
+                        f"same test images, mean over {_count(paired[0]['seeds'], 'seed')}, 95% CI from a "
+                        "patient-level bootstrap; McNemar at each run's validation threshold)",
                         ["regime", "against", "ΔAUC", "ΔAP", "ΔSEN @val", "seeds SEN up / down", "McNemar p < 0.05"],
                         [
                             [
