@@ -326,3 +326,27 @@ def test_metrics_equal_scikit_learn_with_ties(seed):
     assert m["average_precision"] == pytest.approx(average_precision_score(y, p))
     assert m["kappa"] == pytest.approx(cohen_kappa_score(y, (p >= 0.5).astype(int)))
     assert m["brier"] == pytest.approx(brier_score_loss(y, p))
+
+
+def test_report_notes_when_class_follows_source_and_not_when_sources_mix():
+    import json as _json
+
+    from validation_tools.report import source_confounding
+
+    def rows(pairs):
+        return [
+            {"label": label, "source": "imagefolder", "extra": _json.dumps({"source": source})}
+            for label, source, n in pairs
+            for _ in range(n)
+        ]
+
+    confounded = source_confounding(rows([("normal", "nih", 40), ("covid", "ieee8023", 30), ("covid", "nih", 2)]))
+    assert (
+        confounded is not None
+        and confounded.startswith("Cramér's V 0.9")
+        and "covid: ieee8023 30 / nih 2" in confounded
+    )
+    assert (
+        source_confounding(rows([("normal", "a", 20), ("normal", "b", 20), ("covid", "a", 10), ("covid", "b", 10)]))
+        is None
+    )
