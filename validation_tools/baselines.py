@@ -19,7 +19,7 @@ import io
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,6 @@ class BaselinesConfig:
     workers: int = 0  # processes decoding images (0: one per core, up to 8)
     controls: bool = True  # the oversampling and class-weight regimes
     regimes: tuple[str, ...] = ()  # train only these (names as in table.md); empty: every regime
-    extra: dict[str, Any] = field(default_factory=dict)  # recorded as given (e.g. the command line)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.models) - set(MODELS))
@@ -291,7 +290,8 @@ def paired_comparisons(predictions: list[dict[str, Any]], resamples: int) -> lis
         for baseline in ("real", OVERSAMPLED):
             for regime, seeds in by_regime.items():
                 # against real-only: every other regime; against the control: those with synthetic images
-                if baseline not in by_regime or regime in ("real", baseline, WEIGHTED if baseline != "real" else ""):
+                skipped = {"real", baseline} | ({WEIGHTED} if baseline == OVERSAMPLED else set())
+                if baseline not in by_regime or regime in skipped:
                     continue
                 common = sorted(set(seeds) & set(by_regime[baseline]))
                 if not common:
@@ -404,11 +404,12 @@ def _fit_and_score(model_name, x, y, val, test_x, cfg: BaselinesConfig, seed: in
     test images, the epochs run and the model. `weights`: per-class loss weights (the class-weight control)."""
     torch.manual_seed(seed)  # torchvision builds its weights from the global generator
     model = build_model(model_name, cfg.pretrained).to(device)
+    plateau = None
     if cfg.optimizer == "adadelta":  # the seed's Keras setup: Adadelta, the rate cut on a validation plateau
         optimizer = torch.optim.Adadelta(model.parameters(), lr=cfg.lr, rho=0.95, eps=1e-7)
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.1, patience=max(cfg.patience // 2, 1))
     else:
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
-    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.1, patience=max(cfg.patience // 2, 1))
     weights = None if weights is None else weights.to(device)
     rng = torch.Generator().manual_seed(seed)
     best, best_state, stale, epochs_run = math.inf, None, 0, 0
@@ -428,7 +429,7 @@ def _fit_and_score(model_name, x, y, val, test_x, cfg: BaselinesConfig, seed: in
         val_loss = F.cross_entropy(
             torch.log(p_val.clamp_min(1e-7)), val[1], weight=None if weights is None else weights.cpu().double()
         ).item()
-        if cfg.optimizer == "adadelta":
+        if plateau is not None:
             plateau.step(val_loss)
         if val_loss < best - 1e-4:
             best, stale = val_loss, 0
