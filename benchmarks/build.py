@@ -15,9 +15,11 @@ from __future__ import annotations
 import argparse
 import io
 import resource
+import struct
 import subprocess
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 from PIL import Image
@@ -33,8 +35,16 @@ from cxr_dataset.tables import write_table
 G_NC_SHARE = 16_537 / 21_295
 
 
+def unique_png(template: bytes, index: int) -> bytes:
+    """`template` with a text chunk naming `index` before its IEND: the same pixels, bytes of its own (so that
+    no format can store a repeated image once, as parquet's dictionary encoding would)."""
+    body = b"tEXt" + b"cxrds-bench\0%d" % index
+    chunk = struct.pack(">I", len(body) - 4) + body + struct.pack(">I", zlib.crc32(body))
+    return template[:-12] + chunk + template[-12:]
+
+
 def fake_synthetic(root: Path, n: int, size: int) -> list[Path]:
-    """Two translate-like folders of phantom PNGs (a few distinct images repeated, to save time)."""
+    """Two translate-like folders of phantom PNGs (16 distinct images, each copy made unique, to save time)."""
     templates = [encode_png(render_phantom("covid", size, seed=0, patient=p, image=0)) for p in range(16)]
     folders = []
     n_nc = round(n * G_NC_SHARE)
@@ -44,7 +54,7 @@ def fake_synthetic(root: Path, n: int, size: int) -> list[Path]:
         rows = []
         for i in range(count):
             key = f"{TASK_CONFIG[task]}_bench-{i:06d}"
-            data = templates[i % len(templates)]
+            data = unique_png(templates[i % len(templates)], i)
             (folder / "images" / f"{key}.png").write_bytes(data)
             rows.append(
                 {

@@ -2,18 +2,19 @@
 
 Columns and their arrow types come from `schema.to_hf_features()`, whose `huggingface` metadata lets
 `datasets` restore `Image` and `ClassLabel` features even without the card. Files are cut by
-`partition.equal_parts`; each carries a page index and content-defined chunks (the Hub deduplicates
+`partition.part_sizes`; each carries a page index and content-defined chunks (the Hub deduplicates
 unchanged chunks between versions), and the same rows still give the same bytes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from builders.partition import equal_parts
-from cxr_dataset.fileio import atomic_open
+from builders.partition import part_sizes, stream_parts
+from cxr_dataset.fileio import HashingWriter, atomic_open
 from cxr_dataset.release_folder import parquet_name
 
 ROWS_PER_GROUP = 100  # the Hub's viewer reads one row group at a time; ~100 images keep it well under 100 MB
@@ -24,45 +25,49 @@ def write_parquet_split(
     root: Path,
     config: str,
     split: str,
-    rows: Sequence[dict[str, Any]],
-    read_image: Callable[[dict[str, Any]], bytes],
+    samples: Iterator[tuple[dict[str, Any], bytes]],
+    count: int,
     *,
     rows_per_file: int = ROWS_PER_FILE,
     rows_per_group: int = ROWS_PER_GROUP,
-) -> tuple[list[Path], int]:
-    """Write `rows` (release rows without the image) as parquet files, reading images one group at a time.
+) -> tuple[dict[Path, str], int]:
+    """Write `count` (release row, PNG bytes) pairs as parquet files, one row group at a time.
 
-    Returns the files and the split's arrow size in bytes (the card's `num_bytes`).
+    Returns each file's SHA-256 (hashed while written) and the split's arrow size in bytes (the card's
+    `num_bytes`).
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from cxr_dataset.schema import FIELDS, to_hf_features
 
-    features = to_hf_features()
-    parts = equal_parts(rows, rows_per_file)
-    paths, num_bytes = [], 0
-    for index, part in enumerate(parts):
-        path = root / parquet_name(config, split, index, len(parts))
-        with (
-            atomic_open(path) as f,
-            pq.ParquetWriter(
-                f,
-                features.arrow_schema,
-                compression=_compression(features.arrow_schema),
+    schema = to_hf_features().arrow_schema
+    sizes = part_sizes(count, rows_per_file)
+    digests, num_bytes = {}, 0
+    for index, part in enumerate(stream_parts(samples, sizes)):
+        path = root / parquet_name(config, split, index, len(sizes))
+        with atomic_open(path) as f:
+            out, written = HashingWriter(f), 0
+            with pq.ParquetWriter(
+                out,
+                schema,
+                compression=_compression(schema),
+                use_dictionary=_metadata_columns(schema),
                 write_page_index=True,
                 use_content_defined_chunking=True,
-            ) as writer,
-        ):
-            for start in range(0, len(part), rows_per_group):
-                group = part[start : start + rows_per_group]
-                batch = {f.name: [_encode(f, r) for r in group] for f in FIELDS if f.dtype != "image"}
-                batch["image"] = [{"bytes": read_image(r), "path": None} for r in group]
-                table = pa.Table.from_pydict(batch, schema=features.arrow_schema)
-                writer.write_table(table)
-                num_bytes += table.nbytes
-        paths.append(path)
-    return paths, num_bytes
+            ) as writer:
+                while group := list(itertools.islice(part, rows_per_group)):
+                    batch = {f.name: [_encode(f, row) for row, _ in group] for f in FIELDS if f.dtype != "image"}
+                    batch["image"] = [{"bytes": data, "path": None} for _, data in group]
+                    table = pa.Table.from_pydict(batch, schema=schema)
+                    writer.write_table(table)
+                    num_bytes += table.nbytes
+                    written += len(group)
+            out.flush()
+            if written != sizes[index]:
+                raise ValueError(f"{path.name}: the stream ended after {written} of {sizes[index]} rows")
+        digests[path] = out.sha256
+    return digests, num_bytes
 
 
 def _encode(field, row: dict[str, Any]) -> Any:
@@ -74,6 +79,11 @@ def _encode(field, row: dict[str, Any]) -> Any:
 def _compression(schema) -> dict[str, str]:
     """zstd for metadata columns; none for the PNG bytes, which are compressed already."""
     return {name: "none" if name.startswith("image.") else "zstd" for name in _leaf_paths(schema)}
+
+
+def _metadata_columns(schema) -> list[str]:
+    """Every column but the image's: the ones worth a dictionary (each image is distinct)."""
+    return [name for name in _leaf_paths(schema) if not name.startswith("image.")]
 
 
 def _leaf_paths(schema) -> list[str]:

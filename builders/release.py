@@ -22,10 +22,11 @@ from builders.croissant import DatasetInfo, write_croissant
 from builders.from_release import rows_from_release
 from builders.hf_parquet import ROWS_PER_FILE, write_parquet_split
 from builders.licences import summarise
+from builders.tar_process import TarProcess, verified_images
 from builders.webdataset import SAMPLES_PER_SHARD, write_shard_index, write_wds_split
 from cxr_dataset.checksums import write_checksums
 from cxr_dataset.errors import ReleaseError
-from cxr_dataset.fileio import atomic_write_text, sha256_bytes, sha256_file
+from cxr_dataset.fileio import atomic_write_text
 from cxr_dataset.ownership import MARKER_NAME, check_output, claim_output, remove_owned
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.release_folder import RELEASE_SPLIT, WDS_DIR, parquet_pattern
@@ -40,6 +41,7 @@ from cxr_dataset.schema import (
 from cxr_dataset.tables import read_table
 
 DEFAULT_VERSION = "1.0.0"
+SEPARATE_PROCESS_FROM = 1000  # images; smaller builds write both formats in this process
 _SEMVER = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)")
 
 
@@ -128,33 +130,44 @@ def _write_release(
     data_files[ALL_CONFIG] = [glob for name in parts for glob in data_files[name]]
 
     with build_lock(out), _staging(out.with_name(f".{out.name}.building")) as staging:
-        total, done = 2 * len(rows), 0
-
-        def read_image(row: dict[str, Any]) -> bytes:
-            nonlocal done
-            data = row["_file"].read_bytes()
-            if sha256_bytes(data) != row["sha256"]:
-                raise ReleaseError(f"{row['_file']}: SHA-256 differs from its provenance record; re-run translate")
-            done += 1
-            progress("build", done, total)
-            return data
-
-        shards: dict[str, list] = {ALL_CONFIG: []}
-        num_bytes, download_size = {ALL_CONFIG: 0}, {ALL_CONFIG: 0}
-        known: dict[str, str] = {}  # relative path → SHA-256 of what this build wrote
-        for name, part in parts.items():
-            files, num_bytes[name] = write_parquet_split(
-                staging, name, RELEASE_SPLIT, part, read_image, rows_per_file=rows_per_file
+        # A second process writes the tars (its own read of every image, its own GIL) while this one writes
+        # parquet; small builds write the tars here afterwards, without the process's start-up.
+        tars = None
+        if len(rows) >= SEPARATE_PROCESS_FROM:
+            tars = TarProcess(staging / WDS_DIR, RELEASE_SPLIT, parts, samples_per_shard)
+        try:
+            num_bytes, download_size = {ALL_CONFIG: 0}, {ALL_CONFIG: 0}
+            known: dict[str, str] = {}  # relative path → SHA-256 of what this build wrote
+            images = verified_images(
+                (row for part in parts.values() for row in part), lambda done: progress("build", done, len(rows))
             )
-            download_size[name] = sum(p.stat().st_size for p in files)
-            known |= {p.relative_to(staging).as_posix(): sha256_file(p) for p in files}
-            shards[name] = write_wds_split(
-                staging / WDS_DIR, name, RELEASE_SPLIT, part, read_image, per_shard=samples_per_shard
-            )
-            known |= {f"{WDS_DIR}/{s['url']}": s["sha256"] for s in shards[name]}
-            num_bytes[ALL_CONFIG] += num_bytes[name]
-            download_size[ALL_CONFIG] += download_size[name]
-            shards[ALL_CONFIG] += shards[name]
+            for name, part in parts.items():
+                parquet, num_bytes[name] = write_parquet_split(
+                    staging, name, RELEASE_SPLIT, images, len(part), rows_per_file=rows_per_file
+                )
+                download_size[name] = sum(p.stat().st_size for p in parquet)
+                known |= {p.relative_to(staging).as_posix(): digest for p, digest in parquet.items()}
+                num_bytes[ALL_CONFIG] += num_bytes[name]
+                download_size[ALL_CONFIG] += download_size[name]
+            if tars is not None:
+                shards = tars.result()
+            else:
+                shards = {
+                    name: write_wds_split(
+                        staging / WDS_DIR,
+                        name,
+                        RELEASE_SPLIT,
+                        verified_images(part),
+                        len(part),
+                        per_shard=samples_per_shard,
+                    )
+                    for name, part in parts.items()
+                }
+        finally:
+            if tars is not None:
+                tars.stop()
+        shards[ALL_CONFIG] = [entry for name in parts for entry in shards[name]]
+        known |= {f"{WDS_DIR}/{entry['url']}": entry["sha256"] for entry in shards[ALL_CONFIG]}
         for name, entries in shards.items():
             write_shard_index(staging / WDS_DIR, name, RELEASE_SPLIT, entries)
         card = render_card(

@@ -1,20 +1,19 @@
 """WebDataset shards: ``webdataset/<task config>-<split>-NNNNNN.tar`` plus a wids ``shardindex.json`` per config.
 
 Tar headers are fixed (mtime 0, uid/gid 0, owner 'cxrds', mode 0444) and members sorted, so the same
-rows always give the same bytes. Shards are cut by `partition.equal_parts`. Each index entry carries the
+rows always give the same bytes. Shards are cut by `partition.part_sizes`. Each index entry carries the
 shard's size, MD5 (which wids checks on download) and SHA-256.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
-from builders.partition import equal_parts
-from cxr_dataset.fileio import atomic_open, atomic_write_text
+from builders.partition import part_sizes, stream_parts
+from cxr_dataset.fileio import HashingWriter, atomic_open, atomic_write_text
 from cxr_dataset.release_folder import shard_index_name, shard_name
 from cxr_dataset.schema import encode_wds_sample
 
@@ -26,53 +25,60 @@ def write_wds_split(
     folder: Path,
     config: str,
     split: str,
-    rows: Sequence[dict[str, Any]],
-    read_image: Callable[[dict[str, Any]], bytes],
+    samples: Iterator[tuple[dict[str, Any], bytes]],
+    count: int,
     *,
     per_shard: int = SAMPLES_PER_SHARD,
 ) -> list[dict[str, Any]]:
-    """Write `rows` into evenly filled shards; returns their wids shard-list entries
-    (url, nsamples, filesize, md5sum, sha256)."""
+    """Write `count` (release row, PNG bytes) pairs into evenly filled shards; returns their wids shard-list
+    entries (url, nsamples, filesize, md5sum, sha256), hashed while written."""
     entries = []
-    for i, part in enumerate(equal_parts(rows, per_shard)):
+    sizes = part_sizes(count, per_shard)
+    for i, part in enumerate(stream_parts(samples, sizes)):
         path = folder / shard_name(config, split, i)
         with atomic_open(path) as f:
-            out = _HashingWriter(f)
-            for row in part:
-                write_sample(out, encode_wds_sample(row, read_image(row)))
+            out, written = HashingWriter(f, md5=True), 0
+            for row, data in part:
+                out.write(tar_members(encode_wds_sample(row, data)))
+                written += 1
+            if written != sizes[i]:
+                raise ValueError(f"{path.name}: the stream ended after {written} of {sizes[i]} samples")
             out.write(b"\0" * (2 * BLOCK))  # end of archive
             out.write(b"\0" * (-out.size % RECORD))  # pad to a whole record, as tar does
-        entries.append({"url": path.name, "nsamples": len(part), **out.digests()})
+            out.flush()
+        entries.append(
+            {"url": path.name, "nsamples": sizes[i], "filesize": out.size, "md5sum": out.md5, "sha256": out.sha256}
+        )
     return entries
 
 
-class _HashingWriter:
-    """Writes through to a file and hashes what passes, so a shard is never read back to be checksummed."""
-
-    def __init__(self, f: BinaryIO) -> None:
-        self.f, self.size = f, 0
-        self.md5, self.sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
-
-    def write(self, data: bytes) -> int:
-        self.md5.update(data)
-        self.sha256.update(data)
-        self.size += len(data)
-        return self.f.write(data)
-
-    def digests(self) -> dict[str, Any]:
-        return {"filesize": self.size, "md5sum": self.md5.hexdigest(), "sha256": self.sha256.hexdigest()}
-
-
-def write_sample(out: BinaryIO, sample: dict[str, Any]) -> None:
-    """Append one sample's members, sorted by extension, as USTAR entries with fixed headers."""
+def tar_members(sample: dict[str, Any]) -> bytes:
+    """One sample's members, sorted by extension, as USTAR entries with fixed headers (one write per sample)."""
     key = sample["__key__"]
+    chunks = []
     for ext in sorted(k for k in sample if k != "__key__"):
         data = sample[ext]
         if not isinstance(data, bytes):
             raise TypeError(f"sample {key!r}: member {ext!r} must be bytes, got {type(data).__name__}")
-        out.write(ustar_header(f"{key}.{ext}", len(data)))
-        out.write(data)
-        out.write(b"\0" * (-len(data) % BLOCK))
+        chunks += (ustar_header(f"{key}.{ext}", len(data)), data, b"\0" * (-len(data) % BLOCK))
+    return b"".join(chunks)
+
+
+def _header_template() -> bytes:
+    """The fixed fields of every member's ustar header; name, size and checksum are filled per member."""
+    header = bytearray(BLOCK)
+    header[100:108] = b"0000444\0"  # mode
+    header[108:116] = header[116:124] = b"0000000\0"  # uid, gid
+    header[136:148] = b"00000000000\0"  # mtime
+    header[156:157] = b"0"  # regular file
+    header[257:265] = b"ustar\x0000"
+    header[265:270] = header[297:302] = b"cxrds"  # owner, group
+    header[329:337] = header[337:345] = b"0000000\0"  # device numbers
+    return bytes(header)
+
+
+_TEMPLATE = _header_template()
+_TEMPLATE_SUM = sum(_TEMPLATE) + 8 * ord(" ")  # the checksum counts its own field as spaces
 
 
 def ustar_header(name: str, size: int) -> bytes:
@@ -82,19 +88,19 @@ def ustar_header(name: str, size: int) -> bytes:
     encoded = name.encode("utf-8")
     if len(encoded) > 100:
         raise ValueError(f"tar member name longer than 100 bytes: {name!r}")
-    header = bytearray(BLOCK)
-    header[0 : len(encoded)] = encoded
-    header[100:108] = b"0000444\0"
-    header[108:116] = header[116:124] = b"0000000\0"
-    header[124:136] = b"%011o\0" % size
-    header[136:148] = b"00000000000\0"
-    header[148:156] = b" " * 8  # the checksum counts these as spaces
-    header[156:157] = b"0"
-    header[257:265] = b"ustar\x0000"
-    header[265:270] = header[297:302] = b"cxrds"
-    header[329:337] = header[337:345] = b"0000000\0"
-    header[148:156] = b"%06o\0 " % sum(header)
-    return bytes(header)
+    size_field = b"%011o\0" % size
+    checksum = b"%06o\0 " % (_TEMPLATE_SUM + sum(encoded) + sum(size_field))
+    return b"".join(
+        (
+            encoded,
+            bytes(100 - len(encoded)),
+            _TEMPLATE[100:124],
+            size_field,
+            _TEMPLATE[136:148],
+            checksum,
+            _TEMPLATE[156:],
+        )
+    )
 
 
 def write_shard_index(folder: Path, config: str, split: str, entries: list[dict[str, Any]]) -> Path:

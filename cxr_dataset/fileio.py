@@ -44,3 +44,55 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+class HashingWriter:
+    """Writes through to a file and hashes what passes (SHA-256, and MD5 when asked), so an output is never
+    read back to be checksummed. Small writes are gathered into blocks of `block` bytes, so that hashing
+    and writing run in long stretches without the GIL. Enough of a file for `pyarrow.parquet.ParquetWriter`;
+    `flush()` before the file is closed."""
+
+    closed = False
+
+    def __init__(self, f: BinaryIO, *, md5: bool = False, block: int = 1 << 20) -> None:
+        self.f, self.size, self.block = f, 0, block
+        self.hashes = [hashlib.sha256()] + ([hashlib.md5(usedforsecurity=False)] if md5 else [])
+        self.pending = bytearray()
+
+    def write(self, data: bytes) -> int:
+        size = len(memoryview(data).cast("B"))
+        if self.pending or size < self.block:
+            self.pending += data
+        else:
+            self._pass(data)  # a large write goes straight through, uncopied
+        self.size += size
+        if len(self.pending) >= self.block:
+            self.flush()
+        return size
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        if self.pending:
+            self._pass(self.pending)
+            self.pending = bytearray()
+        self.f.flush()
+
+    def _pass(self, data) -> None:
+        for h in self.hashes:
+            h.update(data)
+        self.f.write(data)
+
+    @property
+    def sha256(self) -> str:
+        return self._digest(0)
+
+    @property
+    def md5(self) -> str:
+        return self._digest(1)
+
+    def _digest(self, index: int) -> str:
+        if self.pending:
+            raise RuntimeError("HashingWriter: flush() before reading a digest")
+        return self.hashes[index].hexdigest()

@@ -62,6 +62,18 @@ def test_build_twice_is_byte_identical(synthetic, tmp_path):
     assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
 
 
+def test_build_with_the_tars_in_a_second_process_gives_the_same_bytes(synthetic, tmp_path, monkeypatch):
+    import builders.release
+
+    here, apart = tmp_path / "here" / "covid-synthetic-cxr", tmp_path / "apart" / "covid-synthetic-cxr"
+    build_release(list(synthetic.values()), here, samples_per_shard=4)
+    monkeypatch.setattr(builders.release, "SEPARATE_PROCESS_FROM", 0)
+    build_release(list(synthetic.values()), apart, samples_per_shard=4)
+    files = sorted(p.relative_to(here) for p in here.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(apart) for p in apart.rglob("*") if p.is_file())
+    assert all((here / f).read_bytes() == (apart / f).read_bytes() for f in files)
+
+
 def test_build_tar_headers_are_fixed(release):
     import tarfile
 

@@ -17,7 +17,7 @@ from builders.push import push_release
 from builders.release import build_release
 from cli import app
 from cxr_dataset.checksums import write_checksums
-from cxr_dataset.errors import CheckpointError, OwnershipError, SchemaError
+from cxr_dataset.errors import CheckpointError, OwnershipError, ReleaseError, SchemaError
 from cxr_dataset.fileio import sha256_file
 from cxr_dataset.prepare import prepare
 from cxr_dataset.verify import verify_release
@@ -91,12 +91,18 @@ def test_build_into_an_empty_folder_replaces_it(synthetic, tmp_path):
     assert verify_release(tmp_path / "covid-synthetic-cxr").ok
 
 
-def test_build_failure_removes_its_staging_folder(synthetic, tmp_path):
+@pytest.mark.parametrize("separate_process_from", [0, 10**9], ids=["tars-apart", "tars-here"])
+def test_build_failure_names_the_image_and_removes_its_staging_folder(
+    synthetic, tmp_path, monkeypatch, separate_process_from
+):
+    import builders.release
+
+    monkeypatch.setattr(builders.release, "SEPARATE_PROCESS_FROM", separate_process_from)
     broken = tmp_path / "synthetic"
     shutil.copytree(synthetic["normal2covid"], broken)
-    first = sorted((broken / "images").glob("*.png"))[0]
-    first.write_bytes(first.read_bytes() + b"x")
-    with pytest.raises(Exception, match="SHA-256 differs from its provenance"):
+    last = sorted((broken / "images").glob("*.png"))[-1]
+    last.write_bytes(last.read_bytes() + b"x")
+    with pytest.raises(ReleaseError, match=f"{last.name}: SHA-256 differs from its provenance"):
         build_release([broken], tmp_path / "out" / "covid-synthetic-cxr")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 

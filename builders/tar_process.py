@@ -1,0 +1,98 @@
+"""Write a config's WebDataset tars in a Python process of its own, beside a build that writes parquet.
+
+Each process has its own GIL, so the two formats are made on two cores; the tar process reads every image
+itself and checks it against its provenance record, as the parquet side does. A plain subprocess running
+``python -m builders.tar_process`` (not `multiprocessing`, whose start methods either re-run the caller's
+script or fork a threaded process); the job goes in as JSON on stdin, the shard entries come back on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from builders.webdataset import write_wds_split
+from cxr_dataset.errors import ReleaseError
+from cxr_dataset.fileio import sha256_bytes
+
+
+def verified_images(
+    rows: Iterable[dict[str, Any]], on_image: Callable[[int], None] = lambda done: None
+) -> Iterator[tuple[dict[str, Any], bytes]]:
+    """(row, PNG bytes) for each release row, checked against the SHA-256 its provenance recorded."""
+    for done, row in enumerate(rows, 1):
+        data = Path(row["_file"]).read_bytes()
+        if sha256_bytes(data) != row["sha256"]:
+            raise ReleaseError(f"{row['_file']}: SHA-256 differs from its provenance record; re-run translate")
+        on_image(done)
+        yield row, data
+
+
+class TarProcess:
+    """`write_wds_split` of each config in turn, started at once in a subprocess; `result()` waits for their
+    shard entries."""
+
+    def __init__(self, folder: Path, split: str, configs: dict[str, list[dict[str, Any]]], per_shard: int) -> None:
+        rows = {name: [{**row, "_file": str(row["_file"])} for row in part] for name, part in configs.items()}
+        job = {"folder": str(folder), "split": split, "per_shard": per_shard, "configs": rows}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "builders.tar_process"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            self.process.stdin.write(json.dumps(job).encode())  # the child reads it all before it starts
+            self.process.stdin.close()
+        except BrokenPipeError:
+            pass  # it died at start-up: `result()` says why
+        self.process.stdin = None  # sent: `communicate` only reads from now on
+
+    def result(self) -> dict[str, list[dict[str, Any]]]:
+        out, err = self.process.communicate()
+        if self.process.returncode != 0:
+            reply = _last_json(out)
+            if reply and "error" in reply:
+                raise ReleaseError(reply["error"])
+            raise ReleaseError(f"the tar writer failed (exit {self.process.returncode}): {err.decode()[-2000:]}")
+        return json.loads(out)["entries"]
+
+    def stop(self) -> None:
+        """End the subprocess if it still runs (a failed build) and wait for it."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.communicate()
+
+
+def _last_json(out: bytes) -> dict[str, Any] | None:
+    try:
+        return json.loads(out)
+    except ValueError:
+        return None
+
+
+def main() -> None:
+    job = json.load(sys.stdin)
+    entries = {}
+    try:
+        for name, rows in job["configs"].items():
+            entries[name] = write_wds_split(
+                Path(job["folder"]),
+                name,
+                job["split"],
+                verified_images(rows),
+                len(rows),
+                per_shard=job["per_shard"],
+            )
+    except (ReleaseError, OSError, ValueError) as error:
+        json.dump({"error": str(error)}, sys.stdout)
+        sys.exit(1)
+    json.dump({"entries": entries}, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
