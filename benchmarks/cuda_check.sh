@@ -1,36 +1,38 @@
 #!/usr/bin/env bash
-# The CUDA paths in one run: generator throughput (bf16 vs the reference), `torchrun` training with 1 process
-# (bf16, NCCL, checkpoint + resume), translation throughput with PNG encoding, build, and the classifier
-# benchmark (bf16, decoding workers). Prints timings; a sizing knob for each step:
+# The CUDA paths in one run, most needed figures first, every line also in WORKDIR/log:
+#   1. `torchrun` (1 process) trains the cyclegan preset in bf16 for 2 epochs, SIGKILLed after its first
+#      checkpoint and resumed: the whole `cxrds train` loop's rate, and resume after a crash;
+#   2. `cxrds translate` of RELEASE images at 256² end to end (read, generator, PNG encoding, provenance);
+#   3. `cxrds build` of those images;
+#   4. benchmarks/generator.py at 128² and 256²: reference vs ours (batch 4 and 16), eager and compiled,
+#      with MFU and peak memory.
 #
-#     bash benchmarks/cuda_check.sh WORKDIR [NORMALS] [SIZE]
+#     bash benchmarks/cuda_check.sh WORKDIR [NORMALS] [RELEASE]
 #
-# NORMALS phantom normal images (default 3000; 70% are translated), SIZE pixels (default 256).
-# SKIP_GENERATOR_BENCHMARK=1 leaves out the first step (when re-running after it has been measured).
+# NORMALS phantom normals to train on (default 1000; 70% are in training), RELEASE images to translate
+# (default 21295, the size of the release).
 set -euo pipefail
-work=${1:?usage: cuda_check.sh WORKDIR [NORMALS] [SIZE]}
-normals=${2:-3000}
-size=${3:-256}
+work=${1:?usage: cuda_check.sh WORKDIR [NORMALS] [RELEASE]}
+normals=${2:-1000}
+release=${3:-21295}
 python=${PYTHON:-python3}
+size=256
 mkdir -p "$work"
+exec > >(tee -a "$work/log") 2>&1
+export PYTHONUNBUFFERED=1
 
 stamp() { date +%s.%N; }
 took() { "$python" -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f} s')" "$1" "$(stamp)"; }
 
 "$python" -c "import torch; print('torch', torch.__version__, '|', torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA')"
+echo "$(nproc) CPU cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
 
-if [[ -z ${SKIP_GENERATOR_BENCHMARK:-} ]]; then
-    echo "== generator throughput (benchmarks/generator.py)"
-    "$python" benchmarks/generator.py --sizes 128 "$size"
-fi
-
-echo "== prepare: phantom normal:$normals,covid:$((normals / 4)) at ${size}²"
+echo "== 1. prepare phantom normal:$normals,covid:$((normals / 4)) at ${size}²"
 t=$(stamp)
 "$python" -m cli prepare --source "phantom=normal:$normals,covid:$((normals / 4)),per_patient:1" \
     --size "$size" --out "$work/prepared" --workers "$(nproc)" >/dev/null
 echo "prepare: $(took "$t")"
-
-echo "== cyclegan preset, bf16, 2 epochs: SIGKILLed after the first checkpoint, resumed under torchrun (1 process)"
+echo "== cyclegan preset, bf16, batch 4, 2 epochs: SIGKILLed after the first checkpoint, resumed under torchrun (1 process)"
 train=(-m cli train --prepared "$work/prepared" --task normal2covid --out "$work/run" --preset cyclegan --size "$size"
     --epochs 2 --epochs-decay 0 --batch-size 4 --precision bf16)
 t=$(stamp)
@@ -45,23 +47,54 @@ kill -9 -- "-$pid"
 wait "$pid" || true
 echo "first checkpoint after $(took "$t"): $(basename "$(compgen -G "$work/run/checkpoints/step-*.json" | tail -1)")"
 t=$(stamp)
-"$python" -m torch.distributed.run --standalone --nproc-per-node 1 "${train[@]}" --resume
+"$python" -m torch.distributed.run --standalone --nproc-per-node 1 "${train[@]}" --resume >/dev/null
 echo "resumed to the end: $(took "$t")"
-tail -n 1 "$work/run/log.jsonl"
+tail -n 3 "$work/run/log.jsonl"
 
-echo "== translate (bf16, batch 64, 8 PNG encoders)"
+echo "== 2. translate $release images at ${size}² end to end (bf16, batch 64, $(($(nproc) - 2)) PNG encoders)"
+# A folder of distinct normal images (a class folder per label) prepared at 256²; 70% land in training.
+total=$(((release * 10 + 6) / 7))
 t=$(stamp)
-"$python" -m cli translate --prepared "$work/prepared" --checkpoint "$work/run" --out "$work/synthetic" \
-    --batch-size 64 --encode-workers 8
+"$python" - "$work/folder" "$total" "$size" <<'EOF'
+import sys
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+
+from cxr_dataset.imaging import encode_png
+from cxr_dataset.sources.phantom import render_phantom
+
+root, total, size = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+TEMPLATES = [render_phantom("normal", size, seed=0, patient=p, image=0) for p in range(32)]
+
+
+def write(index: int) -> None:
+    pixels = TEMPLATES[index % len(TEMPLATES)].copy()
+    pixels[0, :32] = np.frombuffer(f"{index:032d}".encode(), np.uint8)  # distinct bytes for each image
+    (root / "normal" / f"n{index:06d}.png").write_bytes(encode_png(pixels))
+
+
+(root / "normal").mkdir(parents=True, exist_ok=True)
+(root / "covid").mkdir(exist_ok=True)
+with Pool() as pool:
+    pool.map(write, range(total), chunksize=256)
+for index in range(8):
+    (root / "covid" / f"c{index}.png").write_bytes(encode_png(render_phantom("covid", size, seed=0, patient=index, image=0)))
+EOF
+echo "folder of $total PNGs: $(took "$t")"
+t=$(stamp)
+"$python" -m cli prepare --source "folder=$work/folder" --size "$size" --out "$work/big" --workers "$(nproc)" >/dev/null
+echo "prepare: $(took "$t")"
+t=$(stamp)
+"$python" -m cli translate --prepared "$work/big" --checkpoint "$work/run" --out "$work/synthetic" \
+    --batch-size 64 --encode-workers $(($(nproc) - 2)) >/dev/null
 echo "translate: $(took "$t") for $(find "$work/synthetic/images" -name '*.png' | wc -l) images"
 
-echo "== build"
+echo "== 3. build"
 t=$(stamp)
-"$python" -m cli build --out "$work/release/covid-synthetic-cxr" --synthetic "$work/synthetic" >/dev/null
-echo "build: $(took "$t")"
+"$python" -m cli build --out "$work/release/covid-synthetic-cxr" --synthetic "$work/synthetic" >/dev/null &&
+    echo "build: $(took "$t")" || echo "build failed after $(took "$t")"
 
-echo "== benchmark: small-cnn and resnet50 at 224², 3 epochs, normal vs covid"
-t=$(stamp)
-"$python" -m cli benchmark --release "$work/release/covid-synthetic-cxr" --real "$work/prepared" \
-    --out "$work/benchmark" --models small-cnn,resnet50 --size 224 --epochs 3 --comparisons "normal vs covid"
-echo "benchmark: $(took "$t")"
+echo "== 4. generator throughput (benchmarks/generator.py)"
+"$python" benchmarks/generator.py --sizes 128 "$size" --batch 4 16 --compile --no-loop

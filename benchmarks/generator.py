@@ -33,7 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from cxr_dataset.devices import describe  # noqa: E402
 from cxr_dataset.prepare import prepare  # noqa: E402
 from generator.config import TrainConfig, load_preset  # noqa: E402
-from generator.cyclegan import CycleGAN, ImagePool, train_step  # noqa: E402
+from generator.cyclegan import NET_NAMES, CycleGAN, ImagePool, train_step  # noqa: E402
 from generator.distributed import DistInfo  # noqa: E402
 from generator.networks import build_generator  # noqa: E402
 from generator.precision import autocast, cpu_has_native_bf16, resolve_precision  # noqa: E402
@@ -84,7 +84,9 @@ def _sync(device: torch.device) -> None:
 
 
 def step_rate(cfg: TrainConfig, device: torch.device, steps: int, runs: int) -> tuple[list[float], float, float]:
-    """Bare `train_step`: images/s of each run (per domain), FLOPs per step, peak CUDA GiB (0 on CPU)."""
+    """Bare `train_step`: images/s of each run (per domain), FLOPs per step, peak CUDA GiB (0 on CPU).
+
+    With `cfg.compile`, FLOPs are counted on the eager networks (the counter cannot see into compiled code)."""
     nets = CycleGAN(cfg.model, seeded(0, "init")).to(device)
     fast_layout = device.type == "cuda"
     if fast_layout:
@@ -100,6 +102,11 @@ def step_rate(cfg: TrainConfig, device: torch.device, steps: int, runs: int) -> 
     counter = FlopCounterMode(display=False)
     with counter:  # also the warm-up step
         train_step(nets, opt_g, opt_d, pools, a, b, cfg, seeded(0, "step", 0))
+    if cfg.compile:  # as `cxrds train --compile` does; the first steps compile
+        for name in NET_NAMES:
+            getattr(nets, name).compile()
+        for i in range(3):
+            train_step(nets, opt_g, opt_d, pools, a, b, cfg, seeded(0, "warm-up", i))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     rates = []
@@ -157,7 +164,12 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[128])
     parser.add_argument("--steps", type=int, default=None, help="timed steps per run (default: 3 CPU, 30 CUDA)")
     parser.add_argument("--runs", type=int, default=3, help="runs per setting; the median is reported")
-    parser.add_argument("--batch", type=int, default=4, help="our training batch size")
+    parser.add_argument("--batch", type=int, nargs="+", default=[4], help="our training batch sizes (a row each)")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time ours at the first batch size with torch.compile (as `cxrds train --compile`)",
+    )
     parser.add_argument("--precision", default="auto", help="ours: auto, bf16 or fp32")
     parser.add_argument("--peak-tflops", type=float, default=None, help="the device's peak, for MFU")
     parser.add_argument("--no-loop", action="store_true", help="skip the `cxrds train` loop rows")
@@ -176,12 +188,16 @@ def main() -> None:
         f" {'translate img/s':>15}" + (f" {'peak GiB':>8}" if cuda else "")
     )
     for size in args.sizes:
-        reference, our_cfg = _config(size, 3, "fp32", 1), _config(size, 1, ours, args.batch)
+        reference = _config(size, 3, "fp32", 1)
+        settings = [("reference: 3ch fp32 b1, step", reference)]
+        for batch in args.batch:
+            settings.append((f"ours: 1ch {ours} b{batch}, step", _config(size, 1, ours, batch)))
+        if args.compile:  # the first batch size only: each compilation takes a minute or more
+            compiled = dataclasses.replace(settings[1][1], compile=True)
+            settings.insert(2, (f"ours: 1ch {ours} b{args.batch[0]} compiled, step", compiled))
+        our_cfg = settings[1][1]
         base = None
-        for label, cfg in (
-            ("reference: 3ch fp32 b1, step", reference),
-            (f"ours: 1ch {ours} b{args.batch}, step", our_cfg),
-        ):
+        for label, cfg in settings:
             rates, flops, memory = step_rate(cfg, device, steps if cfg.batch_size > 1 else steps * 2, args.runs)
             rate = statistics.median(rates)
             base = base or rate
