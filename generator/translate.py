@@ -8,7 +8,8 @@ and the PNG's SHA-256. The same checkpoint and inputs always give the same bytes
 from __future__ import annotations
 
 import io
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,8 @@ from generator.distributed import DistInfo, rank_slice
 from generator.export import resolve_checkpoint
 from generator.networks import build_generator
 from generator.precision import AUTO, autocast, resolve_precision
+
+READ_THREADS = 4  # threads reading and decoding inputs ahead of the device (PIL and hashlib release the GIL)
 
 
 @dataclass(frozen=True)
@@ -118,19 +121,19 @@ def translate(
         "source_md5": "",  # only images read from an archive (the seed's zips) have one
     }
     provenance = []
-    with process_pool(encode_workers) as pool:
+    batches = [rows[start : start + batch_size] for start in range(0, len(rows), batch_size)]
+    with process_pool(encode_workers) as pool, ThreadPoolExecutor(READ_THREADS) as readers:
         pending: list = []
-        for start in range(0, len(rows), batch_size):
-            batch = rows[start : start + batch_size]
-            inputs = [manifest.read_image(r) for r in batch]
-            outputs = _generate(g_a, inputs, size, device, precision, where=f"{ckpt.tensors_path} [G_A]")
+        # Inputs are read, checked and decoded by threads a few batches ahead, while the device works.
+        for batch, pixels in zip(batches, _ahead(readers, lambda b: _read_inputs(manifest, b, size), batches)):
+            outputs = _generate(g_a, pixels, device, precision, where=f"{ckpt.tensors_path} [G_A]")
             jobs = [
                 (out, f"images/{make_key(TASK_CONFIG[task], r['id'])}.png", img, seed_quirk)
                 for r, img in zip(batch, outputs)
             ]
             # PNG encoding runs in worker processes while the next batch is on the device.
             pending.append((batch, pool.map(_encode_and_write, jobs) if pool else map(_encode_and_write, jobs)))
-            while len(pending) > 2 or (pending and start + batch_size >= len(rows)):
+            while len(pending) > 2 or (pending and batch is batches[-1]):
                 done_batch, results = pending.pop(0)
                 for row, (rel, digest) in zip(done_batch, results):
                     provenance.append(
@@ -169,13 +172,26 @@ def translate(
     return TranslateResult(path, len(every), task)
 
 
+def _read_inputs(manifest, batch: list[dict], size: int) -> np.ndarray:
+    """A batch of prepared images, each checked against the manifest, as uint8 N×size×size."""
+    return np.stack([read_gray(manifest.read_image(row), size) for row in batch])
+
+
+def _ahead(pool: ThreadPoolExecutor, fn, items: list, depth: int = 2 * READ_THREADS):
+    """`fn` of each item in order, computed in `pool` up to `depth` items ahead of the consumer."""
+    futures: deque = deque()
+    for item in items:
+        futures.append(pool.submit(fn, item))
+        if len(futures) > depth:
+            yield futures.popleft().result()
+    while futures:
+        yield futures.popleft().result()
+
+
 @torch.inference_mode()
-def _generate(
-    g_a: torch.nn.Module, images: list[bytes], size: int, device: torch.device, precision: str, where: str
-) -> np.ndarray:
-    """Run G_A on a batch of encoded images; returns uint8 N×size×size. Non-finite or constant output (a
+def _generate(g_a: torch.nn.Module, pixels: np.ndarray, device: torch.device, precision: str, where: str) -> np.ndarray:
+    """Run G_A on a batch of uint8 images; returns uint8 N×size×size. Non-finite or constant output (a
     diverged or broken generator) is refused rather than written as black images."""
-    pixels = np.stack([read_gray(data, size) for data in images])
     x = torch.from_numpy(pixels).unsqueeze(1).to(device).float().div_(127.5).sub_(1.0)
     if device.type == "cuda":
         x = x.contiguous(memory_format=torch.channels_last)
