@@ -18,6 +18,7 @@ from typing import Any
 from builders.webdataset import write_wds_split
 from cxr_dataset.errors import ReleaseError
 from cxr_dataset.fileio import sha256_bytes
+from cxr_dataset.workers import die_with_parent
 
 
 def verified_images(
@@ -44,6 +45,7 @@ class TarProcess:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            preexec_fn=die_with_parent,  # a SIGKILLed build leaves no writer behind
         )
         try:
             self.process.stdin.write(json.dumps(job).encode())  # the child reads it all before it starts

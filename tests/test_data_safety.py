@@ -646,6 +646,40 @@ def test_pool_workers_die_with_a_sigkilled_parent(tmp_path):
     assert not any(_alive(p) for p in workers)
 
 
+def test_builds_tar_process_dies_with_a_sigkilled_parent(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    # The tar process blocks on its first image, a FIFO nobody writes, until its parent is killed.
+    script = (
+        "import os, sys, time\n"
+        "from pathlib import Path\n"
+        "from builders.tar_process import TarProcess\n"
+        "fifo = Path(sys.argv[1])\n"
+        "os.mkfifo(fifo)\n"
+        "tars = TarProcess(fifo.parent / 'wds', 'train', {'g_nc': [{'_file': str(fifo), 'sha256': '0' * 64}]}, 4)\n"
+        "print(tars.process.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path / "image.png")],
+        cwd=Path(__file__).parents[1],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    child = int(parent.stdout.readline())
+    assert _alive(child)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child)
+
+
 def _alive(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
