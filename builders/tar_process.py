@@ -9,6 +9,7 @@ script or fork a threaded process); the job goes in as JSON on stdin, the shard 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -40,8 +41,12 @@ class TarProcess:
     def __init__(self, folder: Path, split: str, configs: dict[str, list[dict[str, Any]]], per_shard: int) -> None:
         rows = {name: [{**row, "_file": str(row["_file"])} for row in part] for name, part in configs.items()}
         job = {"folder": str(folder), "split": split, "per_shard": per_shard, "configs": rows}
+        # The folder that holds `builders`, first on the child's path, whatever the caller's working directory.
+        code_root = str(Path(__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [code_root, os.environ.get("PYTHONPATH")]))}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "builders.tar_process"],
+            env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
