@@ -50,7 +50,7 @@ class TarProcess:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            preexec_fn=die_with_parent,  # a SIGKILLed build leaves no writer behind
+            preexec_fn=die_with_parent if os.name == "posix" else None,  # a SIGKILLed build leaves no writer behind
         )
         try:
             self.process.stdin.write(json.dumps(job).encode())  # the child reads it all before it starts
