@@ -251,6 +251,17 @@ def test_wilson_interval_keeps_its_width_at_the_ends():
     assert wilson_interval(3, 3)[0] > 0.43 and wilson_interval(50, 100) == pytest.approx((0.4038, 0.5962), abs=1e-4)
 
 
+@pytest.mark.parametrize("shape", [(40, 30, 256), (300, 200, 16)], ids=["fewer-images", "fewer-features"])
+def test_explain_fid_routes_agree(shape):
+    from validation_tools.explain import _trace_sqrt
+
+    rng = np.random.default_rng(0)
+    na, nb, d = shape
+    a, b = rng.normal(size=(na, d)), rng.normal(0.3, 1.5, size=(nb, d))
+    a, b = a - a.mean(0), b - b.mean(0)
+    assert _trace_sqrt(a, b, route="images") == pytest.approx(_trace_sqrt(a, b, route="features"), rel=1e-6)
+
+
 def test_explain_fid_and_kid_grow_with_the_distance_between_feature_sets():
     from validation_tools.explain import fid, kid
 

@@ -87,17 +87,30 @@ def inception_features(net: nn.Module, images: torch.Tensor, batch: int = 32) ->
 
 
 def fid(a: np.ndarray, b: np.ndarray) -> float:
-    """Fréchet distance between Gaussians fitted to two feature sets.
+    """Fréchet distance between Gaussians fitted to two feature sets (rows are images).
 
-    tr √(Σa Σb) is taken as Σ √λ of the symmetric PSD matrix √Σa Σb √Σa (eigendecompositions only), which
-    stays finite and non-negative when there are fewer images than features and the covariances are singular.
+    Exact and finite also when there are fewer images than features (singular covariances); see `_trace_sqrt`.
     """
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    centred_a, centred_b = a - a.mean(0), b - b.mean(0)
+    trace_a = (centred_a**2).sum() / (len(a) - 1)
+    trace_b = (centred_b**2).sum() / (len(b) - 1)
+    mean_gap = ((a.mean(0) - b.mean(0)) ** 2).sum()
+    return float(max(mean_gap + trace_a + trace_b - 2 * _trace_sqrt(centred_a, centred_b), 0.0))
+
+
+def _trace_sqrt(centred_a: np.ndarray, centred_b: np.ndarray, *, route: str = "auto") -> float:
+    """tr √(Σa Σb) from centred features. The non-zero eigenvalues of Σa Σb are the squared singular values
+    of Ca Cbᵀ / √((na−1)(nb−1)), so the trace is that na×nb matrix's nuclear norm ("images" route: cheap when
+    there are fewer images than features, as with Inception's 2,048). Otherwise ("features" route) Σ √λ of
+    the symmetric PSD d×d matrix √Σa Σb √Σa, by eigendecompositions."""
+    (na, d), nb = centred_a.shape, len(centred_b)
+    scale = (na - 1) * (nb - 1)
+    if route == "images" or (route == "auto" and min(na, nb) ** 2 * max(na, nb) < d**3):
+        return float(np.linalg.svd(centred_a @ centred_b.T, compute_uv=False).sum() / np.sqrt(scale))
+    cov_a, cov_b = centred_a.T @ centred_a / (na - 1), centred_b.T @ centred_b / (nb - 1)
     values, vectors = np.linalg.eigh(cov_a)
     root_a = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
-    cross = np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ cov_b @ root_a), 0, None)).sum()
-    return float(max(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * cross, 0.0))
+    return float(np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ cov_b @ root_a), 0, None)).sum())
 
 
 def kid(a: np.ndarray, b: np.ndarray, *, subsets: int = 20, size: int = 100, seed: int = 0) -> float:
