@@ -62,7 +62,7 @@ class TarProcess:
     def result(self) -> dict[str, list[dict[str, Any]]]:
         out, err = self.process.communicate()
         if self.process.returncode != 0:
-            reply = _last_json(out)
+            reply = _parsed(out)
             if reply and "error" in reply:
                 raise ReleaseError(reply["error"])
             raise ReleaseError(f"the tar writer failed (exit {self.process.returncode}): {err.decode()[-2000:]}")
@@ -75,7 +75,7 @@ class TarProcess:
         self.process.communicate()
 
 
-def _last_json(out: bytes) -> dict[str, Any] | None:
+def _parsed(out: bytes) -> dict[str, Any] | None:
     try:
         return json.loads(out)
     except ValueError:

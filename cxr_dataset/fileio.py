@@ -60,7 +60,7 @@ class HashingWriter:
         self.pending = bytearray()
 
     def write(self, data: bytes) -> int:
-        size = len(memoryview(data).cast("B"))
+        size = memoryview(data).nbytes
         if self.pending or size < self.block:
             self.pending += data
         else:
