@@ -57,16 +57,39 @@ def dist_info() -> tuple[int, int]:
 
 def decode_sample(sample: dict[str, Any]) -> dict[str, Any]:
     """Raw tar members → ``{"image": uint8 tensor 1×H×W, "label": int, "meta": provenance dict, "key": str}``."""
-    from PIL import Image
-
-    with Image.open(io.BytesIO(sample["png"])) as img:
-        pixels = np.array(img if img.mode == "L" else img.convert("L"))  # one copy, writable
     return {
-        "image": torch.from_numpy(pixels).unsqueeze(0),
+        "image": decode_gray(sample["png"]),
         "label": int(sample["cls"]),
         "meta": json.loads(sample["json"]),
         "key": sample["__key__"],
     }
+
+
+def decode_gray(data: bytes) -> torch.Tensor:
+    """PNG bytes → uint8 tensor 1×H×W. 8-bit grayscale PNGs (what a release stores) go through libpng in
+    torchvision, ~25% faster than PIL; any other image gets PIL's conversion to L (ITU-R 601-2 luma)."""
+    if data[12:16] == b"IHDR" and data[24:26] == b"\x08\x00":  # bit depth 8, colour type 0 (grayscale)
+        image = _decode_png(data)
+        if image is not None and image.shape[0] == 1:
+            return image
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        pixels = np.array(img if img.mode == "L" else img.convert("L"))  # one copy, writable
+    return torch.from_numpy(pixels).unsqueeze(0)
+
+
+def _decode_png(data: bytes) -> torch.Tensor | None:
+    """torchvision's libpng decoder (deprecated there in favour of TorchCodec); None where it is gone or
+    cannot read the data, so that PIL decides and names the problem."""
+    try:
+        from torchvision.io import decode_png
+    except ImportError:
+        return None
+    try:
+        return decode_png(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+    except RuntimeError:
+        return None
 
 
 def wds_pipeline(

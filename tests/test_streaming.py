@@ -1,17 +1,20 @@
 """Streaming into trainers: exact epochs across ranks and workers, equal ranks when resampling, clear errors."""
 
+import io
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from cxr_dataset.errors import ConfigError
 from cxr_dataset.loading import wds_release
 from cxr_dataset.release_folder import read_release
-from cxr_dataset.streaming import hf_dataset, random_access, wds_pipeline
+from cxr_dataset.streaming import decode_gray, hf_dataset, random_access, wds_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,6 +46,26 @@ def test_streaming_batches_are_uint8_tensors_with_provenance(release):
     batch = next(iter(wds_pipeline(release, batch_size=4, shuffle=0)))
     assert batch["image"].shape == (4, 1, 64, 64) and batch["image"].dtype == torch.uint8
     assert batch["label"].tolist() == [2, 2, 2, 2] and batch["meta"][0]["id"] == batch["key"][0]
+
+
+@pytest.mark.parametrize("mode", ["L", "L+tRNS", "1", "I;16", "LA", "RGB", "P"])
+def test_streaming_decode_gray_matches_pil_for_every_png_kind(mode):
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)).convert(mode.split("+")[0])
+    if mode == "I;16":
+        image = Image.fromarray(rng.integers(0, 65536, (37, 53), dtype=np.uint16))
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", **({"transparency": 7} if mode == "L+tRNS" else {}))
+    with Image.open(io.BytesIO(buf.getvalue())) as img:
+        expected = np.array(img if img.mode == "L" else img.convert("L"))
+    decoded = decode_gray(buf.getvalue())
+    assert decoded.dtype == torch.uint8 and decoded.shape == (1, 37, 53)
+    assert np.array_equal(decoded[0].numpy(), expected)
+
+
+def test_streaming_decode_gray_names_a_corrupt_png():
+    with pytest.raises(OSError, match="cannot identify image"):
+        decode_gray(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
 
 
 def test_streaming_same_seed_same_order(release):
