@@ -1,40 +1,50 @@
 #!/usr/bin/env bash
 # The CUDA paths in one run, most needed figures first, every line also in WORKDIR/log:
-#   1. `torchrun` (1 process) trains the cyclegan preset in bf16 for 2 epochs, SIGKILLed after its first
-#      checkpoint and resumed: the whole `cxrds train` loop's rate, and resume after a crash;
-#   2. `cxrds translate` of RELEASE images at 256² end to end (read, generator, PNG encoding, provenance);
-#   3. `cxrds build` of those images;
-#   4. benchmarks/generator.py at 128² and 256²: reference vs ours (batch 4 and 16), eager and compiled,
-#      with MFU and peak memory.
+#   train      `torchrun` (1 process) trains the cyclegan preset in bf16 for 2 epochs, SIGKILLed after its first
+#              checkpoint and resumed: the whole `cxrds train` loop's rate, and resume after a crash;
+#   translate  `cxrds translate` of RELEASE images at 256² end to end (read, generator, PNG encoding,
+#              provenance); without the train stage, a 1-epoch run under torchrun gives the checkpoint;
+#   build      `cxrds build` of those images;
+#   bench      benchmarks/generator.py at 128² and 256²: reference vs ours (batch 4 and 16), eager, compiled
+#              and with CUDA graphs (compile mode reduce-overhead), with MFU and peak memory.
 #
-#     bash benchmarks/cuda_check.sh WORKDIR [NORMALS] [RELEASE]
+#     [STAGES="translate bench"] [SIZES="128 256"] [BATCHES="4 16"] [STAGE_LIMIT=S] [SIZE=256] [PRECISION=bf16] bash benchmarks/cuda_check.sh WORKDIR [NORMALS] [RELEASE]
 #
 # NORMALS phantom normals to train on (default 1000; 70% are in training), RELEASE images to translate
-# (default 21295, the size of the release).
+# (default 21295, the size of the release). STAGES picks stages (default: all, in the order above); each stage
+# is stopped after STAGE_LIMIT seconds (default: none) so that a time-limited machine still reports the rest.
 set -euo pipefail
 work=${1:?usage: cuda_check.sh WORKDIR [NORMALS] [RELEASE]}
 normals=${2:-1000}
 release=${3:-21295}
 python=${PYTHON:-python3}
-size=256
+size=${SIZE:-256}
+precision=${PRECISION:-bf16}
+stages=" ${STAGES:-train translate build bench} "
+limit=${STAGE_LIMIT:-0}
+sizes=${SIZES:-"128 $size"}
+batches=${BATCHES:-"4 16"}
 mkdir -p "$work"
 exec > >(tee -a "$work/log") 2>&1
 export PYTHONUNBUFFERED=1
 
 stamp() { date +%s.%N; }
 took() { "$python" -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f} s')" "$1" "$(stamp)"; }
+want() { [[ $stages == *" $1 "* ]]; }
+limited() { if ((limit > 0)); then timeout --kill-after 10 "$limit" "$@"; else "$@"; fi; }
 
 "$python" -c "import torch; print('torch', torch.__version__, '|', torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA')"
 echo "$(nproc) CPU cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
 
-echo "== 1. prepare phantom normal:$normals,covid:$((normals / 4)) at ${size}²"
+train_stage() {
+echo "== train: prepare phantom normal:$normals,covid:$((normals / 4)) at ${size}²"
 t=$(stamp)
 "$python" -m cli prepare --source "phantom=normal:$normals,covid:$((normals / 4)),per_patient:1" \
     --size "$size" --out "$work/prepared" --workers "$(nproc)" >/dev/null
 echo "prepare: $(took "$t")"
-echo "== cyclegan preset, bf16, batch 4, 2 epochs: SIGKILLed after the first checkpoint, resumed under torchrun (1 process)"
-train=(-m cli train --prepared "$work/prepared" --task normal2covid --out "$work/run" --preset cyclegan --size "$size"
-    --epochs 2 --epochs-decay 0 --batch-size 4 --precision bf16)
+echo "== cyclegan preset, $precision, batch 4, 2 epochs: SIGKILLed after the first checkpoint, resumed under torchrun (1 process)"
+local train=(-m cli train --prepared "$work/prepared" --task normal2covid --out "$work/run" --preset cyclegan
+    --size "$size" --epochs 2 --epochs-decay 0 --batch-size 4 --precision "$precision")
 t=$(stamp)
 # Killed as a plain process: torchrun starts its workers in sessions of their own, out of reach of the kill.
 setsid "$python" "${train[@]}" >"$work/killed.log" 2>&1 &
@@ -50,8 +60,20 @@ t=$(stamp)
 "$python" -m torch.distributed.run --standalone --nproc-per-node 1 "${train[@]}" --resume >/dev/null
 echo "resumed to the end: $(took "$t")"
 tail -n 3 "$work/run/log.jsonl"
+}
 
-echo "== 2. translate $release images at ${size}² end to end (bf16, batch 64, $(($(nproc) - 2)) PNG encoders)"
+translate_stage() {
+if [[ ! -d $work/run ]]; then
+    echo "== a checkpoint to translate with: cyclegan preset, $precision, 1 epoch over 32 phantom normals, torchrun (1 process)"
+    t=$(stamp)
+    "$python" -m cli prepare --source "phantom=normal:32,covid:8,per_patient:1" --size "$size" \
+        --out "$work/prepared-small" >/dev/null
+    "$python" -m torch.distributed.run --standalone --nproc-per-node 1 -m cli train --prepared "$work/prepared-small" \
+        --task normal2covid --out "$work/run" --preset cyclegan --size "$size" --epochs 1 --epochs-decay 0 \
+        --batch-size 4 --precision "$precision" >/dev/null
+    echo "checkpoint: $(took "$t")"
+fi
+echo "== translate $release images at ${size}² end to end ($precision, batch 64, $(( $(nproc) > 2 ? $(nproc) - 2 : 1 )) PNG encoders)"
 # A folder of distinct normal images (a class folder per label) prepared at 256²; 70% land in training.
 total=$(((release * 10 + 6) / 7))
 t=$(stamp)
@@ -88,13 +110,28 @@ t=$(stamp)
 echo "prepare: $(took "$t")"
 t=$(stamp)
 "$python" -m cli translate --prepared "$work/big" --checkpoint "$work/run" --out "$work/synthetic" \
-    --batch-size 64 --encode-workers $(($(nproc) - 2)) >/dev/null
+    --batch-size 64 --encode-workers $(( $(nproc) > 2 ? $(nproc) - 2 : 1 )) >"$work/translate.log"
+tail -n 4 "$work/translate.log"
 echo "translate: $(took "$t") for $(find "$work/synthetic/images" -name '*.png' | wc -l) images"
+}
 
-echo "== 3. build"
+build_stage() {
+echo "== build"
 t=$(stamp)
-"$python" -m cli build --out "$work/release/covid-synthetic-cxr" --synthetic "$work/synthetic" >/dev/null &&
-    echo "build: $(took "$t")" || echo "build failed after $(took "$t")"
+"$python" -m cli build --out "$work/release/covid-synthetic-cxr" --synthetic "$work/synthetic" >/dev/null
+echo "build: $(took "$t")"
+}
 
-echo "== 4. generator throughput (benchmarks/generator.py)"
-"$python" benchmarks/generator.py --sizes 128 "$size" --batch 4 16 --compile --no-loop
+bench_stage() {
+echo "== generator throughput (benchmarks/generator.py)"
+# shellcheck disable=SC2086
+"$python" benchmarks/generator.py --sizes $sizes --batch $batches --compile default reduce-overhead --no-loop
+}
+
+for stage in train translate build bench; do
+    if want "$stage"; then
+        export -f "${stage}_stage" stamp took
+        export work normals release python size sizes batches precision
+        limited bash -c "set -euo pipefail; ${stage}_stage" || echo "== $stage stopped: exit $? (STAGE_LIMIT=$limit)"
+    fi
+done

@@ -83,10 +83,13 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def step_rate(cfg: TrainConfig, device: torch.device, steps: int, runs: int) -> tuple[list[float], float, float]:
+def step_rate(
+    cfg: TrainConfig, device: torch.device, steps: int, runs: int, compile_mode: str = "default"
+) -> tuple[list[float], float, float]:
     """Bare `train_step`: images/s of each run (per domain), FLOPs per step, peak CUDA GiB (0 on CPU).
 
-    With `cfg.compile`, FLOPs are counted on the eager networks (the counter cannot see into compiled code)."""
+    With `cfg.compile`, the networks are compiled in `compile_mode` ("reduce-overhead": CUDA graphs, each step
+    marked as a new one) and FLOPs are counted on the eager networks (the counter cannot see into compiled code)."""
     nets = CycleGAN(cfg.model, seeded(0, "init")).to(device)
     fast_layout = device.type == "cuda"
     if fast_layout:
@@ -102,11 +105,18 @@ def step_rate(cfg: TrainConfig, device: torch.device, steps: int, runs: int) -> 
     counter = FlopCounterMode(display=False)
     with counter:  # also the warm-up step
         train_step(nets, opt_g, opt_d, pools, a, b, cfg, seeded(0, "step", 0))
-    if cfg.compile:  # as `cxrds train --compile` does; the first steps compile
+    graphs = cfg.compile and compile_mode == "reduce-overhead"
+
+    def step(rng: torch.Generator) -> None:
+        if graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        train_step(nets, opt_g, opt_d, pools, a, b, cfg, rng)
+
+    if cfg.compile:  # as `cxrds train --compile` does; the first steps compile (and record graphs)
         for name in NET_NAMES:
-            getattr(nets, name).compile()
+            getattr(nets, name).compile(mode=compile_mode)
         for i in range(3):
-            train_step(nets, opt_g, opt_d, pools, a, b, cfg, seeded(0, "warm-up", i))
+            step(seeded(0, "warm-up", i))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     rates = []
@@ -114,7 +124,7 @@ def step_rate(cfg: TrainConfig, device: torch.device, steps: int, runs: int) -> 
         _sync(device)
         start = time.perf_counter()
         for i in range(steps):
-            train_step(nets, opt_g, opt_d, pools, a, b, cfg, seeded(0, "step", 1 + run * steps + i))
+            step(seeded(0, "step", 1 + run * steps + i))
         _sync(device)
         rates.append(steps * cfg.batch_size / (time.perf_counter() - start))
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else 0.0
@@ -167,8 +177,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[4], help="our training batch sizes (a row each)")
     parser.add_argument(
         "--compile",
-        action="store_true",
-        help="also time ours at the first batch size with torch.compile (as `cxrds train --compile`)",
+        nargs="*",
+        metavar="MODE",
+        default=None,
+        help="also time ours at the first batch size with torch.compile (as `cxrds train --compile`), a row per "
+        "mode (default: default; reduce-overhead adds CUDA graphs)",
     )
     parser.add_argument("--precision", default="auto", help="ours: auto, bf16 or fp32")
     parser.add_argument("--peak-tflops", type=float, default=None, help="the device's peak, for MFU")
@@ -192,13 +205,21 @@ def main() -> None:
         settings = [("reference: 3ch fp32 b1, step", reference)]
         for batch in args.batch:
             settings.append((f"ours: 1ch {ours} b{batch}, step", _config(size, 1, ours, batch)))
-        if args.compile:  # the first batch size only: each compilation takes a minute or more
+        if args.compile is not None:  # the first batch size only: each compilation takes a minute or more
             compiled = dataclasses.replace(settings[1][1], compile=True)
-            settings.insert(2, (f"ours: 1ch {ours} b{args.batch[0]} compiled, step", compiled))
+            for at, mode in enumerate(args.compile or ["default"], start=2):
+                name = "compiled" if mode == "default" else mode
+                settings.insert(at, (f"ours: 1ch {ours} b{args.batch[0]} {name}, step", compiled, mode))
         our_cfg = settings[1][1]
         base = None
-        for label, cfg in settings:
-            rates, flops, memory = step_rate(cfg, device, steps if cfg.batch_size > 1 else steps * 2, args.runs)
+        for label, cfg, *mode in settings:
+            try:
+                rates, flops, memory = step_rate(
+                    cfg, device, steps if cfg.batch_size > 1 else steps * 2, args.runs, *mode
+                )
+            except Exception as error:  # one failing setting (a compile mode) must not lose the other rows
+                print(f"{size:>5} {label:<36} failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}")
+                continue
             rate = statistics.median(rates)
             base = base or rate
             achieved = flops / cfg.batch_size * rate / 1e12
