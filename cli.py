@@ -216,6 +216,12 @@ def train(
     precision: Annotated[str | None, typer.Option(help=PRECISION_HELP)] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of weights, order, crops, flips, pool.")] = None,
     compile: Annotated[bool, typer.Option(help="torch.compile the networks (CUDA; slow to start).")] = False,
+    compile_mode: Annotated[
+        str | None,
+        typer.Option(
+            help="With --compile: default, reduce-overhead (CUDA graphs: 2-3.7x at batch 4 on an H200) or max-autotune."
+        ),
+    ] = None,
     resume: Annotated[
         bool, typer.Option(help="Continue from the latest checkpoint in OUT (same config; --epochs may grow).")
     ] = False,
@@ -237,6 +243,7 @@ def train(
             "precision": precision,
             "seed": seed,
             "compile": compile or None,
+            "compile_mode": compile_mode,
         }
         cfg = dataclasses.replace(cfg, **{k: v for k, v in given.items() if v is not None})
         result = run(prepared, task, out, cfg, resume=resume, progress=progress)

@@ -83,13 +83,10 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def step_rate(
-    cfg: TrainConfig, device: torch.device, steps: int, runs: int, compile_mode: str = "default"
-) -> tuple[list[float], float, float]:
+def step_rate(cfg: TrainConfig, device: torch.device, steps: int, runs: int) -> tuple[list[float], float, float]:
     """Bare `train_step`: images/s of each run (per domain), FLOPs per step, peak CUDA GiB (0 on CPU).
 
-    With `cfg.compile`, the networks are compiled in `compile_mode` ("reduce-overhead": CUDA graphs, each step
-    marked as a new one) and FLOPs are counted on the eager networks (the counter cannot see into compiled code)."""
+    With `cfg.compile`, FLOPs are counted on the eager networks (the counter cannot see into compiled code)."""
     nets = CycleGAN(cfg.model, seeded(0, "init")).to(device)
     fast_layout = device.type == "cuda"
     if fast_layout:
@@ -105,18 +102,11 @@ def step_rate(
     counter = FlopCounterMode(display=False)
     with counter:  # also the warm-up step
         train_step(nets, opt_g, opt_d, pools, a, b, cfg, seeded(0, "step", 0))
-    graphs = cfg.compile and compile_mode == "reduce-overhead"
-
-    def step(rng: torch.Generator) -> None:
-        if graphs:
-            torch.compiler.cudagraph_mark_step_begin()
-        train_step(nets, opt_g, opt_d, pools, a, b, cfg, rng)
-
-    if cfg.compile:  # as `cxrds train --compile` does; the first steps compile (and record graphs)
+    if cfg.compile:  # as `cxrds train --compile` does; the first steps compile (and record CUDA graphs)
         for name in NET_NAMES:
-            getattr(nets, name).compile(mode=compile_mode)
+            getattr(nets, name).compile(mode=cfg.compile_mode)
         for i in range(3):
-            step(seeded(0, "warm-up", i))
+            train_step(nets, opt_g, opt_d, pools, a, b, cfg, seeded(0, "warm-up", i))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     rates = []
@@ -124,7 +114,7 @@ def step_rate(
         _sync(device)
         start = time.perf_counter()
         for i in range(steps):
-            step(seeded(0, "step", 1 + run * steps + i))
+            train_step(nets, opt_g, opt_d, pools, a, b, cfg, seeded(0, "step", 1 + run * steps + i))
         _sync(device)
         rates.append(steps * cfg.batch_size / (time.perf_counter() - start))
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else 0.0
@@ -206,17 +196,15 @@ def main() -> None:
         for batch in args.batch:
             settings.append((f"ours: 1ch {ours} b{batch}, step", _config(size, 1, ours, batch)))
         if args.compile is not None:  # the first batch size only: each compilation takes a minute or more
-            compiled = dataclasses.replace(settings[1][1], compile=True)
             for at, mode in enumerate(args.compile or ["default"], start=2):
+                compiled = dataclasses.replace(settings[1][1], compile=True, compile_mode=mode)
                 name = "compiled" if mode == "default" else mode
-                settings.insert(at, (f"ours: 1ch {ours} b{args.batch[0]} {name}, step", compiled, mode))
+                settings.insert(at, (f"ours: 1ch {ours} b{args.batch[0]} {name}, step", compiled))
         our_cfg = settings[1][1]
         base = None
-        for label, cfg, *mode in settings:
+        for label, cfg in settings:
             try:
-                rates, flops, memory = step_rate(
-                    cfg, device, steps if cfg.batch_size > 1 else steps * 2, args.runs, *mode
-                )
+                rates, flops, memory = step_rate(cfg, device, steps if cfg.batch_size > 1 else steps * 2, args.runs)
             except Exception as error:  # one failing setting (a compile mode) must not lose the other rows
                 print(f"{size:>5} {label:<36} failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}")
                 continue

@@ -22,6 +22,7 @@ from cxr_dataset.errors import ConfigError
 
 T = TypeVar("T")
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # torch.compile's; the last two add CUDA graphs
 PRECISIONS = ("auto", "bf16", "fp32")  # auto: bf16 where the device runs it natively, else fp32 (generator.precision)
 # Keys a resumed run may change: the schedule's length and bookkeeping that does not touch the numerics.
 RESUMABLE_CHANGES = frozenset({"epochs", "epochs_decay", "log_every", "save_every", "sample_every", "keep_last"})
@@ -75,6 +76,7 @@ class TrainConfig:
     flip: bool = True  # random horizontal flips
     precision: str = "auto"  # "bf16" autocast, "fp32", or "auto" (bf16 where native); runs record the resolved one
     compile: bool = False  # torch.compile the networks (CUDA; slow to start)
+    compile_mode: str = "default"  # with compile: reduce-overhead replays each step as CUDA graphs
     seed: int = 0  # fixes initial weights, data order, crops, flips and the image pool
     log_every: int = 10  # steps between JSONL log lines
     save_every: int = 0  # steps between checkpoints; 0 = at the end of every epoch
@@ -83,6 +85,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _one_of("precision", self.precision, PRECISIONS)
+        _one_of("compile_mode", self.compile_mode, COMPILE_MODES)
         _one_of("preset", self.preset, [p.value for p in Preset])
         if not 0 < self.crop_size <= self.load_size:
             raise ConfigError(f"crop_size must be in 1..load_size ({self.load_size}), got {self.crop_size}")

@@ -118,6 +118,8 @@ def train_step(
     Losses come back as detached 0-d tensors (no device sync here). In the generator step the
     discriminators run unwrapped: they only pass gradients through, so DDP has nothing to reduce.
     """
+    if cfg.compile:  # a new step: CUDA graphs (compile mode reduce-overhead) may reuse the last step's outputs
+        torch.compiler.cudagraph_mark_step_begin()
     amp = autocast(real_a.device, cfg.precision)
     for p in nets.discriminators():
         p.requires_grad_(False)

@@ -147,7 +147,7 @@ def train(
         atomic_write_text(out / CONFIG_NAME, json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
     if cfg.compile:
         for name in NET_NAMES:  # in place: state_dict keys stay unprefixed
-            getattr(nets, name).compile()
+            getattr(nets, name).compile(mode=cfg.compile_mode)
     model = wrap_ddp(nets, device) if ddp.enabled else nets
 
     total = cfg.total_epochs * steps_per_epoch
@@ -289,7 +289,8 @@ def _write_samples(path: Path, nets: CycleGAN, domain_a, domain_b, cfg: TrainCon
     a = domain_a[:n, :, :c, :c].float() / 127.5 - 1
     b = domain_b[: len(a), :, :c, :c].float() / 127.5 - 1
     a = a[: len(b)]
-    with autocast(a.device, cfg.precision):
+    # Eager even under --compile: a grid of n images would otherwise compile (and graph) new shapes.
+    with torch.no_grad(), torch.compiler.set_stance("force_eager"), autocast(a.device, cfg.precision):
         fake_b = nets.G_A(a)
         columns = [a, fake_b, nets.G_B(fake_b), b, nets.G_B(b)]
     grid = torch.cat([torch.cat(list(col.float()), dim=-2) for col in columns], dim=-1)[0]

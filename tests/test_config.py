@@ -58,3 +58,10 @@ def test_config_linear_decay_reaches_near_zero():
     cfg = load_preset("cyclegan")
     assert cfg.lr_factor(0) == 1.0 and cfg.lr_factor(99) == 1.0
     assert 0 < cfg.lr_factor(199) < 0.02
+
+
+def test_config_compile_mode_is_one_of_torch_compiles_and_old_configs_default_it():
+    with pytest.raises(ConfigError, match="compile_mode must be one of .*'reduce-overhead'.*got 'fast'"):
+        TrainConfig(compile=True, compile_mode="fast")
+    old = {k: v for k, v in TrainConfig().to_dict().items() if k != "compile_mode"}  # a run saved before the key
+    assert from_dict(TrainConfig, old).compile_mode == "default"
