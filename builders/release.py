@@ -33,12 +33,10 @@ from cxr_dataset.release_folder import RELEASE_SPLIT, WDS_DIR, parquet_pattern
 from cxr_dataset.schema import (
     ALL_CONFIG,
     CARD_NAME,
-    PROVENANCE_FIELDS,
-    PROVENANCE_NAME,
     SYNTHETIC_LABEL,
     TASK_CONFIG,
 )
-from cxr_dataset.tables import read_table
+from cxr_dataset.synthetic_folder import synthetic_rows
 
 DEFAULT_VERSION = "1.0.0"
 SEPARATE_PROCESS_FROM = 1000  # images; smaller builds write both formats in this process
@@ -242,12 +240,13 @@ def _release_rows(synthetic: list[Path]) -> tuple[list[dict[str, Any]], list[dic
     rows: dict[str, dict[str, Any]] = {}
     metas = []
     for folder in synthetic:
-        table, meta = read_table(Path(folder) / PROVENANCE_NAME, PROVENANCE_FIELDS)
+        folder_rows, meta = synthetic_rows(folder)
         metas.append(meta)
-        for r in table.to_pylist():
+        for r in folder_rows:
             if r["id"] in rows:
                 raise ReleaseError(f"{folder}: id {r['id']!r} also occurs in another synthetic folder")
-            rows[r["id"]] = {**r, "label": SYNTHETIC_LABEL, "_file": Path(folder) / r.pop("path")}
+            r["label"] = SYNTHETIC_LABEL
+            rows[r["id"]] = r
     return [rows[k] for k in sorted(rows)], metas
 
 

@@ -27,7 +27,8 @@ def verified_images(
 ) -> Iterator[tuple[dict[str, Any], bytes]]:
     """(row, PNG bytes) for each release row, checked against the SHA-256 its provenance recorded."""
     for done, row in enumerate(rows, 1):
-        data = Path(row["_file"]).read_bytes()
+        with open(row["_file"], "rb") as f:
+            data = f.read()
         if sha256_bytes(data) != row["sha256"]:
             raise ReleaseError(f"{row['_file']}: SHA-256 differs from its provenance record; re-run translate")
         on_image(done)

@@ -33,6 +33,7 @@ from cxr_dataset.schema import (
     TASK_SOURCE_CLASS,
     make_key,
 )
+from cxr_dataset.synthetic_folder import IMAGES_DIR, image_path
 from cxr_dataset.tables import read_table, write_table
 from cxr_dataset.workers import process_pool
 from generator import distributed
@@ -88,7 +89,7 @@ def translate(
     out = Path(out)
     if ddp.is_main:
         claim_output(out, "synthetic", inputs=[prepared, checkpoint])
-        for stale in (out / "images").glob(".*.tmp-*"):  # left by a killed run's image writers
+        for stale in (out / IMAGES_DIR).glob(".*.tmp-*"):  # left by a killed run's image writers
             stale.unlink()
     ddp.barrier()
     ckpt = load_checkpoint(checkpoint)
@@ -128,7 +129,7 @@ def translate(
         for batch, pixels in zip(batches, _ahead(readers, lambda b: _read_inputs(manifest, b, size), batches)):
             outputs = _generate(g_a, pixels, device, precision, where=f"{ckpt.tensors_path} [G_A]")
             jobs = [
-                (out, f"images/{make_key(TASK_CONFIG[task], r['id'])}.png", img, seed_quirk)
+                (out, image_path(make_key(TASK_CONFIG[task], r["id"])), img, seed_quirk)
                 for r, img in zip(batch, outputs)
             ]
             # PNG encoding runs in worker processes while the next batch is on the device.

@@ -107,6 +107,25 @@ def test_build_failure_names_the_image_and_removes_its_staging_folder(
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+@pytest.mark.parametrize("path", ["../secret.png", "ABSOLUTE", "images/../../secret.png", "images/other.png"])
+def test_build_never_reads_an_image_outside_the_synthetic_folder(synthetic, tmp_path, path):
+    from cxr_dataset.schema import PROVENANCE_FIELDS, PROVENANCE_NAME
+    from cxr_dataset.tables import read_table, write_table
+
+    folder = tmp_path / "synthetic"
+    shutil.copytree(synthetic["normal2covid"], folder)
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(next((folder / "images").iterdir()).read_bytes())
+    path = str(secret) if path == "ABSOLUTE" else path
+    table, meta = read_table(folder / PROVENANCE_NAME, PROVENANCE_FIELDS)
+    rows = table.to_pylist()
+    rows[0] = {**rows[0], "path": path, "sha256": sha256_file(secret)}  # a provenance table that points away
+    write_table(rows, PROVENANCE_FIELDS, folder / PROVENANCE_NAME, meta)
+    with pytest.raises(SchemaError, match=f"provenance.parquet: row {rows[0]['id']!r} gives path {path!r}"):
+        build_release([folder], tmp_path / "out" / "covid-synthetic-cxr")
+    assert not (tmp_path / "out" / "covid-synthetic-cxr").exists()
+
+
 @pytest.mark.parametrize("sibling", [".covid-synthetic-cxr.building", ".covid-synthetic-cxr.old"])
 def test_build_refuses_to_remove_someone_elses_folder_beside_the_release(synthetic, tmp_path, sibling):
     out = tmp_path / "covid-synthetic-cxr"

@@ -1,0 +1,49 @@
+"""The synthetic folder (what `cxrds translate` writes) and its one reader:
+
+    SYNTH/provenance.parquet   one row per image (`schema.PROVENANCE_FIELDS`), its path relative to SYNTH
+    SYNTH/images/<id>.png      the images
+
+`synthetic_rows` never gives a path outside SYNTH/images: a row whose path is not ``images/<id>.png``, with a
+key-safe id, is refused, whatever its checksum says.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from cxr_dataset.errors import SchemaError
+from cxr_dataset.schema import PROVENANCE_FIELDS, PROVENANCE_NAME
+from cxr_dataset.tables import read_table
+
+IMAGES_DIR = "images"
+_SAFE_ID = re.compile(r"[A-Za-z0-9_-]+")  # what `schema.make_key` makes: no dots, no separators
+
+
+def image_path(image_id: str) -> str:
+    """An image's path relative to its synthetic folder."""
+    return f"{IMAGES_DIR}/{image_id}.png"
+
+
+def synthetic_rows(folder: Path | str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The provenance rows of a synthetic folder, each with its image's file as ``_file`` in place of ``path``,
+    and the table's metadata.
+
+    Raises:
+        SchemaError: a row's path is not ``images/<id>.png`` (it would read outside the folder or another image).
+    """
+    table_path = Path(folder) / PROVENANCE_NAME
+    table, meta = read_table(table_path, PROVENANCE_FIELDS)
+    images = os.path.join(folder, IMAGES_DIR)
+    rows = table.to_pylist()
+    for row in rows:
+        image_id, path = row["id"], row.pop("path")
+        if not _SAFE_ID.fullmatch(image_id) or path != image_path(image_id):
+            raise SchemaError(
+                f"{table_path}: row {image_id!r} gives path {path!r}; a synthetic image must be "
+                f"{IMAGES_DIR}/<id>.png inside the folder (re-run translate)"
+            )
+        row["_file"] = os.path.join(images, f"{image_id}.png")
+    return rows, meta
