@@ -10,8 +10,13 @@ import pyarrow as pa
 
 from cxr_dataset.errors import SchemaError
 from cxr_dataset.fileio import sha256_bytes, sha256_file
-from cxr_dataset.schema import MANIFEST_FIELDS, MANIFEST_NAME
+from cxr_dataset.schema import MANIFEST_FIELDS, MANIFEST_NAME, is_key
 from cxr_dataset.tables import read_table, write_table
+
+
+def prepared_image_path(label: str, image_id: str) -> str:
+    """An image's path relative to its prepared folder."""
+    return f"images/{label}/{image_id}.png"
 
 
 @dataclass(frozen=True)
@@ -57,4 +62,10 @@ def read_manifest(root: Path) -> Manifest:
     if not path.is_file():
         raise SchemaError(f"{path}: no manifest; run `cxrds prepare --out {root}` first")
     table, meta = read_table(path, MANIFEST_FIELDS)
+    for image_id, label, rel in zip(*(table.column(c).to_pylist() for c in ("id", "label", "path"))):
+        if not is_key(image_id) or rel != prepared_image_path(label, image_id):
+            raise SchemaError(
+                f"{path}: row {image_id!r} gives path {rel!r}; a prepared image must be images/<label>/<id>.png "
+                "inside the folder (re-run `cxrds prepare`)"
+            )
     return Manifest(Path(root), table, meta, sha256_file(path))

@@ -14,7 +14,7 @@ from typing import Any
 from cxr_dataset.errors import CxrdsError, SourceError
 from cxr_dataset.fileio import atomic_write_bytes, atomic_write_text, sha256_bytes, sha256_file
 from cxr_dataset.imaging import RESIZE_MODES, encode_png, to_square
-from cxr_dataset.manifest import write_manifest
+from cxr_dataset.manifest import prepared_image_path, write_manifest
 from cxr_dataset.options import check_workers
 from cxr_dataset.ownership import claim_output
 from cxr_dataset.progress import ProgressFn, no_progress
@@ -187,7 +187,7 @@ def _prepare_one(task) -> tuple[SourceImage, dict[str, Any] | None, str]:
     except Exception as e:  # the one boundary: whatever a decoder raises on a bad file becomes a reject row
         return rec, None, f"{rec.origin}: {type(e).__name__}: {e}"
     data = encode_png(pixels)
-    rel = f"images/{rec.label}/{rec.id}.png"
+    rel = prepared_image_path(rec.label, rec.id)
     atomic_write_bytes(out / rel, data)
     row = {
         "id": rec.id,

@@ -172,6 +172,11 @@ def field_names(fields: Sequence[Field]) -> list[str]:
 MAX_KEY = 90  # a tar member name "<key>.json" must fit ustar's 100 bytes
 
 
+def is_key(text: str) -> bool:
+    """Whether `text` could come from `make_key` (so it is safe in a file name: no dots, no separators)."""
+    return bool(text) and len(text) <= MAX_KEY and not _KEY_UNSAFE.search(text)
+
+
 def make_key(*parts: str) -> str:
     """Join `parts` into a key safe for WebDataset and HF (no dots, no slashes, at most 90 characters:
     longer keys keep their start and end in a hash)."""

@@ -10,16 +10,14 @@ key-safe id, is refused, whatever its checksum says.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 from cxr_dataset.errors import SchemaError
-from cxr_dataset.schema import PROVENANCE_FIELDS, PROVENANCE_NAME
+from cxr_dataset.schema import PROVENANCE_FIELDS, PROVENANCE_NAME, is_key
 from cxr_dataset.tables import read_table
 
 IMAGES_DIR = "images"
-_SAFE_ID = re.compile(r"[A-Za-z0-9_-]+")  # what `schema.make_key` makes: no dots, no separators
 
 
 def image_path(image_id: str) -> str:
@@ -40,7 +38,7 @@ def synthetic_rows(folder: Path | str) -> tuple[list[dict[str, Any]], dict[str, 
     rows = table.to_pylist()
     for row in rows:
         image_id, path = row["id"], row.pop("path")
-        if not _SAFE_ID.fullmatch(image_id) or path != image_path(image_id):
+        if not is_key(image_id) or path != image_path(image_id):
             raise SchemaError(
                 f"{table_path}: row {image_id!r} gives path {path!r}; a synthetic image must be "
                 f"{IMAGES_DIR}/<id>.png inside the folder (re-run translate)"

@@ -126,6 +126,24 @@ def test_build_never_reads_an_image_outside_the_synthetic_folder(synthetic, tmp_
     assert not (tmp_path / "out" / "covid-synthetic-cxr").exists()
 
 
+@pytest.mark.parametrize("path", ["../secret.png", "ABSOLUTE", "images/covid/x.png"])
+def test_a_prepared_manifest_never_points_outside_its_folder(prepared, tmp_path, path):
+    from cxr_dataset.manifest import read_manifest
+    from cxr_dataset.schema import MANIFEST_FIELDS, MANIFEST_NAME
+    from cxr_dataset.tables import read_table, write_table
+
+    folder = tmp_path / "prepared"
+    shutil.copytree(prepared, folder)
+    secret = tmp_path / "secret.png"
+    path = str(secret) if path == "ABSOLUTE" else path
+    table, meta = read_table(folder / MANIFEST_NAME, MANIFEST_FIELDS)
+    rows = table.to_pylist()
+    rows[-1] = {**rows[-1], "path": path}
+    write_table(rows, MANIFEST_FIELDS, folder / MANIFEST_NAME, meta)
+    with pytest.raises(SchemaError, match=f"manifest.parquet: row {rows[-1]['id']!r} gives path {path!r}"):
+        read_manifest(folder)
+
+
 @pytest.mark.parametrize("sibling", [".covid-synthetic-cxr.building", ".covid-synthetic-cxr.old"])
 def test_build_refuses_to_remove_someone_elses_folder_beside_the_release(synthetic, tmp_path, sibling):
     out = tmp_path / "covid-synthetic-cxr"
