@@ -10,6 +10,7 @@ uint8 tensors on the training device and augmented there: no loader workers are 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -290,7 +291,9 @@ def _write_samples(path: Path, nets: CycleGAN, domain_a, domain_b, cfg: TrainCon
     b = domain_b[: len(a), :, :c, :c].float() / 127.5 - 1
     a = a[: len(b)]
     # Eager even under --compile: a grid of n images would otherwise compile (and graph) new shapes.
-    with torch.no_grad(), torch.compiler.set_stance("force_eager"), autocast(a.device, cfg.precision):
+    eager = cfg.compile and hasattr(torch.compiler, "set_stance")  # torch >= 2.6
+    stance = torch.compiler.set_stance("force_eager") if eager else contextlib.nullcontext()
+    with stance, autocast(a.device, cfg.precision):
         fake_b = nets.G_A(a)
         columns = [a, fake_b, nets.G_B(fake_b), b, nets.G_B(b)]
     grid = torch.cat([torch.cat(list(col.float()), dim=-2) for col in columns], dim=-1)[0]
