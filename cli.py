@@ -26,7 +26,9 @@ from cxr_dataset.sources.phantom import DEMO_SPEC
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 # Under torchrun only rank 0 prints; the library reports progress from rank 0 only.
-console = Console(quiet=int(os.environ.get("RANK", "0")) != 0)
+_quiet = int(os.environ.get("RANK", "0")) != 0  # under torchrun only rank 0 speaks
+console = Console(quiet=_quiet)  # results: tables, paths, reports
+err_console = Console(stderr=True, quiet=_quiet)  # progress, warnings and errors, as pip and tqdm do
 _debug = {"on": False}
 SOURCE_HELP = (
     "KIND=PATH, repeatable. Kinds: phantom (PATH = N, or 'normal:N,pneumonia:N,covid:N'); covid-collection "
@@ -65,15 +67,15 @@ def _run() -> Iterator[ProgressFn]:
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TextColumn("{task.fields[info]}"),
-        console=console,
-        disable=not console.is_terminal,
+        console=err_console,
+        disable=not err_console.is_terminal,
     ) as bar:
         tasks: dict[str, int] = {}
         interval = float(os.environ.get("CXRDS_PROGRESS_SECONDS", "10"))
-        plain = PlainProgress(lambda line: console.print(escape(line), soft_wrap=True), interval=interval)
+        plain = PlainProgress(lambda line: err_console.print(escape(line), soft_wrap=True), interval=interval)
 
         def report(stage: str, done: int, total: int, info: str = "") -> None:
-            if not console.is_terminal:
+            if not err_console.is_terminal:
                 plain(stage, done, total, info)
                 return
             if stage not in tasks:
@@ -91,13 +93,13 @@ def _run() -> Iterator[ProgressFn]:
             if _debug["on"]:
                 raise
             bar.stop()
-            console.print(f"[red]error:[/red] {escape(_one_line(e))}", soft_wrap=True)
+            err_console.print(f"[red]error:[/red] {escape(_one_line(e))}", soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             if _debug["on"]:
                 raise
             bar.stop()
-            console.print(
+            err_console.print(
                 "[yellow]interrupted[/yellow]; nothing half-written is kept: re-run the same command to resume "
                 "(train: add --resume)"
             )

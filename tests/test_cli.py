@@ -19,6 +19,7 @@ def test_cli_prepare_then_validate_errors_exit_1_with_one_line(tmp_path):
     assert result.exit_code == 1
     assert "error:" in result.output and "kind must be one of" in result.output
     assert "Traceback" not in result.output
+    assert "error:" in result.stderr and "error:" not in result.stdout  # a pipe of the results stays clean
 
 
 def test_cli_validate_fails_on_a_damaged_release(release, tmp_path):

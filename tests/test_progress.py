@@ -37,5 +37,6 @@ def test_cli_without_a_terminal_prints_progress_lines(tmp_path):
         timeout=120,
     )
     assert run.returncode == 0, run.stderr[-2000:]
-    lines = [line for line in run.stdout.splitlines() if line.startswith("prepare: ")]
+    lines = [line for line in run.stderr.splitlines() if line.startswith("prepare: ")]
     assert lines and lines[-1].startswith("prepare: 18/18 (100%)") and "done in" in lines[-1]
+    assert "prepare: " not in run.stdout and "Prepared" in run.stdout  # progress on stderr, the result on stdout

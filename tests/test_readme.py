@@ -38,9 +38,9 @@ def work(tmp_path_factory) -> Path:
     )
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     out = demo.stdout
-    # without a terminal the progress arrives as plain lines, one stage after another
+    # without a terminal the progress arrives as plain lines on stderr, one stage after another
     for stage in ("prepare: ", "train normal2covid: ", "translate pneumonia2covid: ", "build: ", "report: "):
-        assert stage in out, f"no {stage!r} progress line in the demo's output"
+        assert stage in demo.stderr, f"no {stage!r} progress line in the demo's output"
     rows = int(out.split("load_dataset: ")[1].split()[0])
     assert rows == int(out.split("webdataset: ")[1].split()[0]) > 0
     return folder
