@@ -110,7 +110,7 @@ t=$(stamp)
 echo "prepare: $(took "$t")"
 t=$(stamp)
 "$python" -m cli translate --prepared "$work/big" --checkpoint "$work/run" --out "$work/synthetic" \
-    --batch-size 64 --encode-workers $(( $(nproc) > 2 ? $(nproc) - 2 : 1 )) >"$work/translate.log"
+    --batch-size 64 --encode-workers $(( $(nproc) > 2 ? $(nproc) - 2 : 1 )) >"$work/translate.log" 2>&1
 tail -n 4 "$work/translate.log"
 echo "translate: $(took "$t") for $(find "$work/synthetic/images" -name '*.png' | wc -l) images"
 }
