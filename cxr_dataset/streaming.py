@@ -122,6 +122,7 @@ def wds_pipeline(
     Raises:
         ConfigError: fewer shards than ranks × workers without resampling, or resampling without an epoch length.
     """
+    import torchvision.io  # noqa: F401 (`decode_gray`'s decoder, imported here once rather than in each worker)
     import webdataset as wds
 
     check_config(config)
