@@ -221,7 +221,8 @@ def train(
     compile_mode: Annotated[
         str | None,
         typer.Option(
-            help="With --compile: default, reduce-overhead (CUDA graphs: 2-3.7x at batch 4 on an H200) or max-autotune."
+            help="torch.compile mode (implies --compile): default, reduce-overhead (CUDA graphs: 2-3.7x at batch 4 "
+            "on an H200) or max-autotune."
         ),
     ] = None,
     resume: Annotated[
@@ -244,7 +245,7 @@ def train(
             "batch_size": batch_size,
             "precision": precision,
             "seed": seed,
-            "compile": compile or None,
+            "compile": compile or compile_mode is not None or None,
             "compile_mode": compile_mode,
         }
         cfg = dataclasses.replace(cfg, **{k: v for k, v in given.items() if v is not None})

@@ -67,3 +67,10 @@ def test_cli_version():
 
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.strip() == f"cxrds {__version__}"
+
+
+def test_cli_train_names_an_unknown_compile_mode_before_reading_anything(tmp_path):
+    args = ["train", "--prepared", str(tmp_path / "p"), "--task", "normal2covid", "--out", str(tmp_path / "run")]
+    result = runner.invoke(app, [*args, "--compile-mode", "turbo"])
+    assert result.exit_code == 1 and "compile_mode must be one of" in result.output and "'turbo'" in result.output
+    assert not (tmp_path / "run").exists()
