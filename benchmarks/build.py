@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import shutil
 import statistics
 import struct
 import subprocess
@@ -33,6 +32,7 @@ from PIL import Image
 from cxr_dataset.fileio import sha256_bytes, sha256_file
 from cxr_dataset.imaging import encode_png
 from cxr_dataset.loading import load_release, wds_release
+from cxr_dataset.ownership import remove_owned
 from cxr_dataset.schema import PROVENANCE_FIELDS, PROVENANCE_NAME, TASK_CONFIG, TASK_SOURCE_CLASS
 from cxr_dataset.sources.phantom import render_phantom
 from cxr_dataset.streaming import decode_gray, wds_pipeline
@@ -131,7 +131,7 @@ def main() -> None:
         release = tmp / "release" / "covid-synthetic-cxr"
         floors, durables, builds = [], [], []
         for _ in range(args.runs):
-            shutil.rmtree(release.parent, ignore_errors=True)
+            remove_owned(release, "release")  # the last run's release: checked to be one before removal
             os.sync()
             floors.append(io_floor([tmp / p for p in pngs], tmp))
             os.sync()
