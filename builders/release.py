@@ -22,7 +22,7 @@ from builders.croissant import DatasetInfo, write_croissant
 from builders.from_release import rows_from_release
 from builders.hf_parquet import ROWS_PER_FILE, write_parquet_split
 from builders.licences import summarise
-from builders.tar_process import TarProcess, verified_images
+from builders.tar_process import TarProcess
 from builders.webdataset import SAMPLES_PER_SHARD, write_shard_index, write_wds_split
 from cxr_dataset.checksums import write_checksums
 from cxr_dataset.errors import ReleaseError
@@ -36,7 +36,7 @@ from cxr_dataset.schema import (
     SYNTHETIC_LABEL,
     TASK_CONFIG,
 )
-from cxr_dataset.synthetic_folder import synthetic_rows
+from cxr_dataset.synthetic_folder import synthetic_rows, verified_images
 
 DEFAULT_VERSION = "1.0.0"
 SEPARATE_PROCESS_FROM = 1000  # images; smaller builds write both formats in this process

@@ -12,27 +12,13 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from builders.webdataset import write_wds_split
 from cxr_dataset.errors import ReleaseError
-from cxr_dataset.fileio import sha256_bytes
+from cxr_dataset.synthetic_folder import verified_images
 from cxr_dataset.workers import die_with_parent
-
-
-def verified_images(
-    rows: Iterable[dict[str, Any]], on_image: Callable[[int], None] = lambda done: None
-) -> Iterator[tuple[dict[str, Any], bytes]]:
-    """(row, PNG bytes) for each release row, checked against the SHA-256 its provenance recorded."""
-    for done, row in enumerate(rows, 1):
-        with open(row["_file"], "rb") as f:
-            data = f.read()
-        if sha256_bytes(data) != row["sha256"]:
-            raise ReleaseError(f"{row['_file']}: SHA-256 differs from its provenance record; re-run translate")
-        on_image(done)
-        yield row, data
 
 
 class TarProcess:

@@ -4,16 +4,19 @@
     SYNTH/images/<id>.png      the images
 
 `synthetic_rows` never gives a path outside SYNTH/images: a row whose path is not ``images/<id>.png``, with a
-key-safe id, is refused, whatever its checksum says.
+key-safe id, is refused, whatever its checksum says; `verified_images` reads the images those rows name, each
+checked against its recorded SHA-256.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from cxr_dataset.errors import SchemaError
+from cxr_dataset.errors import ReleaseError, SchemaError
+from cxr_dataset.fileio import sha256_bytes
 from cxr_dataset.schema import PROVENANCE_FIELDS, PROVENANCE_NAME, is_key
 from cxr_dataset.tables import read_table
 
@@ -45,3 +48,17 @@ def synthetic_rows(folder: Path | str) -> tuple[list[dict[str, Any]], dict[str, 
             )
         row["_file"] = os.path.join(images, f"{image_id}.png")
     return rows, meta
+
+
+def verified_images(
+    rows: Iterable[dict[str, Any]], on_image: Callable[[int], None] = lambda done: None
+) -> Iterator[tuple[dict[str, Any], bytes]]:
+    """(row, PNG bytes) for each row of `synthetic_rows` (or the seed-release import), checked against the
+    SHA-256 its provenance recorded."""
+    for done, row in enumerate(rows, 1):
+        with open(row["_file"], "rb") as f:
+            data = f.read()
+        if sha256_bytes(data) != row["sha256"]:
+            raise ReleaseError(f"{row['_file']}: SHA-256 differs from its provenance record; re-run translate")
+        on_image(done)
+        yield row, data
