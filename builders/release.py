@@ -129,7 +129,8 @@ def _write_release(
 
     with build_lock(out), _staging(out.with_name(f".{out.name}.building")) as staging:
         # A second process writes the tars (its own read of every image, its own GIL) while this one writes
-        # parquet; small builds write the tars here afterwards, without the process's start-up.
+        # parquet, the card and croissant.json; small builds write the tars here afterwards, without the
+        # process's start-up.
         tars = None
         if len(rows) >= SEPARATE_PROCESS_FROM:
             tars = TarProcess(staging / WDS_DIR, RELEASE_SPLIT, parts, samples_per_shard)
@@ -147,6 +148,19 @@ def _write_release(
                 known |= {p.relative_to(staging).as_posix(): digest for p, digest in parquet.items()}
                 num_bytes[ALL_CONFIG] += num_bytes[name]
                 download_size[ALL_CONFIG] += download_size[name]
+            card = render_card(
+                {n: {RELEASE_SPLIT: r} for n, r in configs.items()},
+                num_bytes,
+                data_files,
+                made_with=metas,
+                repo_name=out.name,
+                download_size=download_size,
+                version=version.version,
+                date_published=version.date_published,
+            )
+            atomic_write_text(staging / CARD_NAME, card)
+            counts = {n: len(r) for n, r in configs.items()}
+            write_croissant(staging, counts, data_files, known, _dataset_info(out.name, rows, metas, version))
             if tars is not None:
                 shards = tars.result()
             else:
@@ -168,36 +182,28 @@ def _write_release(
         known |= {f"{WDS_DIR}/{entry['url']}": entry["sha256"] for entry in shards[ALL_CONFIG]}
         for name, entries in shards.items():
             write_shard_index(staging / WDS_DIR, name, RELEASE_SPLIT, entries)
-        card = render_card(
-            {n: {RELEASE_SPLIT: r} for n, r in configs.items()},
-            num_bytes,
-            data_files,
-            made_with=metas,
-            repo_name=out.name,
-            download_size=download_size,
-            version=version.version,
-            date_published=version.date_published,
-        )
-        atomic_write_text(staging / CARD_NAME, card)
-        counts = {n: len(r) for n, r in configs.items()}
-        description = (
-            f"{len(rows)} synthetic COVID-19 chest X-rays made by CycleGAN translation of normal (G_NC) "
-            "and pneumonia (G_PC) X-rays, each with its provenance."
-        )
-        parquet = {rel: digest for rel, digest in known.items() if rel.endswith(".parquet")}
-        info = DatasetInfo(
-            out.name,
-            description,
-            version.version,
-            version.date_published,
-            source_datasets=tuple(source_titles(rows)),
-            license=summarise(rows, metas).reference,
-        )
-        write_croissant(staging, counts, data_files, parquet, info)
         (staging / MARKER_NAME).unlink()  # the release holds exactly what SHA256SUMS lists
         files = write_checksums(staging, known=known)
         _swap_in(staging, out)
     return BuildResult(out, counts, files)
+
+
+def _dataset_info(
+    name: str, rows: list[dict[str, Any]], metas: list[dict[str, Any]], version: ReleaseVersion
+) -> DatasetInfo:
+    """What croissant.json says of the release beyond its files."""
+    description = (
+        f"{len(rows)} synthetic COVID-19 chest X-rays made by CycleGAN translation of normal (G_NC) "
+        "and pneumonia (G_PC) X-rays, each with its provenance."
+    )
+    return DatasetInfo(
+        name,
+        description,
+        version.version,
+        version.date_published,
+        source_datasets=tuple(source_titles(rows)),
+        license=summarise(rows, metas).reference,
+    )
 
 
 @contextmanager

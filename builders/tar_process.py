@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +40,14 @@ class TarProcess:
             stderr=subprocess.PIPE,
             preexec_fn=die_with_parent if os.name == "posix" else None,  # a SIGKILLed build leaves no writer behind
         )
-        try:
-            self.process.stdin.write(json.dumps(job).encode())  # the child reads it all before it starts
-            self.process.stdin.close()
-        except BrokenPipeError:
-            pass  # it died at start-up: `result()` says why
-        self.process.stdin = None  # sent: `communicate` only reads from now on
+        # Sent from a thread: the pipe holds 64 KiB, so a plain write would wait here for the child's start-up.
+        self.sender = threading.Thread(target=_send, args=(self.process.stdin, json.dumps(job).encode()), daemon=True)
+        self.process.stdin = None  # the thread's: `communicate` only reads
+        self.sender.start()
 
     def result(self) -> dict[str, list[dict[str, Any]]]:
         out, err = self.process.communicate()
+        self.sender.join()
         if self.process.returncode != 0:
             reply = _parsed(out)
             if reply and "error" in reply:
@@ -60,6 +60,16 @@ class TarProcess:
         if self.process.poll() is None:
             self.process.kill()
         self.process.communicate()
+        self.sender.join()
+
+
+def _send(pipe, job: bytes) -> None:
+    """The whole job, then end of file (the child reads it all before it starts)."""
+    try:
+        with pipe:
+            pipe.write(job)
+    except BrokenPipeError:
+        pass  # it died at start-up: `result()` says why
 
 
 def _parsed(out: bytes) -> dict[str, Any] | None:

@@ -38,6 +38,12 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def read_whole(path: Path | str) -> bytes:
+    """A file's bytes in one unbuffered read (a third of `Path.read_bytes`'s time for many small files)."""
+    with open(path, "rb", buffering=0) as f:
+        return f.readall()
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -48,36 +54,41 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 class HashingWriter:
     """Writes through to a file and hashes what passes (SHA-256, and MD5 when asked), so an output is never
-    read back to be checksummed. Small writes are gathered into blocks of `block` bytes, so that hashing
-    and writing run in long stretches without the GIL. Enough of a file for `pyarrow.parquet.ParquetWriter`;
-    `flush()` before the file is closed."""
+    read back to be checksummed. Writes under `direct` bytes are gathered into blocks of `block` bytes, so
+    that hashing and writing run in long stretches without the GIL; larger ones (parquet's pages) go straight
+    through, uncopied. Enough of a file for `pyarrow.parquet.ParquetWriter`; `flush()` before the file is
+    closed."""
 
     closed = False
 
-    def __init__(self, f: BinaryIO, *, md5: bool = False, block: int = 1 << 20) -> None:
-        self.f, self.size, self.block = f, 0, block
+    def __init__(self, f: BinaryIO, *, md5: bool = False, block: int = 1 << 20, direct: int = 1 << 16) -> None:
+        self.f, self.size, self.block, self.direct = f, 0, block, direct
         self.hashes = [hashlib.sha256()] + ([hashlib.md5(usedforsecurity=False)] if md5 else [])
         self.pending = bytearray()
 
     def write(self, data: bytes) -> int:
         size = memoryview(data).nbytes
-        if self.pending or size < self.block:
+        if size < self.direct:
             self.pending += data
         else:
-            self._pass(data)  # a large write goes straight through, uncopied
+            self._drain()  # what came before goes first
+            self._pass(data)
         self.size += size
         if len(self.pending) >= self.block:
-            self.flush()
+            self._drain()
         return size
 
     def tell(self) -> int:
         return self.size
 
     def flush(self) -> None:
+        self._drain()
+        self.f.flush()
+
+    def _drain(self) -> None:
         if self.pending:
             self._pass(self.pending)
             self.pending = bytearray()
-        self.f.flush()
 
     def _pass(self, data) -> None:
         for h in self.hashes:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cxr_dataset.errors import ReleaseError, SchemaError
-from cxr_dataset.fileio import sha256_bytes
+from cxr_dataset.fileio import read_whole, sha256_bytes
 from cxr_dataset.schema import PROVENANCE_FIELDS, PROVENANCE_NAME, is_key
 from cxr_dataset.tables import read_table
 
@@ -56,8 +56,7 @@ def verified_images(
     """(row, PNG bytes) for each row of `synthetic_rows` (or the seed-release import), checked against the
     SHA-256 its provenance recorded."""
     for done, row in enumerate(rows, 1):
-        with open(row["_file"], "rb") as f:
-            data = f.read()
+        data = read_whole(row["_file"])
         if sha256_bytes(data) != row["sha256"]:
             raise ReleaseError(f"{row['_file']}: SHA-256 differs from its provenance record; re-run translate")
         on_image(done)
