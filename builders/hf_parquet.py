@@ -2,8 +2,9 @@
 
 Columns and their arrow types come from `schema.to_hf_features()`, whose `huggingface` metadata lets
 `datasets` restore `Image` and `ClassLabel` features even without the card. Files are cut by
-`partition.part_sizes`; each carries a page index and content-defined chunks (the Hub deduplicates
-unchanged chunks between versions), and the same rows still give the same bytes.
+`partition.part_sizes`; each carries a page index (min/max statistics for the metadata columns only) and
+content-defined chunks (the Hub deduplicates unchanged chunks between versions), and the same rows still give
+the same bytes.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ def write_parquet_split(
     from cxr_dataset.schema import FIELDS, to_hf_features
 
     schema = to_hf_features().arrow_schema
+    image_type = schema.field("image").type
+    columns = [f for f in FIELDS if f.dtype != "image"]
+    class_index = {f.name: {name: i for i, name in enumerate(f.names)} for f in columns if f.dtype == "class"}
     sizes = part_sizes(count, rows_per_file)
     digests, num_bytes = {}, 0
     for index, part in enumerate(stream_parts(samples, sizes)):
@@ -53,12 +57,21 @@ def write_parquet_split(
                 schema,
                 compression=_compression(schema),
                 use_dictionary=_metadata_columns(schema),
+                write_statistics=_metadata_columns(schema),  # min/max of PNG bytes would say nothing
                 write_page_index=True,
                 use_content_defined_chunking=True,
             ) as writer:
                 while group := list(itertools.islice(part, rows_per_group)):
-                    batch = {f.name: [_encode(f, row) for row, _ in group] for f in FIELDS if f.dtype != "image"}
-                    batch["image"] = [{"bytes": data, "path": None} for _, data in group]
+                    batch = {}
+                    for f in columns:
+                        values = [row[f.name] for row, _ in group]
+                        if f.name in class_index:  # a class name becomes its `ClassLabel` index
+                            values = [class_index[f.name][v] for v in values]
+                        batch[f.name] = values
+                    images = pa.array([data for _, data in group], pa.binary())
+                    batch["image"] = pa.StructArray.from_arrays(
+                        [images, pa.nulls(len(group), pa.string())], fields=list(image_type)
+                    )
                     table = pa.Table.from_pydict(batch, schema=schema)
                     writer.write_table(table)
                     num_bytes += table.nbytes
@@ -68,12 +81,6 @@ def write_parquet_split(
                 raise ValueError(f"{path.name}: the stream ended after {written} of {sizes[index]} rows")
         digests[path] = out.sha256
     return digests, num_bytes
-
-
-def _encode(field, row: dict[str, Any]) -> Any:
-    """A row value as stored: class names become their `ClassLabel` index."""
-    value = row[field.name]
-    return field.names.index(value) if field.dtype == "class" else value
 
 
 def _compression(schema) -> dict[str, str]:
