@@ -1,7 +1,7 @@
 """The Hugging Face layout: ``data/<config>/<split>-NNNNN-of-NNNNN.parquet`` with PNG bytes embedded.
 
-Columns and their arrow types come from `schema.to_hf_features()`, whose `huggingface` metadata lets
-`datasets` restore `Image` and `ClassLabel` features even without the card. Files are cut by
+Columns and their arrow types come from `schema.to_release_arrow_schema()`, whose `huggingface` metadata
+lets `datasets` restore `Image` and `ClassLabel` features even without the card. Files are cut by
 `partition.part_sizes`; each carries a page index (min/max statistics for the metadata columns only) and
 content-defined chunks (the Hub deduplicates unchanged chunks between versions), and the same rows still give
 the same bytes.
@@ -40,9 +40,9 @@ def write_parquet_split(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from cxr_dataset.schema import FIELDS, to_hf_features
+    from cxr_dataset.schema import FIELDS, to_release_arrow_schema
 
-    schema = to_hf_features().arrow_schema
+    schema = to_release_arrow_schema()
     image_type = schema.field("image").type
     columns = [f for f in FIELDS if f.dtype != "image"]
     class_index = {f.name: {name: i for i, name in enumerate(f.names)} for f in columns if f.dtype == "class"}
@@ -63,11 +63,11 @@ def write_parquet_split(
             ) as writer:
                 while group := list(itertools.islice(part, rows_per_group)):
                     batch = {}
-                    for f in columns:
-                        values = [row[f.name] for row, _ in group]
-                        if f.name in class_index:  # a class name becomes its `ClassLabel` index
-                            values = [class_index[f.name][v] for v in values]
-                        batch[f.name] = values
+                    for field in columns:
+                        values = [row[field.name] for row, _ in group]
+                        if field.name in class_index:  # a class name becomes its `ClassLabel` index
+                            values = [class_index[field.name][v] for v in values]
+                        batch[field.name] = values
                     images = pa.array([data for _, data in group], pa.binary())
                     batch["image"] = pa.StructArray.from_arrays(
                         [images, pa.nulls(len(group), pa.string())], fields=list(image_type)

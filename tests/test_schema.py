@@ -14,12 +14,20 @@ from cxr_dataset.schema import (
     to_arrow_schema,
     to_card_features,
     to_hf_features,
+    to_release_arrow_schema,
     wds_members,
 )
 
 
 def test_schema_card_features_round_trip_to_hf_features():
     assert datasets.Features._from_yaml_list(to_card_features()) == to_hf_features()
+
+
+def test_schema_release_arrow_schema_is_what_datasets_makes_of_the_features():
+    """Written without `datasets`; `datasets` must read back the same features from it, with the same types."""
+    ours = to_release_arrow_schema()
+    assert datasets.Features.from_arrow_schema(ours) == to_hf_features()
+    assert ours.equals(to_hf_features().arrow_schema)  # types and names (metadata aside)
 
 
 def test_schema_hf_features_use_image_and_class_labels():
