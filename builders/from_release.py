@@ -1,4 +1,5 @@
-"""Release rows from the seed's v0.1 zips, for `cxrds build --from-release`."""
+"""Synthetic folders from the seed's v0.1 zips, for `cxrds build --from-release`: each zip becomes a folder of
+the kind `cxrds translate` writes (`cxr_dataset.synthetic_folder`), which the build then reads as any other."""
 
 from __future__ import annotations
 
@@ -10,32 +11,35 @@ from cxr_dataset.errors import SourceError
 from cxr_dataset.fileio import atomic_write_bytes, sha256_bytes
 from cxr_dataset.imaging import encode_png
 from cxr_dataset.progress import ProgressFn, no_progress
-from cxr_dataset.schema import RELEASE_PRESET, SYNTHETIC_LABEL, TASK_SOURCE_CLASS, make_key
+from cxr_dataset.schema import PROVENANCE_FIELDS, PROVENANCE_NAME, RELEASE_PRESET, TASK_SOURCE_CLASS, make_key
 from cxr_dataset.sources.release import DATASET_NAME, check_release_zip, iter_release_images, release_zips
+from cxr_dataset.synthetic_folder import image_path
+from cxr_dataset.tables import write_table
 
 UNKNOWN_SEED = -1  # the seed's notebooks set none
 
 
-def rows_from_release(
+def synthetic_from_release(
     zips: list[Path], workdir: Path, *, strict: bool = False, progress: ProgressFn = no_progress
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Convert every member to a grayscale PNG under `workdir`; returns release rows and one meta per zip."""
-    rows, metas = [], []
+) -> list[Path]:
+    """Convert every member to a grayscale PNG in a synthetic folder per zip under `workdir`, with provenance
+    rows naming the asset, the member and the zip's MD5; returns the folders."""
     paths = [p for z in zips for p in release_zips(Path(z))]
     names = [p.name for p in paths]
     if len(set(names)) < len(names):
         raise SourceError(f"release zips {[str(p) for p in paths]}: each asset ({sorted(set(names))}) may come once")
+    folders = []
     for path in paths:
         asset, members, md5 = check_release_zip(path, strict=strict)
-        metas.append({"task": asset.task, "release_asset": path.name, "release_md5": md5})
+        folder = workdir / asset.config
+        rows: list[dict[str, Any]] = []
         for i, (member, pixels) in enumerate(iter_release_images(path, members), 1):
             png = encode_png(pixels)
             key = make_key(asset.config, "v0-1", str(member.number))
-            atomic_write_bytes(workdir / f"{key}.png", png)
+            atomic_write_bytes(folder / image_path(key), png)
             rows.append(
                 {
                     "id": key,
-                    "label": SYNTHETIC_LABEL,
                     "source_dataset": DATASET_NAME,
                     "source_image_id": f"{path.name}/{member.name}",
                     "source_patient_id": "",
@@ -53,8 +57,11 @@ def rows_from_release(
                     "sha256": sha256_bytes(png),
                     "width": pixels.shape[1],
                     "height": pixels.shape[0],
-                    "_file": workdir / f"{key}.png",
+                    "path": image_path(key),
                 }
             )
             progress(f"read {path.name}", i, len(members))
-    return sorted(rows, key=lambda r: r["id"]), metas
+        meta = {"task": asset.task, "release_asset": path.name, "release_md5": md5}
+        write_table(rows, PROVENANCE_FIELDS, folder / PROVENANCE_NAME, meta)
+        folders.append(folder)
+    return folders

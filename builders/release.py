@@ -19,9 +19,10 @@ from typing import Any
 
 from builders.card import render_card, source_titles
 from builders.croissant import DatasetInfo, write_croissant
-from builders.from_release import rows_from_release
+from builders.from_release import synthetic_from_release
 from builders.hf_parquet import ROWS_PER_FILE, write_parquet_split
 from builders.licences import summarise
+from builders.release_rows import read_release_rows
 from builders.tar_process import TarProcess
 from builders.webdataset import SAMPLES_PER_SHARD, write_shard_index, write_wds_split
 from cxr_dataset.checksums import write_checksums
@@ -33,10 +34,8 @@ from cxr_dataset.release_folder import RELEASE_SPLIT, WDS_DIR, parquet_pattern
 from cxr_dataset.schema import (
     ALL_CONFIG,
     CARD_NAME,
-    SYNTHETIC_LABEL,
-    TASK_CONFIG,
 )
-from cxr_dataset.synthetic_folder import synthetic_rows, verified_images
+from cxr_dataset.synthetic_folder import image_count, verified_images
 
 DEFAULT_VERSION = "1.0.0"
 SEPARATE_PROCESS_FROM = 1000  # images; smaller builds write both formats in this process
@@ -91,9 +90,10 @@ def build_release(
         >>> build_release([Path("synth/nc"), Path("synth/pc")], Path("release/covid-synthetic-cxr"))  # doctest: +SKIP
     """
     version = version.resolved()
+    if not synthetic:
+        raise ReleaseError("no synthetic folders given; pass --synthetic SYNTH (the output of `cxrds translate`)")
     check_output(out, "release", inputs=synthetic)
-    rows, metas = _release_rows(synthetic)
-    return _write_release(rows, metas, Path(out), rows_per_file, samples_per_shard, version, progress)
+    return _write_release(synthetic, Path(out), rows_per_file, samples_per_shard, version, progress)
 
 
 def build_release_from_zips(
@@ -113,28 +113,32 @@ def build_release_from_zips(
     out, version = Path(out), version.resolved()
     check_output(out, "release", inputs=zips)
     with _staging(out.with_name(f".{out.name}.from-release")) as workdir:
-        rows, metas = rows_from_release(zips, workdir, strict=strict, progress=progress)
-        return _write_release(rows, metas, out, rows_per_file, samples_per_shard, version, progress)
+        synthetic = synthetic_from_release(zips, workdir, strict=strict, progress=progress)
+        return _write_release(synthetic, out, rows_per_file, samples_per_shard, version, progress)
 
 
 def _write_release(
-    rows, metas, out: Path, rows_per_file: int, samples_per_shard: int, version: ReleaseVersion, progress: ProgressFn
+    synthetic: list[Path],
+    out: Path,
+    rows_per_file: int,
+    samples_per_shard: int,
+    version: ReleaseVersion,
+    progress: ProgressFn,
 ) -> BuildResult:
     """Write each task config once; `all` is declared as the union of their files, so no image is stored twice."""
-    parts = {name: [r for r in rows if r["task"] == task] for task, name in TASK_CONFIG.items()}
-    parts = {name: part for name, part in parts.items() if part}
-    configs = {ALL_CONFIG: rows, **parts}
-    data_files = {name: [parquet_pattern(name, RELEASE_SPLIT)] for name in parts}
-    data_files[ALL_CONFIG] = [glob for name in parts for glob in data_files[name]]
-
     with build_lock(out), _staging(out.with_name(f".{out.name}.building")) as staging:
-        # A second process writes the tars (its own read of every image, its own GIL) while this one writes
-        # parquet, the card and croissant.json; small builds write the tars here afterwards, without the
-        # process's start-up.
+        # A second process writes the tars (its own read of the provenance and every image, its own GIL) while
+        # this one writes parquet, the card and croissant.json; small builds write the tars here afterwards,
+        # without the process's start-up. It starts first, so that it reads while this one does.
         tars = None
-        if len(rows) >= SEPARATE_PROCESS_FROM:
-            tars = TarProcess(staging / WDS_DIR, RELEASE_SPLIT, parts, samples_per_shard)
+        if sum(map(image_count, synthetic)) >= SEPARATE_PROCESS_FROM:
+            tars = TarProcess(staging / WDS_DIR, RELEASE_SPLIT, synthetic, samples_per_shard)
         try:
+            release = read_release_rows(synthetic)
+            rows, metas, parts = release.rows, release.metas, release.parts()
+            configs = {ALL_CONFIG: rows, **parts}
+            data_files = {name: [parquet_pattern(name, RELEASE_SPLIT)] for name in parts}
+            data_files[ALL_CONFIG] = [glob for name in parts for glob in data_files[name]]
             num_bytes, download_size = {ALL_CONFIG: 0}, {ALL_CONFIG: 0}
             known: dict[str, str] = {}  # relative path → SHA-256 of what this build wrote
             images = verified_images(
@@ -162,7 +166,7 @@ def _write_release(
             counts = {n: len(r) for n, r in configs.items()}
             write_croissant(staging, counts, data_files, known, _dataset_info(out.name, rows, metas, version))
             if tars is not None:
-                shards = tars.result()
+                shards = tars.result(release.digests)
             else:
                 shards = {
                     name: write_wds_split(
@@ -236,24 +240,6 @@ def build_lock(out: Path) -> Iterator[None]:
             yield
         finally:
             lock.unlink(missing_ok=True)
-
-
-def _release_rows(synthetic: list[Path]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Release rows (class fields as names) from every provenance table, sorted by id, and each table's
-    metadata (task, resolved config, how the real images were prepared)."""
-    if not synthetic:
-        raise ReleaseError("no synthetic folders given; pass --synthetic SYNTH (the output of `cxrds translate`)")
-    rows: dict[str, dict[str, Any]] = {}
-    metas = []
-    for folder in synthetic:
-        folder_rows, meta = synthetic_rows(folder)
-        metas.append(meta)
-        for r in folder_rows:
-            if r["id"] in rows:
-                raise ReleaseError(f"{folder}: id {r['id']!r} also occurs in another synthetic folder")
-            r["label"] = SYNTHETIC_LABEL
-            rows[r["id"]] = r
-    return [rows[k] for k in sorted(rows)], metas
 
 
 def _swap_in(staging: Path, out: Path) -> None:

@@ -2,7 +2,7 @@
 
 Tar headers are fixed (mtime 0, uid/gid 0, owner 'cxrds', mode 0444) and members sorted, so the same
 rows always give the same bytes. Shards are cut by `partition.part_sizes`. Each index entry carries the
-shard's size, MD5 (which wids checks on download) and SHA-256.
+shard's size, MD5 (as `widsindex create` records it) and SHA-256.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from typing import Any
 from cxr_dataset.errors import ReleaseError, SchemaError
 from cxr_dataset.fileio import read_whole, sha256_bytes
 from cxr_dataset.schema import PROVENANCE_FIELDS, PROVENANCE_NAME, is_key
-from cxr_dataset.tables import read_table
+from cxr_dataset.tables import read_table_and_digest
 
 IMAGES_DIR = "images"
 
@@ -28,15 +28,15 @@ def image_path(image_id: str) -> str:
     return f"{IMAGES_DIR}/{image_id}.png"
 
 
-def synthetic_rows(folder: Path | str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def synthetic_rows(folder: Path | str) -> tuple[list[dict[str, Any]], dict[str, Any], str]:
     """The provenance rows of a synthetic folder, each with its image's file as ``_file`` in place of ``path``,
-    and the table's metadata.
+    the table's metadata, and the SHA-256 of the table as read.
 
     Raises:
         SchemaError: a row's path is not ``images/<id>.png`` (it would read outside the folder or another image).
     """
     table_path = Path(folder) / PROVENANCE_NAME
-    table, meta = read_table(table_path, PROVENANCE_FIELDS)
+    table, meta, digest = read_table_and_digest(table_path, PROVENANCE_FIELDS)
     images = os.path.join(folder, IMAGES_DIR)
     rows = table.to_pylist()
     for row in rows:
@@ -47,7 +47,18 @@ def synthetic_rows(folder: Path | str) -> tuple[list[dict[str, Any]], dict[str, 
                 f"{IMAGES_DIR}/<id>.png inside the folder (re-run translate)"
             )
         row["_file"] = os.path.join(images, f"{image_id}.png")
-    return rows, meta
+    return rows, meta, digest
+
+
+def image_count(folder: Path | str) -> int:
+    """How many images a synthetic folder's provenance lists, from the table's footer alone; 0 when it cannot be
+    read (`synthetic_rows` says why)."""
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(Path(folder) / PROVENANCE_NAME).metadata.num_rows
+    except (OSError, ValueError):
+        return 0
 
 
 def verified_images(

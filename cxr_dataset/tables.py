@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cxr_dataset.errors import SchemaError
-from cxr_dataset.fileio import atomic_open
+from cxr_dataset.fileio import atomic_open, read_whole, sha256_bytes
 from cxr_dataset.schema import Field, check_columns, field_names, to_arrow_schema
 
 _META_KEY = b"cxrds"
@@ -31,10 +31,17 @@ def write_table(rows: list[dict[str, Any]], fields: Sequence[Field], path: Path,
 
 def read_table(path: Path, fields: Sequence[Field]) -> tuple[pa.Table, dict[str, Any]]:
     """Read and validate a table; returns it (columns in schema order) and its metadata."""
+    table, meta, _ = read_table_and_digest(path, fields)
+    return table, meta
+
+
+def read_table_and_digest(path: Path, fields: Sequence[Field]) -> tuple[pa.Table, dict[str, Any], str]:
+    """`read_table`, and the SHA-256 of the bytes it read (to tell whether a second read saw the same file)."""
     if not path.is_file():
         raise SchemaError(f"{path}: file not found")
     try:
-        table = pq.read_table(path)
+        data = read_whole(path)
+        table = pq.ParquetFile(pa.BufferReader(data)).read()
     except (pa.ArrowInvalid, OSError) as e:
         raise SchemaError(f"{path}: not a readable parquet file ({e})") from None
     check_columns(table, fields, str(path))
@@ -42,4 +49,4 @@ def read_table(path: Path, fields: Sequence[Field]) -> tuple[pa.Table, dict[str,
     if len(set(ids)) != len(ids):
         raise SchemaError(f"{path}: duplicate values in column 'id'")
     meta = json.loads((table.schema.metadata or {}).get(_META_KEY, b"{}"))
-    return table.select(field_names(fields)), meta
+    return table.select(field_names(fields)), meta, sha256_bytes(data)

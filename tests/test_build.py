@@ -3,6 +3,7 @@ import pytest
 
 from builders.partition import part_count
 from builders.release import build_release
+from cxr_dataset.errors import ReleaseError
 from cxr_dataset.loading import load_release, wds_release
 from cxr_dataset.release_folder import read_release
 
@@ -72,6 +73,23 @@ def test_build_with_the_tars_in_a_second_process_gives_the_same_bytes(synthetic,
     files = sorted(p.relative_to(here) for p in here.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(apart) for p in apart.rglob("*") if p.is_file())
     assert all((here / f).read_bytes() == (apart / f).read_bytes() for f in files)
+
+
+def test_tar_process_refuses_tars_written_from_a_provenance_table_the_build_did_not_read(synthetic, tmp_path):
+    """The tar process reads the provenance itself; the build compares the tables' SHA-256 with its own read."""
+    from builders.release_rows import read_release_rows
+    from builders.tar_process import TarProcess
+
+    folders = list(synthetic.values())
+    read = read_release_rows(folders)
+    tars = TarProcess(tmp_path / "same", "train", folders, 4)
+    entries = tars.result(read.digests)
+    assert sorted(entries) == sorted(read.parts()) and all(entries.values())
+
+    changed = [read.digests[0].replace(read.digests[0][0], "x"), *read.digests[1:]]
+    tars = TarProcess(tmp_path / "changed", "train", folders, 4)
+    with pytest.raises(ReleaseError, match=f"{folders[0]}: its provenance table changed while the build ran"):
+        tars.result(changed)
 
 
 def test_build_tar_headers_are_fixed(release):
