@@ -90,8 +90,6 @@ def build_release(
         >>> build_release([Path("synth/nc"), Path("synth/pc")], Path("release/covid-synthetic-cxr"))  # doctest: +SKIP
     """
     version = version.resolved()
-    if not synthetic:
-        raise ReleaseError("no synthetic folders given; pass --synthetic SYNTH (the output of `cxrds translate`)")
     check_output(out, "release", inputs=synthetic)
     return _write_release(synthetic, Path(out), rows_per_file, samples_per_shard, version, progress)
 
