@@ -22,7 +22,7 @@ from builders.croissant import DatasetInfo, write_croissant
 from builders.from_release import synthetic_from_release
 from builders.hf_parquet import ROWS_PER_FILE, write_parquet_split
 from builders.licences import summarise
-from builders.release_rows import read_release_rows
+from builders.release_rows import ReleaseRows, read_release_rows
 from builders.tar_process import TarProcess
 from builders.webdataset import SAMPLES_PER_SHARD, write_shard_index, write_wds_split
 from cxr_dataset.checksums import write_checksums
@@ -35,7 +35,7 @@ from cxr_dataset.schema import (
     ALL_CONFIG,
     CARD_NAME,
 )
-from cxr_dataset.synthetic_folder import image_count, verified_images
+from cxr_dataset.synthetic_folder import verified_images
 
 DEFAULT_VERSION = "1.0.0"
 SEPARATE_PROCESS_FROM = 1000  # images; smaller builds write both formats in this process
@@ -91,7 +91,8 @@ def build_release(
     """
     version = version.resolved()
     check_output(out, "release", inputs=synthetic)
-    return _write_release(synthetic, Path(out), rows_per_file, samples_per_shard, version, progress)
+    release = read_release_rows(synthetic)  # bad input is refused before anything is written
+    return _write_release(release, Path(out), rows_per_file, samples_per_shard, version, progress)
 
 
 def build_release_from_zips(
@@ -111,12 +112,12 @@ def build_release_from_zips(
     out, version = Path(out), version.resolved()
     check_output(out, "release", inputs=zips)
     with _staging(out.with_name(f".{out.name}.from-release")) as workdir:
-        synthetic = synthetic_from_release(zips, workdir, strict=strict, progress=progress)
-        return _write_release(synthetic, out, rows_per_file, samples_per_shard, version, progress)
+        release = read_release_rows(synthetic_from_release(zips, workdir, strict=strict, progress=progress))
+        return _write_release(release, out, rows_per_file, samples_per_shard, version, progress)
 
 
 def _write_release(
-    synthetic: list[Path],
+    release: ReleaseRows,
     out: Path,
     rows_per_file: int,
     samples_per_shard: int,
@@ -127,13 +128,12 @@ def _write_release(
     with build_lock(out), _staging(out.with_name(f".{out.name}.building")) as staging:
         # A second process writes the tars (its own read of the provenance and every image, its own GIL) while
         # this one writes parquet, the card and croissant.json; small builds write the tars here afterwards,
-        # without the process's start-up. It starts first, so that it reads while this one does.
+        # without the process's start-up.
+        rows, metas, parts = release.rows, release.metas, release.parts()
         tars = None
-        if sum(map(image_count, synthetic)) >= SEPARATE_PROCESS_FROM:
-            tars = TarProcess(staging / WDS_DIR, RELEASE_SPLIT, synthetic, samples_per_shard)
+        if len(rows) >= SEPARATE_PROCESS_FROM:
+            tars = TarProcess(staging / WDS_DIR, RELEASE_SPLIT, release.folders, samples_per_shard)
         try:
-            release = read_release_rows(synthetic)
-            rows, metas, parts = release.rows, release.metas, release.parts()
             configs = {ALL_CONFIG: rows, **parts}
             data_files = {name: [parquet_pattern(name, RELEASE_SPLIT)] for name in parts}
             data_files[ALL_CONFIG] = [glob for name in parts for glob in data_files[name]]

@@ -17,6 +17,7 @@ from cxr_dataset.synthetic_folder import synthetic_rows
 
 @dataclass(frozen=True)
 class ReleaseRows:
+    folders: list[Path]  # the synthetic folders read
     rows: list[dict[str, Any]]  # release rows (class fields as names), sorted by id, each with its `_file`
     metas: list[dict[str, Any]]  # each table's metadata: task, resolved config, how the real images were prepared
     digests: list[str]  # SHA-256 of each provenance table as read
@@ -46,4 +47,4 @@ def read_release_rows(synthetic: list[Path] | list[str]) -> ReleaseRows:
                 raise ReleaseError(f"{folder}: id {r['id']!r} also occurs in another synthetic folder")
             r["label"] = SYNTHETIC_LABEL
             rows[r["id"]] = r
-    return ReleaseRows([rows[k] for k in sorted(rows)], metas, digests)
+    return ReleaseRows([Path(f) for f in synthetic], [rows[k] for k in sorted(rows)], metas, digests)

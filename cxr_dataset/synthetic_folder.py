@@ -50,17 +50,6 @@ def synthetic_rows(folder: Path | str) -> tuple[list[dict[str, Any]], dict[str, 
     return rows, meta, digest
 
 
-def image_count(folder: Path | str) -> int:
-    """How many images a synthetic folder's provenance lists, from the table's footer alone; 0 when it cannot be
-    read (`synthetic_rows` says why)."""
-    import pyarrow.parquet as pq
-
-    try:
-        return pq.ParquetFile(Path(folder) / PROVENANCE_NAME).metadata.num_rows
-    except (OSError, ValueError):
-        return 0
-
-
 def verified_images(
     rows: Iterable[dict[str, Any]], on_image: Callable[[int], None] = lambda done: None
 ) -> Iterator[tuple[dict[str, Any], bytes]]:

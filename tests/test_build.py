@@ -75,6 +75,15 @@ def test_build_with_the_tars_in_a_second_process_gives_the_same_bytes(synthetic,
     assert all((here / f).read_bytes() == (apart / f).read_bytes() for f in files)
 
 
+def test_build_refuses_a_folder_without_provenance_before_writing_anything(synthetic, tmp_path):
+    from cxr_dataset.errors import SchemaError
+
+    out = tmp_path / "rel" / "covid-synthetic-cxr"
+    with pytest.raises(SchemaError, match="provenance.parquet: file not found"):
+        build_release([*synthetic.values(), tmp_path / "not-translated"], out)
+    assert not out.parent.exists()
+
+
 def test_tar_process_refuses_tars_written_from_a_provenance_table_the_build_did_not_read(synthetic, tmp_path):
     """The tar process reads the provenance itself; the build compares the tables' SHA-256 with its own read."""
     from builders.release_rows import read_release_rows
