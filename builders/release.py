@@ -138,7 +138,7 @@ def _write_release(
             data_files = {name: [parquet_pattern(name, RELEASE_SPLIT)] for name in parts}
             data_files[ALL_CONFIG] = [glob for name in parts for glob in data_files[name]]
             num_bytes, download_size = {ALL_CONFIG: 0}, {ALL_CONFIG: 0}
-            known: dict[str, str] = {}  # relative path → SHA-256 of what this build wrote
+            parquet_files: dict[str, str] = {}  # relative path → SHA-256 of what this build wrote
             images = verified_images(
                 (row for part in parts.values() for row in part), lambda done: progress("build", done, len(rows))
             )
@@ -147,7 +147,7 @@ def _write_release(
                     staging, name, RELEASE_SPLIT, images, len(part), rows_per_file=rows_per_file
                 )
                 download_size[name] = sum(p.stat().st_size for p in parquet)
-                known |= {p.relative_to(staging).as_posix(): digest for p, digest in parquet.items()}
+                parquet_files |= {p.relative_to(staging).as_posix(): digest for p, digest in parquet.items()}
                 num_bytes[ALL_CONFIG] += num_bytes[name]
                 download_size[ALL_CONFIG] += download_size[name]
             card = render_card(
@@ -162,7 +162,7 @@ def _write_release(
             )
             atomic_write_text(staging / CARD_NAME, card)
             counts = {n: len(r) for n, r in configs.items()}
-            write_croissant(staging, counts, data_files, known, _dataset_info(out.name, rows, metas, version))
+            write_croissant(staging, counts, data_files, parquet_files, _dataset_info(out.name, rows, metas, version))
             if tars is not None:
                 shards = tars.result(release.digests)
             else:
@@ -181,7 +181,7 @@ def _write_release(
             if tars is not None:
                 tars.stop()
         shards[ALL_CONFIG] = [entry for name in parts for entry in shards[name]]
-        known |= {f"{WDS_DIR}/{entry['url']}": entry["sha256"] for entry in shards[ALL_CONFIG]}
+        known = parquet_files | {f"{WDS_DIR}/{entry['url']}": entry["sha256"] for entry in shards[ALL_CONFIG]}
         for name, entries in shards.items():
             write_shard_index(staging / WDS_DIR, name, RELEASE_SPLIT, entries)
         (staging / MARKER_NAME).unlink()  # the release holds exactly what SHA256SUMS lists

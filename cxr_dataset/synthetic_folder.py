@@ -37,7 +37,6 @@ def synthetic_rows(folder: Path | str) -> tuple[list[dict[str, Any]], dict[str, 
     """
     table_path = Path(folder) / PROVENANCE_NAME
     table, meta, digest = read_table_and_digest(table_path, PROVENANCE_FIELDS)
-    images = os.path.join(folder, IMAGES_DIR)
     rows = table.to_pylist()
     for row in rows:
         image_id, path = row["id"], row.pop("path")
@@ -46,7 +45,7 @@ def synthetic_rows(folder: Path | str) -> tuple[list[dict[str, Any]], dict[str, 
                 f"{table_path}: row {image_id!r} gives path {path!r}; a synthetic image must be "
                 f"{IMAGES_DIR}/<id>.png inside the folder (re-run translate)"
             )
-        row["_file"] = os.path.join(images, f"{image_id}.png")
+        row["_file"] = os.path.join(folder, path)
     return rows, meta, digest
 
 
