@@ -9,78 +9,97 @@ the same bytes.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from builders.partition import part_sizes, stream_parts
-from cxr_dataset.fileio import HashingWriter, atomic_open
+from builders.partition import PartFiles, part_sizes
+from cxr_dataset.fileio import HashingWriter
 from cxr_dataset.release_folder import parquet_name
 
 ROWS_PER_GROUP = 100  # the Hub's viewer reads one row group at a time; ~100 images keep it well under 100 MB
 ROWS_PER_FILE = 2000  # about 100 MB of 256² PNGs per file
 
 
-def write_parquet_split(
-    root: Path,
-    config: str,
-    split: str,
-    samples: Iterator[tuple[dict[str, Any], bytes]],
-    count: int,
-    *,
-    rows_per_file: int = ROWS_PER_FILE,
-    rows_per_group: int = ROWS_PER_GROUP,
-) -> tuple[dict[Path, str], int]:
-    """Write `count` (release row, PNG bytes) pairs as parquet files, one row group at a time.
+class ParquetFiles(PartFiles):
+    """A config's split as parquet files under `root` (`add` each (release row, PNG bytes) pair of `count`, in
+    order; `parts`: only these files), one row group of `rows_per_group` at a time.
 
-    Returns each file's SHA-256 (hashed while written) and the split's arrow size in bytes (the card's
-    `num_bytes`).
+    After the last file: `digests` (each file's SHA-256, hashed while written) and `num_bytes` (the arrow size
+    of the rows written here: the card's `num_bytes`).
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    from cxr_dataset.schema import FIELDS, to_release_arrow_schema
+    def __init__(
+        self,
+        root: Path,
+        config: str,
+        split: str,
+        count: int,
+        *,
+        parts: range | None = None,
+        rows_per_file: int = ROWS_PER_FILE,
+        rows_per_group: int = ROWS_PER_GROUP,
+    ) -> None:
+        from cxr_dataset.schema import FIELDS, to_release_arrow_schema
 
-    schema = to_release_arrow_schema()
-    image_type = schema.field("image").type
-    columns = [f for f in FIELDS if f.dtype != "image"]
-    class_index = {f.name: {name: i for i, name in enumerate(f.names)} for f in columns if f.dtype == "class"}
-    sizes = part_sizes(count, rows_per_file)
-    digests, num_bytes = {}, 0
-    for index, part in enumerate(stream_parts(samples, sizes)):
-        path = root / parquet_name(config, split, index, len(sizes))
-        with atomic_open(path) as f:
-            out, written = HashingWriter(f), 0
-            with pq.ParquetWriter(
+        super().__init__(part_sizes(count, rows_per_file), parts)
+        self.root, self.config, self.split, self.rows_per_group = root, config, split, rows_per_group
+        self.schema = to_release_arrow_schema()
+        self.columns = [f for f in FIELDS if f.dtype != "image"]
+        self.class_index = {
+            f.name: {name: i for i, name in enumerate(f.names)} for f in self.columns if f.dtype == "class"
+        }
+        self.digests: dict[Path, str] = {}
+        self.num_bytes = 0
+        self._group: list[tuple[dict[str, Any], bytes]] = []
+
+    def path(self, index: int) -> Path:
+        return self.root / parquet_name(self.config, self.split, index, len(self.sizes))
+
+    def begin(self, file: ExitStack, out: HashingWriter) -> None:
+        import pyarrow.parquet as pq
+
+        self._writer = file.enter_context(
+            pq.ParquetWriter(
                 out,
-                schema,
-                compression=_compression(schema),
-                use_dictionary=_metadata_columns(schema),
-                write_statistics=_metadata_columns(schema),  # min/max of PNG bytes would say nothing
+                self.schema,
+                compression=_compression(self.schema),
+                use_dictionary=_metadata_columns(self.schema),
+                write_statistics=_metadata_columns(self.schema),  # min/max of PNG bytes would say nothing
                 write_page_index=True,
                 use_content_defined_chunking=True,
-            ) as writer:
-                while group := list(itertools.islice(part, rows_per_group)):
-                    batch = {}
-                    for field in columns:
-                        values = [row[field.name] for row, _ in group]
-                        if field.name in class_index:  # a class name becomes its `ClassLabel` index
-                            values = [class_index[field.name][v] for v in values]
-                        batch[field.name] = values
-                    images = pa.array([data for _, data in group], pa.binary())
-                    batch["image"] = pa.StructArray.from_arrays(
-                        [images, pa.nulls(len(group), pa.string())], fields=list(image_type)
-                    )
-                    table = pa.Table.from_pydict(batch, schema=schema)
-                    writer.write_table(table)
-                    num_bytes += table.nbytes
-                    written += len(group)
-            out.flush()
-            if written != sizes[index]:
-                raise ValueError(f"{path.name}: the stream ended after {written} of {sizes[index]} rows")
-        digests[path] = out.sha256
-    return digests, num_bytes
+            )
+        )
+
+    def write(self, row: dict[str, Any], data: bytes) -> None:
+        self._group.append((row, data))
+        if len(self._group) == self.rows_per_group:
+            self._write_group()
+
+    def end(self) -> None:
+        if self._group:
+            self._write_group()
+
+    def finished(self, index: int, path: Path, out: HashingWriter) -> None:
+        self.digests[path] = out.sha256
+
+    def _write_group(self) -> None:
+        import pyarrow as pa
+
+        group, self._group = self._group, []
+        batch = {}
+        for field in self.columns:
+            values = [row[field.name] for row, _ in group]
+            if field.name in self.class_index:  # a class name becomes its `ClassLabel` index
+                values = [self.class_index[field.name][v] for v in values]
+            batch[field.name] = values
+        images = pa.array([data for _, data in group], pa.binary())
+        batch["image"] = pa.StructArray.from_arrays(
+            [images, pa.nulls(len(group), pa.string())], fields=list(self.schema.field("image").type)
+        )
+        table = pa.Table.from_pydict(batch, schema=self.schema)
+        self._writer.write_table(table)
+        self.num_bytes += table.nbytes
 
 
 def _compression(schema) -> dict[str, str]:

@@ -1,12 +1,16 @@
 """How a split is cut into files: equal parts (sizes differ by at most one row), a multiple of 8 of them
-where the data allow, so that ranks and workers of 2, 4 or 8 each get whole files of the same size."""
+where the data allow, so that ranks and workers of 2, 4 or 8 each get whole files of the same size; and
+`PartFiles`, what both formats' writers share: files of such parts, written as samples arrive."""
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Iterator, Sequence
-from typing import TypeVar
+from collections.abc import Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, TypeVar
+
+from cxr_dataset.fileio import HashingWriter, atomic_open
 
 PART_MULTIPLE = 8
 
@@ -36,7 +40,86 @@ def equal_parts(items: Sequence[T], per_part: int) -> list[Sequence[T]]:
     return parts
 
 
-def stream_parts(items: Iterator[T], sizes: Sequence[int]) -> Iterator[Iterator[T]]:
-    """Consecutive parts of `sizes` items from one iterator; each part must be used up before the next."""
+def part_bounds(sizes: Sequence[int]) -> list[int]:
+    """Where each part starts, and where the last ends: [0, sizes[0], sizes[0] + sizes[1], ..., sum]."""
+    bounds = [0]
     for size in sizes:
-        yield itertools.islice(items, size)
+        bounds.append(bounds[-1] + size)
+    return bounds
+
+
+class PartFiles:
+    """The files of one config's split, cut into parts of `sizes`, written as samples arrive (`add`).
+
+    This writer makes the files numbered in `parts` (another process may make the others) from their samples
+    in order, each through `fileio.atomic_open`: whole under its name once its last sample is in, never if the
+    samples stop early. Use it as a context manager. A subclass says where a file goes and how it begins,
+    takes a sample and ends; `out` hashes what passes.
+    """
+
+    md5 = False  # whether `out` also computes an MD5
+
+    def __init__(self, sizes: list[int], parts: range | None = None) -> None:
+        self.sizes = sizes
+        self.parts = range(len(sizes)) if parts is None else parts
+        self._todo = iter(self.parts)
+        self._file: ExitStack | None = None
+        self._index, self._left = -1, 0
+
+    def path(self, index: int) -> Path:
+        raise NotImplementedError
+
+    def begin(self, file: ExitStack, out: HashingWriter) -> None:
+        """Start a file; a writer over `out` entered into `file` is closed before `out` is flushed."""
+
+    def write(self, row: dict[str, Any], data: bytes) -> None:
+        raise NotImplementedError
+
+    def end(self) -> None:
+        """What a file needs after its last sample, before it is closed."""
+
+    def finished(self, index: int, path: Path, out: HashingWriter) -> None:
+        """Record a file that is now whole under its name."""
+
+    def add(self, row: dict[str, Any], data: bytes) -> None:
+        if self._file is None:
+            index = next(self._todo, None)
+            if index is None:
+                raise ValueError(f"more samples than parts {self.parts.start}..{self.parts.stop - 1} hold")
+            self._file, self._index, self._left = ExitStack(), index, self.sizes[index]
+            self.out = HashingWriter(self._file.enter_context(atomic_open(self.path(index))), md5=self.md5)
+            self._file.callback(self.out.flush)
+            self.begin(self._file, self.out)
+        self.write(row, data)
+        self._left -= 1
+        if self._left == 0:
+            self.end()
+            self._file.close()  # fsynced, then renamed to its name
+            self._file = None
+            self.finished(self._index, self.path(self._index), self.out)
+
+    def close(self) -> None:
+        """Check that every file of `parts` is whole; a file left open is removed."""
+        if self._file is not None:
+            index, written = self._index, self.sizes[self._index] - self._left
+        else:
+            index, written = next(self._todo, None), 0
+        if index is None:
+            return
+        error = ValueError(f"{self.path(index).name}: the stream ended after {written} of {self.sizes[index]} samples")
+        self._abort(ValueError, error, None)
+        raise error
+
+    def _abort(self, *exc: Any) -> None:
+        if self._file is not None:
+            self._file.__exit__(*exc)  # its temporary is removed
+            self._file = None
+
+    def __enter__(self) -> PartFiles:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if exc[0] is None:
+            self.close()
+        else:
+            self._abort(*exc)

@@ -20,11 +20,12 @@ from typing import Any
 from builders.card import render_card, source_titles
 from builders.croissant import DatasetInfo, write_croissant
 from builders.from_release import synthetic_from_release
-from builders.hf_parquet import ROWS_PER_FILE, write_parquet_split
+from builders.hf_parquet import ROWS_PER_FILE
 from builders.licences import summarise
 from builders.release_rows import ReleaseRows, read_release_rows
-from builders.tar_process import TarProcess
-from builders.webdataset import SAMPLES_PER_SHARD, write_shard_index, write_wds_split
+from builders.share_process import ShareProcess
+from builders.shares import split_shares, write_shares
+from builders.webdataset import SAMPLES_PER_SHARD, write_shard_index
 from cxr_dataset.checksums import write_checksums
 from cxr_dataset.errors import ReleaseError
 from cxr_dataset.fileio import atomic_write_text
@@ -35,10 +36,10 @@ from cxr_dataset.schema import (
     ALL_CONFIG,
     CARD_NAME,
 )
-from cxr_dataset.synthetic_folder import verified_images
 
 DEFAULT_VERSION = "1.0.0"
-SEPARATE_PROCESS_FROM = 1000  # images; smaller builds write both formats in this process
+SEPARATE_PROCESS_FROM = 1000  # images; smaller builds write everything in this process
+SECOND_SHARE = 0.5  # of each config's rows, for the second process (as near as whole files allow)
 _SEMVER = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)")
 
 
@@ -126,60 +127,62 @@ def _write_release(
 ) -> BuildResult:
     """Write each task config once; `all` is declared as the union of their files, so no image is stored twice."""
     with build_lock(out), _staging(out.with_name(f".{out.name}.building")) as staging:
-        # A second process writes the tars (its own read of the provenance and every image, its own GIL) while
-        # this one writes parquet, the card and croissant.json; small builds write the tars here afterwards,
-        # without the process's start-up.
+        # A second process writes both formats for about half of each config's rows (its own read of the
+        # provenance and of its images, its own GIL) while this one writes the first half; small builds write
+        # everything here, without the process's start-up.
         rows, metas, parts = release.rows, release.metas, release.parts()
-        tars = None
-        if len(rows) >= SEPARATE_PROCESS_FROM:
-            tars = TarProcess(staging / WDS_DIR, RELEASE_SPLIT, release.folders, samples_per_shard)
+        second = SECOND_SHARE if len(rows) >= SEPARATE_PROCESS_FROM else 0.0
+        sizes = {name: len(part) for name, part in parts.items()}
+        mine, theirs = split_shares(sizes, rows_per_file, samples_per_shard, second)
+        other = None
+        if any(share.rows for share in theirs):
+            other = ShareProcess(
+                staging,
+                RELEASE_SPLIT,
+                release.folders,
+                release.digests,
+                theirs,
+                rows_per_file=rows_per_file,
+                per_shard=samples_per_shard,
+            )
+            _import_card_libraries()
         try:
-            configs = {ALL_CONFIG: rows, **parts}
-            data_files = {name: [parquet_pattern(name, RELEASE_SPLIT)] for name in parts}
-            data_files[ALL_CONFIG] = [glob for name in parts for glob in data_files[name]]
-            num_bytes, download_size = {ALL_CONFIG: 0}, {ALL_CONFIG: 0}
-            parquet_files: dict[str, str] = {}  # relative path → SHA-256 of what this build wrote
-            images = verified_images(
-                (row for part in parts.values() for row in part), lambda done: progress("build", done, len(rows))
+            total = sum(len(share.rows) for share in mine)
+            written = write_shares(
+                staging,
+                RELEASE_SPLIT,
+                parts,
+                mine,
+                rows_per_file=rows_per_file,
+                per_shard=samples_per_shard,
+                on_image=lambda done: progress("build", done, total),
             )
-            for name, part in parts.items():
-                parquet, num_bytes[name] = write_parquet_split(
-                    staging, name, RELEASE_SPLIT, images, len(part), rows_per_file=rows_per_file
-                )
-                download_size[name] = sum(p.stat().st_size for p in parquet)
-                parquet_files |= {p.relative_to(staging).as_posix(): digest for p, digest in parquet.items()}
-                num_bytes[ALL_CONFIG] += num_bytes[name]
-                download_size[ALL_CONFIG] += download_size[name]
-            card = render_card(
-                {n: {RELEASE_SPLIT: r} for n, r in configs.items()},
-                num_bytes,
-                data_files,
-                made_with=metas,
-                repo_name=out.name,
-                download_size=download_size,
-                version=version.version,
-                date_published=version.date_published,
-            )
-            atomic_write_text(staging / CARD_NAME, card)
-            counts = {n: len(r) for n, r in configs.items()}
-            write_croissant(staging, counts, data_files, parquet_files, _dataset_info(out.name, rows, metas, version))
-            if tars is not None:
-                shards = tars.result(release.digests)
-            else:
-                shards = {
-                    name: write_wds_split(
-                        staging / WDS_DIR,
-                        name,
-                        RELEASE_SPLIT,
-                        verified_images(part),
-                        len(part),
-                        per_shard=samples_per_shard,
-                    )
-                    for name, part in parts.items()
-                }
+            if other is not None:
+                written = written.then(other.result())
         finally:
-            if tars is not None:
-                tars.stop()
+            if other is not None:
+                other.stop()
+        configs = {ALL_CONFIG: rows, **parts}
+        data_files = {name: [parquet_pattern(name, RELEASE_SPLIT)] for name in parts}
+        data_files[ALL_CONFIG] = [glob for name in parts for glob in data_files[name]]
+        num_bytes = {name: written.num_bytes[name] for name in parts}
+        download_size = {name: sum((staging / p).stat().st_size for p in written.parquet[name]) for name in parts}
+        num_bytes[ALL_CONFIG], download_size[ALL_CONFIG] = sum(num_bytes.values()), sum(download_size.values())
+        card = render_card(
+            {n: {RELEASE_SPLIT: r} for n, r in configs.items()},
+            num_bytes,
+            data_files,
+            made_with=metas,
+            repo_name=out.name,
+            download_size=download_size,
+            version=version.version,
+            date_published=version.date_published,
+        )
+        atomic_write_text(staging / CARD_NAME, card)
+        counts = {n: len(r) for n, r in configs.items()}
+        parquet_files = {path: digest for name in parts for path, digest in written.parquet[name].items()}
+        write_croissant(staging, counts, data_files, parquet_files, _dataset_info(out.name, rows, metas, version))
+        shards = {name: written.shards[name] for name in parts}
         shards[ALL_CONFIG] = [entry for name in parts for entry in shards[name]]
         known = parquet_files | {f"{WDS_DIR}/{entry['url']}": entry["sha256"] for entry in shards[ALL_CONFIG]}
         for name, entries in shards.items():
@@ -188,6 +191,14 @@ def _write_release(
         files = write_checksums(staging, known=known)
         _swap_in(staging, out)
     return BuildResult(out, counts, files)
+
+
+def _import_card_libraries() -> None:
+    """Import what the card and croissant.json are made with (about a second) while the share process starts:
+    they are made after both shares are written, on the build's last stretch, where one core works."""
+    import jinja2  # noqa: F401
+    import mlcroissant  # noqa: F401
+    import yaml  # noqa: F401
 
 
 def _dataset_info(

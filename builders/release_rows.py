@@ -1,7 +1,7 @@
 """The rows a release is built from: every synthetic folder's provenance, merged, sorted by id, split by config.
 
-Both writers of a build read them here (parquet in `builders.release`, the tars in `builders.tar_process`) and
-compare what each read by the provenance tables' SHA-256.
+Every process of a build reads them here (`builders.release`, and `builders.share_process` for a second share of
+the rows) and they compare what each read by the provenance tables' SHA-256.
 """
 
 from __future__ import annotations

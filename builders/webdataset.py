@@ -8,12 +8,11 @@ shard's size, MD5 (as `widsindex create` records it) and SHA-256.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from builders.partition import part_sizes, stream_parts
-from cxr_dataset.fileio import HashingWriter, atomic_open, atomic_write_text
+from builders.partition import PartFiles, part_sizes
+from cxr_dataset.fileio import HashingWriter, atomic_write_text
 from cxr_dataset.release_folder import shard_index_name, shard_name
 from cxr_dataset.schema import encode_wds_sample
 
@@ -21,35 +20,43 @@ SAMPLES_PER_SHARD = 1000
 BLOCK, RECORD = 512, 10240  # tar's block and record sizes
 
 
-def write_wds_split(
-    folder: Path,
-    config: str,
-    split: str,
-    samples: Iterator[tuple[dict[str, Any], bytes]],
-    count: int,
-    *,
-    per_shard: int = SAMPLES_PER_SHARD,
-) -> list[dict[str, Any]]:
-    """Write `count` (release row, PNG bytes) pairs into evenly filled shards; returns their wids shard-list
-    entries (url, nsamples, filesize, md5sum, sha256), hashed while written."""
-    entries = []
-    sizes = part_sizes(count, per_shard)
-    for i, part in enumerate(stream_parts(samples, sizes)):
-        path = folder / shard_name(config, split, i)
-        with atomic_open(path) as f:
-            out, written = HashingWriter(f, md5=True), 0
-            for row, data in part:
-                out.write(tar_members(encode_wds_sample(row, data)))
-                written += 1
-            if written != sizes[i]:
-                raise ValueError(f"{path.name}: the stream ended after {written} of {sizes[i]} samples")
-            out.write(b"\0" * (2 * BLOCK))  # end of archive
-            out.write(b"\0" * (-out.size % RECORD))  # pad to a whole record, as tar does
-            out.flush()
-        entries.append(
-            {"url": path.name, "nsamples": sizes[i], "filesize": out.size, "md5sum": out.md5, "sha256": out.sha256}
-        )
-    return entries
+class TarShards(PartFiles):
+    """A config's split as evenly filled shards in `folder` (`add` each (release row, PNG bytes) pair of
+    `count`, in order; `parts`: only these shards).
+
+    After the last shard: `entries`, their wids shard-list entries (url, nsamples, filesize, md5sum, sha256),
+    hashed while written.
+    """
+
+    md5 = True
+
+    def __init__(
+        self,
+        folder: Path,
+        config: str,
+        split: str,
+        count: int,
+        *,
+        parts: range | None = None,
+        per_shard: int = SAMPLES_PER_SHARD,
+    ) -> None:
+        super().__init__(part_sizes(count, per_shard), parts)
+        self.folder, self.config, self.split = folder, config, split
+        self.entries: list[dict[str, Any]] = []
+
+    def path(self, index: int) -> Path:
+        return self.folder / shard_name(self.config, self.split, index)
+
+    def write(self, row: dict[str, Any], data: bytes) -> None:
+        self.out.write(tar_members(encode_wds_sample(row, data)))
+
+    def end(self) -> None:
+        self.out.write(b"\0" * (2 * BLOCK))  # end of archive
+        self.out.write(b"\0" * (-self.out.size % RECORD))  # pad to a whole record, as tar does
+
+    def finished(self, index: int, path: Path, out: HashingWriter) -> None:
+        entry = {"url": path.name, "nsamples": self.sizes[index], "filesize": out.size}
+        self.entries.append(entry | {"md5sum": out.md5, "sha256": out.sha256})
 
 
 def tar_members(sample: dict[str, Any]) -> bytes:

@@ -63,7 +63,7 @@ def test_build_twice_is_byte_identical(synthetic, tmp_path):
     assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
 
 
-def test_build_with_the_tars_in_a_second_process_gives_the_same_bytes(synthetic, tmp_path, monkeypatch):
+def test_build_with_a_second_process_gives_the_same_bytes(synthetic, tmp_path, monkeypatch):
     import builders.release
 
     here, apart = tmp_path / "here" / "covid-synthetic-cxr", tmp_path / "apart" / "covid-synthetic-cxr"
@@ -75,6 +75,46 @@ def test_build_with_the_tars_in_a_second_process_gives_the_same_bytes(synthetic,
     assert all((here / f).read_bytes() == (apart / f).read_bytes() for f in files)
 
 
+@pytest.mark.parametrize(
+    "counts, rows_per_file, per_shard",
+    [({"g_nc": 16_537, "g_pc": 4_758}, 2000, 1000), ({"g_nc": 20, "g_pc": 5}, 8, 4), ({"g_nc": 99}, 7, 5)],
+)
+def test_shares_cut_where_both_formats_files_end_and_cover_every_row_once(counts, rows_per_file, per_shard):
+    from builders.partition import part_bounds, part_sizes
+    from builders.shares import split_shares
+
+    for second in (0.0, 0.3, 0.5, 1.0):
+        first, later = split_shares(counts, rows_per_file, per_shard, second)
+        for a, b in zip(first, later, strict=True):
+            assert a.rows.start == 0 and a.rows.stop == b.rows.start and b.rows.stop == counts[a.config]
+            assert b.rows.start in part_bounds(part_sizes(counts[a.config], rows_per_file))
+            assert b.rows.start in part_bounds(part_sizes(counts[a.config], per_shard))
+            assert a.files(per_shard).stop == b.files(per_shard).start
+        given = sum(len(b.rows) for b in later)
+        assert given == {0.0: 0, 1.0: sum(counts.values())}.get(second, given)
+    first, later = split_shares({"g_nc": 16_537, "g_pc": 4_758}, 2000, 1000, 0.5)
+    assert abs(sum(len(b.rows) for b in later) / 21_295 - 0.5) < 0.01
+
+
+@pytest.mark.parametrize("writer", ["parquet", "tar"])
+def test_a_file_whose_samples_stop_early_is_never_written(synthetic, tmp_path, writer):
+    from builders.hf_parquet import ParquetFiles
+    from builders.release_rows import read_release_rows
+    from builders.webdataset import TarShards
+    from cxr_dataset.synthetic_folder import verified_images
+
+    rows = read_release_rows(list(synthetic.values())).rows[:5]
+    files = (
+        ParquetFiles(tmp_path, "g_nc", "train", 7, rows_per_file=3)  # files of 2, 2 and 3 rows
+        if writer == "parquet"
+        else TarShards(tmp_path, "g_nc", "train", 7, per_shard=3)
+    )
+    with pytest.raises(ValueError, match=f"{files.path(2).name}: the stream ended after 1 of 3 samples"), files:
+        for row, data in verified_images(rows):
+            files.add(row, data)
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == [files.path(0), files.path(1)]
+
+
 def test_build_refuses_a_folder_without_provenance_before_writing_anything(synthetic, tmp_path):
     from cxr_dataset.errors import SchemaError
 
@@ -84,21 +124,24 @@ def test_build_refuses_a_folder_without_provenance_before_writing_anything(synth
     assert not out.parent.exists()
 
 
-def test_tar_process_refuses_tars_written_from_a_provenance_table_the_build_did_not_read(synthetic, tmp_path):
-    """The tar process reads the provenance itself; the build compares the tables' SHA-256 with its own read."""
+def test_share_process_refuses_to_write_from_a_provenance_table_the_build_did_not_read(synthetic, tmp_path):
+    """The share process reads the provenance itself and compares the tables' SHA-256 with the build's read."""
     from builders.release_rows import read_release_rows
-    from builders.tar_process import TarProcess
+    from builders.share_process import ShareProcess
+    from builders.shares import split_shares
 
     folders = list(synthetic.values())
     read = read_release_rows(folders)
-    tars = TarProcess(tmp_path / "same", "train", folders, 4)
-    entries = tars.result(read.digests)
-    assert sorted(entries) == sorted(read.parts()) and all(entries.values())
+    _, theirs = split_shares({name: len(part) for name, part in read.parts().items()}, 8, 4, 0.5)
+    share = ShareProcess(tmp_path / "same", "train", folders, read.digests, theirs, rows_per_file=8, per_shard=4)
+    written = share.result()
+    assert sorted(written.shards) == sorted(read.parts()) and all(written.shards.values())
 
     changed = [read.digests[0].replace(read.digests[0][0], "x"), *read.digests[1:]]
-    tars = TarProcess(tmp_path / "changed", "train", folders, 4)
+    share = ShareProcess(tmp_path / "changed", "train", folders, changed, theirs, rows_per_file=8, per_shard=4)
     with pytest.raises(ReleaseError, match=f"{folders[0]}: its provenance table changed while the build ran"):
-        tars.result(changed)
+        share.result()
+    assert not (tmp_path / "changed").exists()
 
 
 def test_build_tar_headers_are_fixed(release):

@@ -683,37 +683,57 @@ def test_pool_workers_die_with_a_sigkilled_parent(tmp_path):
     assert not any(_alive(p) for p in workers)
 
 
-def test_builds_tar_process_dies_with_a_sigkilled_parent(tmp_path):
+def test_builds_share_process_dies_with_a_sigkilled_parent(synthetic, tmp_path):
     import signal
     import subprocess
     import sys
     import time
     from pathlib import Path
 
-    # The tar process blocks on its first image, a FIFO nobody writes, until its parent is killed.
+    # Every image is a FIFO that nobody writes: the share process blocks on its first one until its parent is
+    # killed, and the test sees it waiting there (alive, not failed) before the kill.
+    folder = tmp_path / "synthetic"
+    shutil.copytree(synthetic["normal2covid"], folder)
+    for image in (folder / "images").iterdir():
+        image.unlink()
+        os.mkfifo(image)
     script = (
-        "import os, sys, time\n"
+        "import sys, time\n"
         "from pathlib import Path\n"
-        "from builders.tar_process import TarProcess\n"
-        "fifo = Path(sys.argv[1])\n"
-        "os.mkfifo(fifo)\n"
-        "tars = TarProcess(fifo.parent / 'wds', 'train', {'g_nc': [{'_file': str(fifo), 'sha256': '0' * 64}]}, 4)\n"
-        "print(tars.process.pid, flush=True)\n"
+        "from builders.release_rows import read_release_rows\n"
+        "from builders.share_process import ShareProcess\n"
+        "from builders.shares import split_shares\n"
+        "folder = Path(sys.argv[1])\n"
+        "read = read_release_rows([folder])\n"
+        "_, theirs = split_shares({n: len(p) for n, p in read.parts().items()}, 8, 4, 1.0)\n"
+        "share = ShareProcess(folder.parent / 'rel', 'train', [folder], read.digests, theirs, rows_per_file=8, "
+        "per_shard=4)\n"
+        "print(share.process.pid, flush=True)\n"
         "time.sleep(600)\n"
     )
     parent = subprocess.Popen(
-        [sys.executable, "-c", script, str(tmp_path / "image.png")],
+        [sys.executable, "-c", script, str(folder)],
         cwd=Path(__file__).parents[1],
         stdout=subprocess.PIPE,
         text=True,
     )
     child = int(parent.stdout.readline())
-    assert _alive(child)
+    deadline, held = time.monotonic() + 60, None
+    while held is None and time.monotonic() < deadline:
+        for image in (folder / "images").iterdir():
+            try:  # succeeds once a reader waits on this FIFO: the child, which then blocks reading it
+                held = os.open(image, os.O_WRONLY | os.O_NONBLOCK)
+                break
+            except OSError:
+                pass
+        time.sleep(0.05)
+    assert held is not None and _alive(child)
     parent.send_signal(signal.SIGKILL)
     parent.wait()
     deadline = time.monotonic() + 10
     while _alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
+    os.close(held)
     assert not _alive(child)
 
 

@@ -1,0 +1,104 @@
+"""A build's rows in shares, one per process: each process writes both formats' files for its rows of every
+config, reading and checking each image once.
+
+A share of a config is a run of rows that starts and ends where a parquet file and a shard both do (both are
+cut into a multiple of 8 equal parts, so a config's halves and quarters are such places), so each process
+makes whole files and the release is the same bytes however its rows are shared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from builders.hf_parquet import ParquetFiles
+from builders.partition import part_bounds, part_sizes
+from builders.webdataset import TarShards
+from cxr_dataset.release_folder import WDS_DIR
+from cxr_dataset.synthetic_folder import verified_images
+
+
+@dataclass(frozen=True)
+class Share:
+    """The rows of `config` (of `count` in the release) that one process writes: whole files of both formats."""
+
+    config: str
+    count: int
+    rows: range
+
+    def files(self, per_file: int) -> range:
+        """The indexes of the files of `per_file` rows (as `part_sizes` cuts them) that hold exactly `rows`."""
+        bounds = part_bounds(part_sizes(self.count, per_file))
+        return range(bounds.index(self.rows.start), bounds.index(self.rows.stop))
+
+
+def split_shares(
+    counts: dict[str, int], rows_per_file: int, per_shard: int, second: float
+) -> tuple[list[Share], list[Share]]:
+    """Each config cut where both formats' files end, so that the second shares hold as near as they can to
+    `second` of all rows (each cut chosen in turn, given those before): the first share of a config takes the
+    rows before its cut, the second those after (either may be empty)."""
+    first, later = [], []
+    seen = given = 0
+    for config, count in counts.items():
+        cuts = set(part_bounds(part_sizes(count, rows_per_file))) & set(part_bounds(part_sizes(count, per_shard)))
+        seen += count
+        cut = min(sorted(cuts), key=lambda c: abs(given + count - c - second * seen))
+        given += count - cut
+        first.append(Share(config, count, range(0, cut)))
+        later.append(Share(config, count, range(cut, count)))
+    return first, later
+
+
+@dataclass
+class Written:
+    """What a process wrote, by config: parquet files (path in the release → SHA-256), their arrow size in
+    bytes, and the wids entries of its shards in order."""
+
+    parquet: dict[str, dict[str, str]] = field(default_factory=dict)
+    num_bytes: dict[str, int] = field(default_factory=dict)
+    shards: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def then(self, later: Written) -> Written:
+        """Both processes' files, this one's rows first in each config."""
+        configs = dict.fromkeys([*self.parquet, *later.parquet])
+        return Written(
+            {c: self.parquet.get(c, {}) | later.parquet.get(c, {}) for c in configs},
+            {c: self.num_bytes.get(c, 0) + later.num_bytes.get(c, 0) for c in configs},
+            {c: self.shards.get(c, []) + later.shards.get(c, []) for c in configs},
+        )
+
+
+def write_shares(
+    root: Path,
+    split: str,
+    parts: dict[str, list[dict[str, Any]]],
+    shares: list[Share],
+    *,
+    rows_per_file: int,
+    per_shard: int,
+    on_image: Callable[[int], None] = lambda done: None,
+) -> Written:
+    """Write the parquet files and shards of `shares` of each config's rows (`parts`) into the release folder
+    `root`, each image read once and checked against its provenance."""
+    written, done = Written(), 0
+    for share in shares:
+        with (
+            ParquetFiles(
+                root, share.config, split, share.count, parts=share.files(rows_per_file), rows_per_file=rows_per_file
+            ) as parquet,
+            TarShards(
+                root / WDS_DIR, share.config, split, share.count, parts=share.files(per_shard), per_shard=per_shard
+            ) as tars,
+        ):
+            rows = parts[share.config][share.rows.start : share.rows.stop]
+            for row, data in verified_images(rows, lambda n, before=done: on_image(before + n)):
+                parquet.add(row, data)
+                tars.add(row, data)
+        done += len(rows)
+        written.parquet[share.config] = {p.relative_to(root).as_posix(): d for p, d in parquet.digests.items()}
+        written.num_bytes[share.config] = parquet.num_bytes
+        written.shards[share.config] = tars.entries
+    return written
