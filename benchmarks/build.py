@@ -3,7 +3,7 @@
 The I/O floor is what any build of both formats must do, measured in the same run: read every PNG and check
 its SHA-256, write its bytes twice (once per format), and hash both outputs for SHA256SUMS.
 
-    python benchmarks/build.py [--images 2000] [--size 256] [--runs 3]     # up to --images 21295
+    python benchmarks/build.py [--images 2000] [--size 256] [--runs 3] [--processes N]   # up to --images 21295
 
 Each build runs in a fresh Python process, as `cxrds build` does (imports included); floor and build are
 measured `--runs` times in turns, after `sync` each, and the medians compared.
@@ -29,6 +29,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from builders.release import build_processes
 from cxr_dataset.fileio import sha256_bytes, sha256_file
 from cxr_dataset.imaging import encode_png
 from cxr_dataset.loading import load_release, wds_release
@@ -120,7 +121,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--processes", type=int, default=0, help="for the build (0: its default here)")
     args = parser.parse_args()
+    processes = args.processes or build_processes(args.images)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         folders = fake_synthetic(tmp / "synth", args.images, args.size)
@@ -137,7 +140,7 @@ def main() -> None:
             os.sync()
             durables.append(io_floor([tmp / p for p in pngs], tmp, durable=True))
             os.sync()
-            seconds, rss = timed_build(folders, release)
+            seconds, rss = timed_build(folders, release, processes)
             builds.append(seconds)
         floor_s, durable_s, build_s = (statistics.median(x) for x in (floors, durables, builds))
         os.sync()
@@ -168,7 +171,7 @@ def main() -> None:
     def runs(values: list[float]) -> str:
         return f"  runs: {', '.join(f'{v:.2f}' for v in values)}"
 
-    print(f"{args.images} images at {args.size}², medians of {args.runs} runs")
+    print(f"{args.images} images at {args.size}², medians of {args.runs} runs, built in {processes} processes")
     print(f"{'I/O floor (read+hash, 2 writes, hash)':<38} {floor_s:>8.2f} s   1.00x" + runs(floors))
     fsynced = f"{'the same with both outputs fsynced':<38} {durable_s:>8.2f} s   {durable_s / floor_s:.2f}x"
     print(fsynced + runs(durables))
@@ -181,21 +184,24 @@ def main() -> None:
     print(f"{'webdataset .decode(pill)':<38} {wds:>8.0f} img/s {wds / raw:.2f}x")
     print(f"{'wds_pipeline (uint8 tensors, ours)':<38} {ours:>8.0f} img/s {ours / raw:.2f}x  (goal >= 0.9x)")
     print(f"{'HF datasets iteration + decode':<38} {hf:>8.0f} img/s {hf / raw:.2f}x")
-    print(f"peak RSS of the last build process: {rss} MiB")
+    print(f"peak RSS of the last build's first process: {rss} MiB")
 
 
-def timed_build(folders: list[Path], release: Path) -> tuple[float, int]:
+def timed_build(folders: list[Path], release: Path, processes: int) -> tuple[float, int]:
     """Seconds for `build_release` in a fresh Python process, as the CLI runs it, and that process's peak RSS
     in MiB (VmHWM: ru_maxrss would carry this process's own peak across the exec)."""
     code = (
         "import re, sys; from pathlib import Path; from builders.release import build_release; "
-        "build_release([Path(p) for p in sys.argv[2:]], Path(sys.argv[1])); "
+        "build_release([Path(p) for p in sys.argv[3:]], Path(sys.argv[2]), processes=int(sys.argv[1])); "
         "print(int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1]) // 1024)"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     start = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-c", code, str(release), *map(str, folders)], check=True, env=env, capture_output=True
+        [sys.executable, "-c", code, str(processes), str(release), *map(str, folders)],
+        check=True,
+        env=env,
+        capture_output=True,
     )
     return time.perf_counter() - start, int(done.stdout.split()[-1])
 

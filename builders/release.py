@@ -29,6 +29,7 @@ from builders.webdataset import SAMPLES_PER_SHARD, write_shard_index
 from cxr_dataset.checksums import write_checksums
 from cxr_dataset.errors import ReleaseError
 from cxr_dataset.fileio import atomic_write_text
+from cxr_dataset.options import check_workers
 from cxr_dataset.ownership import MARKER_NAME, check_output, claim_output, remove_owned
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.release_folder import RELEASE_SPLIT, WDS_DIR, parquet_pattern
@@ -38,8 +39,8 @@ from cxr_dataset.schema import (
 )
 
 DEFAULT_VERSION = "1.0.0"
-SEPARATE_PROCESS_FROM = 1000  # images; smaller builds write everything in this process
-SECOND_SHARE = 0.5  # of each config's rows, for the second process (as near as whole files allow)
+ONE_PROCESS_BELOW = 1000  # images: a smaller build is written in one process, without the others' start-up
+MAX_PROCESSES = 8  # a config's eighths are the finest cuts where both formats' files end
 _SEMVER = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)")
 
 
@@ -83,17 +84,20 @@ def build_release(
     rows_per_file: int = ROWS_PER_FILE,
     samples_per_shard: int = SAMPLES_PER_SHARD,
     version: ReleaseVersion = ReleaseVersion(),
+    processes: int = 0,
     progress: ProgressFn = no_progress,
 ) -> BuildResult:
-    """Build a release in `out` from one or more `cxrds translate` output folders.
+    """Build a release in `out` from one or more `cxrds translate` output folders, in `processes` processes
+    (0: `build_processes`; the bytes are the same for any number).
 
     Example:
         >>> build_release([Path("synth/nc"), Path("synth/pc")], Path("release/covid-synthetic-cxr"))  # doctest: +SKIP
     """
     version = version.resolved()
+    check_workers(processes, "processes", zero_means_auto=True)
     check_output(out, "release", inputs=synthetic)
     release = read_release_rows(synthetic)  # bad input is refused before anything is written
-    return _write_release(release, Path(out), rows_per_file, samples_per_shard, version, progress)
+    return _write_release(release, Path(out), rows_per_file, samples_per_shard, version, processes, progress)
 
 
 def build_release_from_zips(
@@ -104,6 +108,7 @@ def build_release_from_zips(
     rows_per_file: int = ROWS_PER_FILE,
     samples_per_shard: int = SAMPLES_PER_SHARD,
     version: ReleaseVersion = ReleaseVersion(),
+    processes: int = 0,
     progress: ProgressFn = no_progress,
 ) -> BuildResult:
     """Build the same layout from the seed's v0.1 zips (`G_NC.zip`, `G_PC.zip`, or a folder holding them).
@@ -111,10 +116,11 @@ def build_release_from_zips(
     Each JPEG becomes an 8-bit grayscale PNG; provenance names the asset, the member and the zip's MD5.
     """
     out, version = Path(out), version.resolved()
+    check_workers(processes, "processes", zero_means_auto=True)
     check_output(out, "release", inputs=zips)
     with _staging(out.with_name(f".{out.name}.from-release")) as workdir:
         release = read_release_rows(synthetic_from_release(zips, workdir, strict=strict, progress=progress))
-        return _write_release(release, out, rows_per_file, samples_per_shard, version, progress)
+        return _write_release(release, out, rows_per_file, samples_per_shard, version, processes, progress)
 
 
 def _write_release(
@@ -123,44 +129,46 @@ def _write_release(
     rows_per_file: int,
     samples_per_shard: int,
     version: ReleaseVersion,
+    processes: int,
     progress: ProgressFn,
 ) -> BuildResult:
     """Write each task config once; `all` is declared as the union of their files, so no image is stored twice."""
     with build_lock(out), _staging(out.with_name(f".{out.name}.building")) as staging:
-        # A second process writes both formats for about half of each config's rows (its own read of the
-        # provenance and of its images, its own GIL) while this one writes the first half; small builds write
-        # everything here, without the process's start-up.
+        # Each process writes both formats for its share of every config's rows (its own read of the provenance
+        # and of its images, its own GIL); this one writes the first share, then the card and croissant.json.
         rows, metas, parts = release.rows, release.metas, release.parts()
-        second = SECOND_SHARE if len(rows) >= SEPARATE_PROCESS_FROM else 0.0
         sizes = {name: len(part) for name, part in parts.items()}
-        mine, theirs = split_shares(sizes, rows_per_file, samples_per_shard, second)
-        other = None
-        if any(share.rows for share in theirs):
-            other = ShareProcess(
+        shares = split_shares(sizes, rows_per_file, samples_per_shard, processes or build_processes(len(rows)))
+        others = [
+            ShareProcess(
                 staging,
                 RELEASE_SPLIT,
                 release.folders,
                 release.digests,
-                theirs,
+                share,
                 rows_per_file=rows_per_file,
                 per_shard=samples_per_shard,
             )
-            _import_card_libraries()
+            for share in shares[1:]
+            if any(s.rows for s in share)
+        ]
         try:
-            total = sum(len(share.rows) for share in mine)
+            if others:
+                _import_card_libraries()
+            total = sum(len(share.rows) for share in shares[0])
             written = write_shares(
                 staging,
                 RELEASE_SPLIT,
                 parts,
-                mine,
+                shares[0],
                 rows_per_file=rows_per_file,
                 per_shard=samples_per_shard,
                 on_image=lambda done: progress("build", done, total),
             )
-            if other is not None:
+            for other in others:
                 written = written.then(other.result())
         finally:
-            if other is not None:
+            for other in others:
                 other.stop()
         configs = {ALL_CONFIG: rows, **parts}
         data_files = {name: [parquet_pattern(name, RELEASE_SPLIT)] for name in parts}
@@ -193,9 +201,18 @@ def _write_release(
     return BuildResult(out, counts, files)
 
 
+def build_processes(rows: int) -> int:
+    """How many processes write a build of `rows` by default: one per usable core, as a power of two (so that
+    the shares are equal) up to 8; one below `ONE_PROCESS_BELOW` rows."""
+    if rows < ONE_PROCESS_BELOW:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return 1 << (min(cores, MAX_PROCESSES).bit_length() - 1)
+
+
 def _import_card_libraries() -> None:
-    """Import what the card and croissant.json are made with (about a second) while the share process starts:
-    they are made after both shares are written, on the build's last stretch, where one core works."""
+    """Import what the card and croissant.json are made with (about a second) while the share processes start:
+    they are made after every share is written, on the build's last stretch, where one core works."""
     import jinja2  # noqa: F401
     import mlcroissant  # noqa: F401
     import yaml  # noqa: F401

@@ -2,8 +2,8 @@
 config, reading and checking each image once.
 
 A share of a config is a run of rows that starts and ends where a parquet file and a shard both do (both are
-cut into a multiple of 8 equal parts, so a config's halves and quarters are such places), so each process
-makes whole files and the release is the same bytes however its rows are shared.
+cut into a multiple of 8 equal parts, so a config's halves, quarters and eighths are such places), so each
+process makes whole files and the release is the same bytes however many processes share its rows.
 """
 
 from __future__ import annotations
@@ -34,22 +34,17 @@ class Share:
         return range(bounds.index(self.rows.start), bounds.index(self.rows.stop))
 
 
-def split_shares(
-    counts: dict[str, int], rows_per_file: int, per_shard: int, second: float
-) -> tuple[list[Share], list[Share]]:
-    """Each config cut where both formats' files end, so that the second shares hold as near as they can to
-    `second` of all rows (each cut chosen in turn, given those before): the first share of a config takes the
-    rows before its cut, the second those after (either may be empty)."""
-    first, later = [], []
-    seen = given = 0
+def split_shares(counts: dict[str, int], rows_per_file: int, per_shard: int, processes: int) -> list[list[Share]]:
+    """Each config cut into `processes` runs of rows where both formats' files end, nearest to equal runs
+    (exactly equal when `processes` divides 8 and the config has at least 8 files of each format): share `i`
+    holds the `i`-th run of every config (a run may be empty)."""
+    shares: list[list[Share]] = [[] for _ in range(processes)]
     for config, count in counts.items():
-        cuts = set(part_bounds(part_sizes(count, rows_per_file))) & set(part_bounds(part_sizes(count, per_shard)))
-        seen += count
-        cut = min(sorted(cuts), key=lambda c: abs(given + count - c - second * seen))
-        given += count - cut
-        first.append(Share(config, count, range(0, cut)))
-        later.append(Share(config, count, range(cut, count)))
-    return first, later
+        common = set(part_bounds(part_sizes(count, rows_per_file))) & set(part_bounds(part_sizes(count, per_shard)))
+        cuts = [min(sorted(common), key=lambda c: abs(c - i * count / processes)) for i in range(processes + 1)]
+        for share, start, stop in zip(shares, cuts, cuts[1:], strict=False):
+            share.append(Share(config, count, range(start, stop)))
+    return shares
 
 
 @dataclass

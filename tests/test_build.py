@@ -63,16 +63,24 @@ def test_build_twice_is_byte_identical(synthetic, tmp_path):
     assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
 
 
-def test_build_with_a_second_process_gives_the_same_bytes(synthetic, tmp_path, monkeypatch):
-    import builders.release
+@pytest.mark.parametrize("processes", [2, 3, 8])
+def test_build_in_several_processes_gives_the_same_bytes(synthetic, tmp_path, processes):
+    one, many = tmp_path / "one" / "covid-synthetic-cxr", tmp_path / "many" / "covid-synthetic-cxr"
+    build_release(list(synthetic.values()), one, samples_per_shard=4, processes=1)
+    build_release(list(synthetic.values()), many, samples_per_shard=4, processes=processes)
+    files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(many) for p in many.rglob("*") if p.is_file())
+    assert all((one / f).read_bytes() == (many / f).read_bytes() for f in files)
 
-    here, apart = tmp_path / "here" / "covid-synthetic-cxr", tmp_path / "apart" / "covid-synthetic-cxr"
-    build_release(list(synthetic.values()), here, samples_per_shard=4)
-    monkeypatch.setattr(builders.release, "SEPARATE_PROCESS_FROM", 0)
-    build_release(list(synthetic.values()), apart, samples_per_shard=4)
-    files = sorted(p.relative_to(here) for p in here.rglob("*") if p.is_file())
-    assert files == sorted(p.relative_to(apart) for p in apart.rglob("*") if p.is_file())
-    assert all((here / f).read_bytes() == (apart / f).read_bytes() for f in files)
+
+def test_build_processes_default_to_a_power_of_two_up_to_eight_and_one_for_small_builds():
+    import os
+
+    from builders.release import build_processes
+
+    cores = len(os.sched_getaffinity(0))
+    assert build_processes(999) == 1
+    assert build_processes(21_295) in {1, 2, 4, 8} and build_processes(21_295) <= cores
 
 
 @pytest.mark.parametrize(
@@ -83,17 +91,26 @@ def test_shares_cut_where_both_formats_files_end_and_cover_every_row_once(counts
     from builders.partition import part_bounds, part_sizes
     from builders.shares import split_shares
 
-    for second in (0.0, 0.3, 0.5, 1.0):
-        first, later = split_shares(counts, rows_per_file, per_shard, second)
-        for a, b in zip(first, later, strict=True):
-            assert a.rows.start == 0 and a.rows.stop == b.rows.start and b.rows.stop == counts[a.config]
-            assert b.rows.start in part_bounds(part_sizes(counts[a.config], rows_per_file))
-            assert b.rows.start in part_bounds(part_sizes(counts[a.config], per_shard))
-            assert a.files(per_shard).stop == b.files(per_shard).start
-        given = sum(len(b.rows) for b in later)
-        assert given == {0.0: 0, 1.0: sum(counts.values())}.get(second, given)
-    first, later = split_shares({"g_nc": 16_537, "g_pc": 4_758}, 2000, 1000, 0.5)
-    assert abs(sum(len(b.rows) for b in later) / 21_295 - 0.5) < 0.01
+    for processes in (1, 2, 3, 4, 8):
+        shares = split_shares(counts, rows_per_file, per_shard, processes)
+        assert len(shares) == processes
+        for config, count in counts.items():
+            runs = [s for share in shares for s in share if s.config == config]
+            assert [r.rows.start for r in runs[1:]] == [r.rows.stop for r in runs[:-1]]
+            assert runs[0].rows.start == 0 and runs[-1].rows.stop == count
+            for run in runs:
+                assert run.rows.start in part_bounds(part_sizes(count, rows_per_file))
+                assert run.rows.start in part_bounds(part_sizes(count, per_shard))
+            assert [r.files(per_shard).start for r in runs[1:]] == [r.files(per_shard).stop for r in runs[:-1]]
+    for processes in (2, 4, 8):  # a config of 8 files or more of each format is cut into equal runs
+        shares = split_shares({"g_nc": 16_537, "g_pc": 4_758}, 2000, 1000, processes)
+        for share in shares:
+            assert [len(s.rows) for s in share] in (
+                [16_537 // processes, 4_758 // processes],
+                [16_537 // processes + 1, 4_758 // processes],
+                [16_537 // processes, 4_758 // processes + 1],
+                [16_537 // processes + 1, 4_758 // processes + 1],
+            )
 
 
 @pytest.mark.parametrize("writer", ["parquet", "tar"])
@@ -132,7 +149,7 @@ def test_share_process_refuses_to_write_from_a_provenance_table_the_build_did_no
 
     folders = list(synthetic.values())
     read = read_release_rows(folders)
-    _, theirs = split_shares({name: len(part) for name, part in read.parts().items()}, 8, 4, 0.5)
+    _, theirs = split_shares({name: len(part) for name, part in read.parts().items()}, 8, 4, 2)
     share = ShareProcess(tmp_path / "same", "train", folders, read.digests, theirs, rows_per_file=8, per_shard=4)
     written = share.result()
     assert sorted(written.shards) == sorted(read.parts()) and all(written.shards.values())

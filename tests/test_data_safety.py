@@ -91,19 +91,15 @@ def test_build_into_an_empty_folder_replaces_it(synthetic, tmp_path):
     assert verify_release(tmp_path / "covid-synthetic-cxr").ok
 
 
-@pytest.mark.parametrize("separate_process_from", [0, 10**9], ids=["tars-apart", "tars-here"])
-def test_build_failure_names_the_image_and_removes_its_staging_folder(
-    synthetic, tmp_path, monkeypatch, separate_process_from
-):
-    import builders.release
-
-    monkeypatch.setattr(builders.release, "SEPARATE_PROCESS_FROM", separate_process_from)
+@pytest.mark.parametrize("processes", [1, 2])
+@pytest.mark.parametrize("which", [0, -1], ids=["first-share", "last-share"])
+def test_build_failure_names_the_image_and_removes_its_staging_folder(synthetic, tmp_path, processes, which):
     broken = tmp_path / "synthetic"
     shutil.copytree(synthetic["normal2covid"], broken)
-    last = sorted((broken / "images").glob("*.png"))[-1]
-    last.write_bytes(last.read_bytes() + b"x")
-    with pytest.raises(ReleaseError, match=f"{last.name}: SHA-256 differs from its provenance"):
-        build_release([broken], tmp_path / "out" / "covid-synthetic-cxr")
+    image = sorted((broken / "images").glob("*.png"))[which]
+    image.write_bytes(image.read_bytes() + b"x")
+    with pytest.raises(ReleaseError, match=f"{image.name}: SHA-256 differs from its provenance"):
+        build_release([broken], tmp_path / "out" / "covid-synthetic-cxr", processes=processes)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
@@ -705,7 +701,7 @@ def test_builds_share_process_dies_with_a_sigkilled_parent(synthetic, tmp_path):
         "from builders.shares import split_shares\n"
         "folder = Path(sys.argv[1])\n"
         "read = read_release_rows([folder])\n"
-        "_, theirs = split_shares({n: len(p) for n, p in read.parts().items()}, 8, 4, 1.0)\n"
+        "theirs = split_shares({n: len(p) for n, p in read.parts().items()}, 8, 4, 1)[0]\n"
         "share = ShareProcess(folder.parent / 'rel', 'train', [folder], read.digests, theirs, rows_per_file=8, "
         "per_shard=4)\n"
         "print(share.process.pid, flush=True)\n"
