@@ -60,7 +60,7 @@ class PartFiles:
     md5 = False  # whether `out` also computes an MD5
 
     def __init__(self, sizes: list[int], parts: range | None = None) -> None:
-        self.sizes = sizes
+        self.sizes = sizes  # of every part of the split, written here or not
         self.parts = range(len(sizes)) if parts is None else parts
         self._todo = iter(self.parts)
         self._file: ExitStack | None = None

@@ -139,23 +139,24 @@ def _write_release(
         rows, metas, parts = release.rows, release.metas, release.parts()
         sizes = {name: len(part) for name, part in parts.items()}
         shares = split_shares(sizes, rows_per_file, samples_per_shard, processes or build_processes(len(rows)))
-        others = [
-            ShareProcess(
-                staging,
-                RELEASE_SPLIT,
-                release.folders,
-                release.digests,
-                share,
-                rows_per_file=rows_per_file,
-                per_shard=samples_per_shard,
-            )
-            for share in shares[1:]
-            if any(s.rows for s in share)
-        ]
+        others: list[ShareProcess] = []
         try:
+            for share in shares[1:]:
+                if any(s.rows for s in share):
+                    others.append(
+                        ShareProcess(
+                            staging,
+                            RELEASE_SPLIT,
+                            release.folders,
+                            release.digests,
+                            share,
+                            rows_per_file=rows_per_file,
+                            per_shard=samples_per_shard,
+                        )
+                    )
             if others:
                 _import_card_libraries()
-            total = sum(len(share.rows) for share in shares[0])
+            total = sum(len(share.rows) for share in shares[0])  # progress is this share's; the others keep pace
             written = write_shares(
                 staging,
                 RELEASE_SPLIT,

@@ -36,8 +36,8 @@ class Share:
 
 def split_shares(counts: dict[str, int], rows_per_file: int, per_shard: int, processes: int) -> list[list[Share]]:
     """Each config cut into `processes` runs of rows where both formats' files end, nearest to equal runs
-    (exactly equal when `processes` divides 8 and the config has at least 8 files of each format): share `i`
-    holds the `i`-th run of every config (a run may be empty)."""
+    (equal to a row when `processes` divides 8 and the config has 8 rows or more, as both formats then have a
+    multiple of 8 files): share `i` holds the `i`-th run of every config (a run may be empty)."""
     shares: list[list[Share]] = [[] for _ in range(processes)]
     for config, count in counts.items():
         common = set(part_bounds(part_sizes(count, rows_per_file))) & set(part_bounds(part_sizes(count, per_shard)))
