@@ -57,7 +57,9 @@ def test_cli_stages_chain_end_to_end(tmp_path):
         64,
     )
     ok("translate", "--prepared", tmp_path / "p", "--checkpoint", tmp_path / "r", "--out", tmp_path / "s")
-    out = ok("build", "--synthetic", tmp_path / "s", "--out", tmp_path / "rel" / "covid-synthetic-cxr")
+    out = ok(
+        "build", "--synthetic", tmp_path / "s", "--out", tmp_path / "rel" / "covid-synthetic-cxr", "--processes", 2
+    )
     assert "g_nc" in out
     ok("validate", tmp_path / "rel" / "covid-synthetic-cxr")
 

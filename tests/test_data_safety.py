@@ -764,10 +764,12 @@ def tiny_disk(tmp_path):
     subprocess.run(["umount", str(disk)], check=True)
 
 
-def test_build_on_a_full_disk_is_one_line_and_leaves_nothing_behind(prepared, tmp_path, tiny_disk):
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_build_on_a_full_disk_is_one_line_and_leaves_nothing_behind(prepared, tmp_path, tiny_disk, processes):
     big = tmp_path / "big"
     train(prepared, "normal2covid", tmp_path / "run", tiny_config())
     translate(prepared, tmp_path / "run", big)
-    result = CliRunner().invoke(app, ["build", "--synthetic", str(big), "--out", str(tiny_disk / "release")])
+    args = ["build", "--synthetic", str(big), "--out", str(tiny_disk / "release"), "--processes", processes]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 1 and "No space left on device" in result.output, result.output
     assert "Traceback" not in result.output and os.listdir(tiny_disk) == []
