@@ -138,6 +138,7 @@ def _write_release(
         # and of its images, its own GIL); this one writes the first share, then the card and croissant.json.
         rows, metas, parts = release.rows, release.metas, release.parts()
         sizes = {name: len(part) for name, part in parts.items()}
+        counts = {ALL_CONFIG: len(rows), **sizes}  # rows per config, `all` included
         shares = split_shares(sizes, rows_per_file, samples_per_shard, processes or build_processes(len(rows)))
         others: list[ShareProcess] = []
         try:
@@ -188,7 +189,6 @@ def _write_release(
             date_published=version.date_published,
         )
         atomic_write_text(staging / CARD_NAME, card)
-        counts = {n: len(r) for n, r in configs.items()}
         parquet_files = {path: digest for name in parts for path, digest in written.parquet[name].items()}
         write_croissant(staging, counts, data_files, parquet_files, _dataset_info(out.name, rows, metas, version))
         shards = {name: written.shards[name] for name in parts}
