@@ -1,20 +1,21 @@
 """The dataset's argument, run end to end on phantom data at 1:50, over three classifier seeds, with controls.
 
-Everything runs for real: phantom → prepare → CycleGAN (tiny preset, 600 steps) trained on the imbalanced real
+Everything runs for real: phantom → prepare → CycleGAN (tiny preset, 300 steps) trained on the imbalanced real
 training split (300 normal, 6 COVID-19; findings at 0.6 strength) → translate → build → baselines. What the data
-says, measured 2026-11-27 on a 2-core AMD EPYC (Zen 3, AVX2; fp32), means ± SD over seeds 0-2, 18 COVID-19
+says, measured 2026-11-28 on a 2-core AMD EPYC (Zen 3, AVX2; fp32), means ± SD over seeds 0-2, 18 COVID-19
 among 168 test images:
 
-- the translations carry the finding: a classifier trained on them alone reaches AUC 0.68 ± 0.07 on real test
-  images (seeded noise in their place: 0.42 ± 0.13), and real + G_NC keeps AUC 0.97 ± 0.01 (noise: 0.58 ± 0.15);
+- the translations carry the finding: a classifier trained on them alone reaches AUC 0.72 ± 0.01 on real test
+  images (seeded noise in their place: 0.42 ± 0.13), and real + G_NC keeps AUC 0.97 ± 0.02 (noise: 0.58 ± 0.15);
 - they do not beat plain rebalancing: oversampling the 6 real positives gives AUC 0.999 ± 0.001 and AP 0.99
-  against 0.97 and 0.86 with synthetic positives (paired ΔAUC −0.026, 95% CI −0.056 to −0.006, patient
-  bootstrap); the sensitivity gain at 0.5 (0.56 → 0.67) is the class prior moving the threshold: at the
-  validation threshold both have 0.89.
+  against 0.97 and 0.90 with synthetic positives (paired ΔAUC −0.026, 95% CI −0.060 to −0.009, patient
+  bootstrap). They buy sensitivity with specificity: sensitivity/specificity 0.83/0.96 against 0.76/0.99 at 0.5,
+  0.96/0.86 against 0.87/1.00 at the validation threshold.
 
 The first test pins both findings; the second shows the signal checks fail when the translations are noise.
-A generator that turns the second finding round must change this test and the docs that quote it.
-"""
+A generator that turns the second finding round must change this test and the docs that quote it. (Until
+2026-11-27 the generator trained 600 steps: AUC 0.68 alone, 0.97 added, and at the validation threshold both
+regimes had sensitivity 0.89; halved for CI time, the findings held.)"""
 
 import dataclasses
 import io
@@ -77,11 +78,11 @@ def imbalanced(tmp_path_factory):
     spec = "phantom=normal:500,covid:60,per_patient:1,strength:0.6"
     prepare([spec], prepared, size=64, seed=0, workers=2, fractions=fractions)
     assert keep_covid_training_images(prepared, NEGATIVES_PER_POSITIVE) == (300, 6)
-    cfg = dataclasses.replace(load_preset("tiny").with_size(64), epochs=8)  # 600 steps
+    cfg = dataclasses.replace(load_preset("tiny").with_size(64), epochs=4)  # 300 steps
     trained = train(prepared, "normal2covid", root / "run", cfg)
     # The generator learned: the cycle loss of the last logged steps is well under the first step's.
     log = [json.loads(line) for line in (root / "run" / "log.jsonl").read_text().splitlines()]
-    assert log[-1]["step"] == trained.steps == 600 and log[-1]["img_per_s"] > 0
+    assert log[-1]["step"] == trained.steps == 300 and log[-1]["img_per_s"] > 0
     assert sum(e["cycle_A"] for e in log[-10:]) / 10 < 0.3 * log[0]["cycle_A"]
     translate(prepared, root / "run", root / "synthetic")
     return root, prepared
