@@ -10,6 +10,7 @@ import dataclasses
 import enum
 import hashlib
 import json
+import math
 import tomllib
 import types
 import typing
@@ -95,6 +96,8 @@ class TrainConfig:
         for name in ("epochs_decay", "save_every", "sample_every", "pool_size"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"lr must be a positive number, got {self.lr}")
 
     @property
     def total_epochs(self) -> int:

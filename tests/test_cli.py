@@ -1,3 +1,5 @@
+import json
+
 import pytest
 from typer.testing import CliRunner
 
@@ -55,7 +57,13 @@ def test_cli_stages_chain_end_to_end(tmp_path):
         1,
         "--size",
         64,
+        "--batch-size",
+        2,
+        "--lr",
+        1e-3,
     )
+    run_config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert (run_config["batch_size"], run_config["lr"]) == (2, 1e-3)
     ok("translate", "--prepared", tmp_path / "p", "--checkpoint", tmp_path / "r", "--out", tmp_path / "s")
     out = ok(
         "build", "--synthetic", tmp_path / "s", "--out", tmp_path / "rel" / "covid-synthetic-cxr", "--processes", 2
@@ -75,4 +83,12 @@ def test_cli_train_names_an_unknown_compile_mode_before_reading_anything(tmp_pat
     args = ["train", "--prepared", str(tmp_path / "p"), "--task", "normal2covid", "--out", str(tmp_path / "run")]
     result = runner.invoke(app, [*args, "--compile-mode", "turbo"])
     assert result.exit_code == 1 and "compile_mode must be one of" in result.output and "'turbo'" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("lr", ["0", "-1e-4", "nan"])
+def test_cli_train_refuses_a_learning_rate_that_is_not_positive(tmp_path, lr):
+    args = ["train", "--prepared", str(tmp_path / "p"), "--task", "normal2covid", "--out", str(tmp_path / "run")]
+    result = runner.invoke(app, [*args, "--lr", lr])
+    assert result.exit_code == 1 and "lr must be a positive number" in result.output
     assert not (tmp_path / "run").exists()
