@@ -7,6 +7,7 @@ from typing import Any
 
 from builders.licences import Licences, per_manifest, summarise
 from cards import responsible_ai
+from cxr_dataset.licences import MIXED_NAME
 from cxr_dataset.schema import ALL_CONFIG, FIELDS, TASK_CONFIG, to_card_features
 from cxr_dataset.sources import source_title
 
@@ -36,7 +37,7 @@ def card_metadata(
     rows = [r for split_rows in configs[ALL_CONFIG].values() for r in split_rows]
     return {
         "license": licences.hub_id,
-        **({"license_name": "mixed-input-licences"} if licences.hub_id == "other" else {}),
+        **({"license_name": MIXED_NAME} if licences.hub_id == "other" else {}),
         "version": version,
         "date_published": date_published,
         "pretty_name": PRETTY_NAME,
