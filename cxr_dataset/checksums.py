@@ -5,10 +5,12 @@ Written by `cxrds build`, read by `cxrds verify` and `cxrds push` (which uploads
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from cxr_dataset.errors import ReleaseError
 from cxr_dataset.fileio import atomic_write_text, sha256_file
@@ -22,6 +24,52 @@ def is_safe_relative(name: str) -> bool:
     if not name or name.startswith("/") or "\\" in name or "\0" in name:
         return False
     return all(part not in ("", ".", "..") for part in name.split("/"))
+
+
+def open_regular(path: Path | str) -> BinaryIO:
+    """Open `path` for binary reading only if it is a regular file: a FIFO, device, socket or folder is refused
+    before it is opened (so nothing blocks on a pipe nobody writes), a symbolic link is never followed, and the
+    file opened is checked again (a swap in between is refused too). `ReleaseError` says which it is; a
+    missing file is `FileNotFoundError`."""
+    path = Path(path)
+    _refuse_special(path, os.lstat(path).st_mode)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            _refuse_special(path, stat.S_IFLNK)
+        raise
+    try:
+        _refuse_special(path, os.fstat(fd).st_mode)
+        if hasattr(os, "O_NONBLOCK"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def file_kind(mode: int) -> str:
+    """What an `os.lstat` mode is, in words: 'a regular file', 'a FIFO', 'a symbolic link'…"""
+    if stat.S_ISREG(mode):
+        return "a regular file"
+    return next((name for test, name in _KINDS if test(mode)), "a special file")
+
+
+def _refuse_special(path: Path, mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        raise ReleaseError(f"{path}: {file_kind(mode)}, not a regular file; a release holds regular files only")
+
+
+_KINDS = (
+    (stat.S_ISLNK, "a symbolic link"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a folder"),
+)
 
 
 def folder_files(root: Path) -> tuple[set[str], list[str]]:
@@ -62,7 +110,8 @@ def read_checksums(root: Path) -> dict[str, str]:
     'HEX  relative/path' with a path that stays inside the release."""
     path = Path(root) / CHECKSUMS_NAME
     try:
-        text = path.read_text(encoding="utf-8")
+        with open_regular(path) as f:
+            text = f.read().decode("utf-8")
     except FileNotFoundError:
         raise ReleaseError(f"{path} is missing; is {root} a release built by `cxrds build`?") from None
     except (OSError, UnicodeDecodeError) as e:
@@ -78,8 +127,12 @@ def read_checksums(root: Path) -> dict[str, str]:
     return listed
 
 
-def checksum_problems(root: Path) -> tuple[int, list[str]]:
-    """(files listed, problems): unlisted files, links, missing files and digests that differ."""
+def checksum_problems(root: Path, known: dict[str, str] | None = None) -> tuple[int, list[str]]:
+    """(files listed, problems): unlisted files, links, missing files and digests that differ.
+
+    `known` maps relative paths to the SHA-256 of their bytes as the caller read them in this run (`verify`
+    hashes each shard while reading it): those files are not read again."""
+    known = known or {}
     root = Path(root)
     try:
         listed = read_checksums(root)
@@ -91,6 +144,6 @@ def checksum_problems(root: Path) -> tuple[int, list[str]]:
     for name, digest in sorted(listed.items()):
         if name not in files:
             problems.append(f"{name}: missing")
-        elif sha256_file(root / name) != digest:
+        elif (known.get(name) or sha256_file(root / name)) != digest:
             problems.append(f"{name}: SHA-256 differs")
     return len(listed), problems

@@ -7,7 +7,7 @@
     RELEASE/<name>/croissant.json, SHA256SUMS
 
 Builders write these names; loading, streaming, validation and the evaluation read them through
-`read_release`, which never looks outside the folder.
+`read_release`, which never looks outside the folder and opens regular files only (never a FIFO or device).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cxr_dataset.checksums import is_safe_relative
+from cxr_dataset.checksums import is_safe_relative, open_regular
 from cxr_dataset.errors import ReleaseError
 from cxr_dataset.schema import ALL_CONFIG, CARD_NAME, CONFIGS, TASK_CONFIG
 
@@ -46,18 +46,25 @@ def shard_index_name(config: str, split: str) -> str:
     return f"{config}-{split}-shardindex.json"
 
 
+def read_card_text(root: Path) -> str:
+    """The whole dataset card, from a regular file only (a BOM is dropped)."""
+    path = Path(root) / CARD_NAME
+    try:
+        with open_regular(path) as f:
+            return f.read().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise ReleaseError(f"{path}: no dataset card; is {root} a release built by `cxrds build`?") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ReleaseError(f"{path}: unreadable ({e})") from None
+
+
 def read_card(root: Path) -> dict[str, Any]:
     """The card's YAML header, parsed by `huggingface_hub` (CRLF line ends and a BOM are fine)."""
     import yaml
     from huggingface_hub import RepoCard
 
     path = Path(root) / CARD_NAME
-    if not path.is_file():
-        raise ReleaseError(f"{path}: no dataset card; is {root} a release built by `cxrds build`?")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ReleaseError(f"{path}: unreadable ({e})") from None
+    text = read_card_text(root)
     try:
         card = RepoCard(text, ignore_metadata_errors=False)
     except (ValueError, yaml.YAMLError) as e:
@@ -103,14 +110,15 @@ class Release:
     def shard_list(self, config: str = ALL_CONFIG, split: str = RELEASE_SPLIT) -> list[dict[str, Any]]:
         """The wids index's entries (url, nsamples, filesize, sha256); urls must be plain files of webdataset/."""
         path = self.shard_index_path(config, split)
-        if not path.is_file():
-            raise ReleaseError(f"{path}: no shard index; is {self.root} a release built by `cxrds build`?")
         try:
-            shards = json.loads(path.read_text(encoding="utf-8"))["shardlist"]
+            with open_regular(path) as f:
+                shards = json.loads(f.read().decode("utf-8"))["shardlist"]
             for shard in shards:
                 shard["nsamples"] = int(shard["nsamples"])
                 if not isinstance(shard["url"], str) or not is_safe_relative(shard["url"]) or "/" in shard["url"]:
                     raise ReleaseError(f"{path}: shard url {shard['url']!r} is not a file of {path.parent}")
+        except FileNotFoundError:
+            raise ReleaseError(f"{path}: no shard index; is {self.root} a release built by `cxrds build`?") from None
         except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
             raise ReleaseError(f"{path}: not a wids shard index ({type(e).__name__}: {e})") from None
         return shards
@@ -131,8 +139,9 @@ class Release:
         import pyarrow.parquet as pq
 
         for path in self.stored_files(split, configs):
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=columns):
-                yield from batch.to_pylist()
+            with open_regular(path) as f:
+                for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_size, columns=columns):
+                    yield from batch.to_pylist()
 
 
 def read_release(root: Path | str) -> Release:

@@ -1,7 +1,8 @@
 """Reading WebDataset tar streams into samples, faster than `tarfile` (which dominated the pipeline's overhead).
 
-Handles POSIX ustar and pax (``path``/``size`` records) and GNU long names; regular files only (directories
-and links are skipped). Every header's checksum is verified, so a corrupt shard fails loudly, naming its URL.
+Handles POSIX ustar and pax (``path``/``size`` records) and GNU long names; samples are made of regular files
+only (directories and links are skipped; `iter_entries` reports them, for `verify`). Every header's checksum is
+verified, so a corrupt shard fails loudly, naming its URL.
 """
 
 from __future__ import annotations
@@ -11,10 +12,20 @@ from typing import Any, BinaryIO
 
 BLOCK = 512
 _CHECKSUM_SPACES = ord(" ") * 8
+REGULAR = (b"0", b"\0", b"7")  # the type flags of a regular file
 
 
 def iter_members(stream: BinaryIO, url: str) -> Iterator[tuple[str, bytes]]:
     """(name, data) of every regular file in a tar stream."""
+    for name, kind, data in iter_entries(stream, url):
+        if kind in REGULAR:
+            yield name, data
+
+
+def iter_entries(stream: BinaryIO, url: str) -> Iterator[tuple[str, bytes, bytes]]:
+    """(name, type flag, data) of every member of a tar stream, links and folders included (`REGULAR`: the
+    flags of a regular file); pax and GNU long-name records are applied to the member they precede. Stops at
+    the first zero block: the end-of-archive marker and what follows it are left unread."""
     long_name: str | None = None
     long_size: int | None = None
     while True:
@@ -35,9 +46,8 @@ def iter_members(stream: BinaryIO, url: str) -> Iterator[tuple[str, bytes]]:
         if kind == b"L":  # GNU long name for the next member
             long_name = data.rstrip(b"\0").decode("utf-8")
             continue
-        if kind in (b"0", b"\0", b"7"):
-            name = long_name or _ustar_name(header)
-            yield name, data
+        if kind != b"g":  # a pax global header describes no member
+            yield long_name or _ustar_name(header), kind, data
         long_name = long_size = None
 
 
