@@ -44,8 +44,14 @@ def read_dicom(path: Path, max_pixels: int) -> np.ndarray:
         rows = cols = 0
     if rows <= 0 or cols <= 0:
         raise SourceError(f"{path}: DICOM without valid Rows/Columns")
-    if rows * cols > max_pixels:
-        raise SourceError(f"{path}: {cols}×{rows} exceeds the {max_pixels:,}-pixel limit")
+    frames, samples = _count(ds, path, "NumberOfFrames"), _count(ds, path, "SamplesPerPixel")
+    total = rows * cols * frames * samples  # every frame and sample would be decoded: count them all
+    if total > max_pixels:
+        shape = f"{cols}×{rows}" + (f" × {frames} frames" if frames > 1 else "")
+        shape += f" × {samples} samples" if samples > 1 else ""
+        raise SourceError(f"{path}: {shape} ({total:,} pixels) exceeds the {max_pixels:,}-pixel limit")
+    if frames > 1:
+        raise SourceError(f"{path}: expected one 2-D frame, the header declares {frames} frames")
     try:
         pixels = ds.pixel_array
     except (RuntimeError, NotImplementedError, ValueError, AttributeError, KeyError, TypeError) as e:
@@ -60,6 +66,21 @@ def read_dicom(path: Path, max_pixels: int) -> np.ndarray:
         values = apply_voi_lut(values, ds, index=0)
     out = to_uint8(values)
     return 255 - out if photometric == "MONOCHROME1" else out
+
+
+def _count(ds, path: Path, keyword: str) -> int:
+    """A header count that defaults to 1 (NumberOfFrames, SamplesPerPixel); 0 or absent reads as 1, as pydicom
+    decodes it; anything else that is not a positive integer is `SourceError`."""
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return 1
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        count = -1
+    if count < 0:
+        raise SourceError(f"{path}: {keyword} must be a positive integer, got {value!r}")
+    return max(count, 1)
 
 
 def read_view(path: Path) -> str:
