@@ -6,9 +6,10 @@ import csv
 import io
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cxr_dataset.errors import SourceError
 from cxr_dataset.imaging import to_uint8
@@ -17,6 +18,13 @@ from cxr_dataset.sources.dicom import read_dicom
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm")
 MAX_PIXELS = 100_000_000  # larger images are refused as possible decompression bombs
 MAX_FILE_BYTES = 1 << 30  # larger files (or archive members, uncompressed) are refused before reading
+# What an archive member must start with to be decoded (Pillow's format name by leading bytes).
+IMAGE_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG"}
+SIGNATURE_BYTES = max(len(s) for s in IMAGE_SIGNATURES)
+
+
+class UnknownSignatureError(SourceError):
+    """A stream's first bytes are not a JPEG's or PNG's; nothing past them was read."""
 
 
 def read_csv_rows(path: Path, required: tuple[str, ...], hint: str = "") -> list[dict[str, str]]:
@@ -62,18 +70,36 @@ def load_image_file(path: Path, max_pixels: int = MAX_PIXELS, *, root: Path | No
 
 
 def load_image_bytes(data: bytes, where: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """`load_image_file` for bytes already read (an archive member); `where` names them in errors."""
-    if not data:
+    """`load_image_stream` for bytes already read; `where` names them in errors."""
+    return load_image_stream(io.BytesIO(data), where, max_pixels)
+
+
+def load_image_stream(stream: BinaryIO, where: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode a seekable stream (an archive member) read as it decodes, never whole: its first bytes must be a
+    PNG or JPEG signature, else `SourceError` after reading only those; `where` names it in errors."""
+    head = stream.read(SIGNATURE_BYTES)
+    if not head:
         raise SourceError(f"{where}: empty file")
-    return _decode(io.BytesIO(data), where, max_pixels)
+    kind = image_kind(head)
+    if kind is None:
+        raise UnknownSignatureError(
+            f"{where}: not a readable image (starts with 0x{head.hex()}; expected a JPEG or PNG)"
+        )
+    stream.seek(0)
+    return _decode(stream, where, max_pixels, formats=(kind,))
 
 
-def _decode(source: Path | io.BytesIO, where: str, max_pixels: int) -> np.ndarray:
+def image_kind(head: bytes) -> str | None:
+    """Pillow's format name ("PNG", "JPEG") for data starting with `head`, or None."""
+    return next((kind for magic, kind in IMAGE_SIGNATURES.items() if head.startswith(magic)), None)
+
+
+def _decode(source: Path | BinaryIO, where: str, max_pixels: int, formats: tuple[str, ...] | None = None) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             # We apply our own limit from the header; Pillow's warning would only repeat it.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(source)
+            img = Image.open(source, formats=formats)
         with img:
             if img.width * img.height > max_pixels:
                 raise SourceError(f"{where}: {img.width}×{img.height} exceeds the {max_pixels:,}-pixel limit")
@@ -83,6 +109,8 @@ def _decode(source: Path | io.BytesIO, where: str, max_pixels: int) -> np.ndarra
             if img.mode in ("RGBA", "LA", "PA"):  # composite transparency on black
                 img = Image.alpha_composite(Image.new("RGBA", img.size, "black"), img.convert("RGBA"))
             return np.asarray(img.convert("L"))
+    except UnidentifiedImageError:  # its message holds the stream's repr, not a name
+        raise SourceError(f"{where}: not a readable image (no decoder recognises it)") from None
     except Image.DecompressionBombError as e:  # Pillow's own, larger limit, checked when the header is read
         raise SourceError(f"{where}: exceeds the {max_pixels:,}-pixel limit ({e})") from None
     except (OSError, SyntaxError, ValueError) as e:

@@ -11,10 +11,14 @@ published one is a warning, or an error with ``strict``.
 from __future__ import annotations
 
 import hashlib
+import lzma
 import re
 import stat
+import struct
 import warnings
 import zipfile
+import zlib
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -25,11 +29,16 @@ import numpy as np
 from cxr_dataset.errors import SourceError
 from cxr_dataset.schema import make_key
 from cxr_dataset.sources.base import SourceImage
-from cxr_dataset.sources.files import MAX_FILE_BYTES, load_image_bytes
+from cxr_dataset.sources.files import MAX_FILE_BYTES, UnknownSignatureError, load_image_stream
 
 KIND = "release"
 DATASET_NAME = "zunair-hamza-v0.1"  # the source_dataset of rows built from these zips
 _COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
+MAX_ZIP_MEMBERS = 100_000  # the larger asset has 16,537; a zip declaring more is refused before it is listed
+DIRECTORY_BYTES_PER_MEMBER = 256  # the central directory may average this much per member (names are short)
+# What reading a damaged member raises: OS errors, a bad CRC, a truncated or corrupt compressed stream.
+_MEMBER_ERRORS = (OSError, KeyError, EOFError, RuntimeError, NotImplementedError, zipfile.BadZipFile)
+_MEMBER_ERRORS += (zlib.error, lzma.LZMAError)
 
 
 @dataclass(frozen=True)
@@ -91,6 +100,7 @@ def check_release_zip(path: Path, *, strict: bool = False) -> tuple[ReleaseAsset
     if asset is None:
         raise SourceError(f"{path}: unknown release asset; expected one of {sorted(ASSETS)}")
     try:
+        check_directory_size(path)
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
     except (zipfile.BadZipFile, OSError) as e:
@@ -114,7 +124,8 @@ def check_release_zip(path: Path, *, strict: bool = False) -> tuple[ReleaseAsset
         if info.file_size > MAX_FILE_BYTES:
             raise SourceError(f"{path}: member {name!r} unpacks to {info.file_size:,} bytes, over the limit")
         members.append(ReleaseMember(int(match.group(1)), name))
-    repeated = sorted({m.name for m in members if sum(n.number == m.number for n in members) > 1})
+    counts = Counter(m.number for m in members)  # one pass: the release has 16,537 members
+    repeated = sorted({m.name for m in members if counts[m.number] > 1})
     if repeated:
         raise SourceError(f"{path}: members {repeated[:3]} occur twice; refused")
     actual = md5_file(path)
@@ -127,6 +138,32 @@ def check_release_zip(path: Path, *, strict: bool = False) -> tuple[ReleaseAsset
             raise SourceError(message + "; refused (--strict)")
         warnings.warn(message, ReleaseWarning, stacklevel=2)
     return asset, sorted(members, key=lambda m: m.number), actual
+
+
+def check_directory_size(path: Path) -> None:
+    """Refuse a zip whose end record declares more than `MAX_ZIP_MEMBERS` members, or a central directory
+    larger than they need, before `zipfile` lists it (its listing holds every entry in memory)."""
+    with open(path, "rb") as f:
+        end = f.seek(0, 2)
+        start = max(0, end - (22 + 0xFFFF))  # the end record (22 bytes) and its comment (at most 64 KiB)
+        f.seek(start)
+        tail = f.read()
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or len(tail) - at < 22:
+            return  # not a zip: zipfile says so
+        members, directory = struct.unpack("<HL", tail[at + 10 : at + 16])
+        locator = tail[at - 20 : at] if at >= 20 else b""
+        if (members == 0xFFFF or directory == 0xFFFFFFFF) and locator[:4] == b"PK\x06\x07":  # zip64
+            f.seek(struct.unpack("<Q", locator[8:16])[0])
+            record = f.read(56)
+            if record[:4] == b"PK\x06\x06" and len(record) == 56:
+                members, directory = struct.unpack("<QQ", record[32:48])
+    if members > MAX_ZIP_MEMBERS or directory > MAX_ZIP_MEMBERS * DIRECTORY_BYTES_PER_MEMBER:
+        raise SourceError(
+            f"{path}: declares {members:,} members in a {directory:,}-byte directory; at most "
+            f"{MAX_ZIP_MEMBERS:,} members and {MAX_ZIP_MEMBERS * DIRECTORY_BYTES_PER_MEMBER:,} bytes are read "
+            "(`cxr_dataset.sources.release.MAX_ZIP_MEMBERS`)"
+        )
 
 
 def release_zips(path: Path) -> list[Path]:
@@ -147,19 +184,34 @@ def iter_release_images(path: Path, members: list[ReleaseMember]) -> Iterator[tu
 
 
 def read_member_image(zf: zipfile.ZipFile, path: Path | str, name: str) -> np.ndarray:
-    """One member, size-capped and CRC-checked, decoded within the pixel limit; `SourceError` otherwise."""
+    """One member, size-capped and CRC-checked, decoded within the pixel limit; `SourceError` otherwise.
+
+    The member is decoded as it is read, never held whole: one that does not start like a JPEG or PNG is
+    refused after its first bytes; the rest of a decoded one is read through in blocks so the CRC is checked.
+    """
     where = f"{path}::{name}"
     try:
         info = zf.getinfo(name)
         if info.file_size > MAX_FILE_BYTES:
             raise SourceError(f"{where}: unpacks to {info.file_size:,} bytes, over the limit")
-        with zf.open(info) as f:
-            data = f.read(MAX_FILE_BYTES + 1)
-    except (OSError, KeyError, EOFError, RuntimeError, NotImplementedError, zipfile.BadZipFile) as e:
+        with zf.open(info) as f:  # zipfile stops at the declared size, so at most MAX_FILE_BYTES come out
+            try:
+                pixels = load_image_stream(f, where)
+            except UnknownSignatureError:
+                raise  # refused from its first bytes: the rest is not read
+            except SourceError:
+                _read_through(f)  # a damaged member is reported as such (bad CRC), not as a bad image
+                raise
+            _read_through(f)
+    except _MEMBER_ERRORS as e:
         raise SourceError(f"{where}: unreadable member ({e})") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise SourceError(f"{where}: unpacks to more than {MAX_FILE_BYTES:,} bytes")
-    return load_image_bytes(data, where)
+    return pixels
+
+
+def _read_through(f: zipfile.ZipExtFile) -> None:
+    """Read the rest of a member in 1 MiB blocks: zipfile checks its CRC at the end."""
+    while f.read(1 << 20):
+        pass
 
 
 @lru_cache(maxsize=4)
