@@ -22,7 +22,7 @@ from cxr_dataset import __version__
 from cxr_dataset.errors import CheckpointError, ConfigError
 from cxr_dataset.fileio import atomic_open, atomic_write_text, sha256_file
 from cxr_dataset.schema import MODEL_JSON_NAME, MODEL_TENSORS_NAME
-from generator.config import TrainConfig, from_dict
+from generator.config import TrainConfig, from_dict, generator_parameters
 
 FORMAT = "cxrds-cyclegan-checkpoint/1"
 EXPORT_FORMAT = "cxrds-cyclegan-generators/1"
@@ -114,6 +114,14 @@ def load_checkpoint(path: Path) -> Checkpoint:
     tensors_path = json_path.with_name(name)
     if not tensors_path.is_file():
         raise CheckpointError(f"{json_path}: its tensors file {tensors_path.name} is missing")
+    # Networks are built from the config before its tensors are loaded: a config describing more weights than
+    # the file holds (two generators, at least 2 bytes each) would allocate them for nothing.
+    weights, size = 2 * generator_parameters(config.model), tensors_path.stat().st_size
+    if 2 * weights > size:
+        raise CheckpointError(
+            f"{json_path}: its config describes generators of {weights:,} weights, more than "
+            f"{tensors_path.name} ({size:,} bytes) can hold; the JSON does not belong to these tensors"
+        )
     actual = sha256_file(tensors_path)
     if actual != meta["tensors_sha256"]:
         raise CheckpointError(

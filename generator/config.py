@@ -26,7 +26,15 @@ T = TypeVar("T")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # torch.compile's; the last two add CUDA graphs
 PRECISIONS = ("auto", "bf16", "fp32")  # auto: bf16 where the device runs it natively, else fp32 (generator.precision)
 # Keys a resumed run may change: the schedule's length and bookkeeping that does not touch the numerics.
-RESUMABLE_CHANGES = frozenset({"epochs", "epochs_decay", "log_every", "save_every", "sample_every", "keep_last"})
+RESUMABLE_CHANGES = frozenset(
+    {"epochs", "epochs_decay", "log_every", "save_every", "sample_every", "keep_last", "allow_large"}
+)
+# A config whose networks are larger than this is refused unless it sets `allow_large = true` (`footprint`).
+MAX_PARAMETERS = 1_000_000_000  # the four networks together; the reference CycleGAN has 28 M
+MAX_TRAINING_BYTES = 256 << 30  # one fp32 training step, estimated; the reference at 256², batch 1: 3.5 GiB
+# The keys the estimate depends on, with the values a refusal compares against (the reference's).
+SIZE_KEYS = {"model.ngf": 64, "model.n_blocks": 9, "model.ndf": 64, "model.d_layers": 3, "crop_size": 256}
+SIZE_KEYS |= {"batch_size": 1, "pool_size": 50}
 
 
 class Preset(enum.StrEnum):
@@ -51,6 +59,9 @@ class ModelConfig:
     channels: int = 1  # native grayscale; 3 replicates gray to RGB like the reference
 
     def __post_init__(self) -> None:
+        for name, least in (("ngf", 1), ("ndf", 1), ("n_blocks", 0), ("d_layers", 0)):
+            if getattr(self, name) < least:
+                raise ConfigError(f"model.{name} must be >= {least}, got {getattr(self, name)}")
         _one_of("model.generator", self.generator, ("resnet", "unet"))
         _one_of("model.norm", self.norm, ("instance", "layer"))
         _one_of("model.channels", self.channels, (1, 3))
@@ -83,6 +94,7 @@ class TrainConfig:
     save_every: int = 0  # steps between checkpoints; 0 = at the end of every epoch
     sample_every: int = 0  # steps between sample grids; 0 = only at the end
     keep_last: int = 3  # checkpoints kept in RUN/checkpoints
+    allow_large: bool = False  # train networks past MAX_PARAMETERS / MAX_TRAINING_BYTES (see `footprint`)
 
     def __post_init__(self) -> None:
         _one_of("precision", self.precision, PRECISIONS)
@@ -98,6 +110,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"lr must be a positive number, got {self.lr}")
+        if not self.allow_large:
+            check_footprint(self)
 
     @property
     def total_epochs(self) -> int:
@@ -117,6 +131,121 @@ class TrainConfig:
     def sha256(self) -> str:
         """Hash of the canonical JSON of the resolved config."""
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """What a config's networks cost, estimated from the config alone (nothing is built)."""
+
+    parameters: int  # G_A, G_B, D_A, D_B
+    training_bytes: int  # one training step, fp32: weights, gradients, Adam's moments, activations, image pools
+
+    def over(self) -> bool:
+        """Past `MAX_PARAMETERS` or `MAX_TRAINING_BYTES`."""
+        return self.parameters > MAX_PARAMETERS or self.training_bytes > MAX_TRAINING_BYTES
+
+
+def footprint(cfg: TrainConfig) -> Footprint:
+    """Parameters (exact: `networks.count_parameters` agrees) and training memory (activations as each
+    convolution's input plus three times its output, within a factor of 2 of what autograd keeps)."""
+    model, size = cfg.model, cfg.crop_size
+    g_params, g_act = _generator_size(model, size)
+    d_params, d_act = _discriminator_size(model, size)
+    parameters = 2 * g_params + 2 * d_params
+    # A generator step holds six generator passes (fake, cycle, identity per direction) and the discriminators'
+    # passes on the fakes; the discriminator step four more passes: 6 G + 4 D bounds both.
+    activations = cfg.batch_size * (6 * g_act + 4 * d_act)
+    pools = 2 * cfg.pool_size * model.channels * size * size
+    return Footprint(parameters, 4 * (4 * parameters + activations + pools))
+
+
+def generator_parameters(model: ModelConfig) -> int:
+    """Parameters of one generator of `model`."""
+    return _generator_size(model, 0)[0]
+
+
+def check_footprint(cfg: TrainConfig) -> None:
+    """`ConfigError` (one line, naming the key that makes it large) when `footprint` is past the limits."""
+    size = footprint(cfg)
+    if not size.over():
+        return
+    values = flat(cfg)
+    # The key to name: the one whose reference value shrinks the estimate most.
+    smaller = {key: _with(cfg, key, default).training_bytes for key, default in SIZE_KEYS.items()}
+    key = min(smaller, key=lambda k: (smaller[k], k))
+    raise ConfigError(
+        f"{key} = {values[key]}: the networks would have {size.parameters:,} parameters and need about "
+        f"{size.training_bytes / 2**30:,.1f} GiB to train (limits {MAX_PARAMETERS:,} parameters, "
+        f"{MAX_TRAINING_BYTES / 2**30:,.0f} GiB; estimated from {', '.join(SIZE_KEYS)}); set "
+        "allow_large = true in the --config file to allow it"
+    )
+
+
+def _with(cfg: TrainConfig, key: str, value: int) -> Footprint:
+    """The footprint of `cfg` with one dotted size key set to `value` (no validation)."""
+    if key.startswith("model."):
+        model = dataclasses.replace(cfg.model, **{key[len("model.") :]: value})
+        return footprint(dataclasses.replace(cfg, model=model, allow_large=True))
+    if key == "crop_size":
+        return footprint(
+            dataclasses.replace(cfg, crop_size=value, load_size=max(value, cfg.load_size), allow_large=True)
+        )
+    return footprint(dataclasses.replace(cfg, **{key: value}, allow_large=True))
+
+
+def _conv(c_in: int, c_out: int, k: int) -> int:
+    return c_in * c_out * k * k + c_out
+
+
+def _generator_size(model: ModelConfig, s: int) -> tuple[int, int]:
+    """(parameters, activation elements at `s`², one image) of one generator, as `networks` builds it."""
+    c, g, norm = model.channels, model.ngf, 2 if model.norm == "layer" else 0  # instance norm: no affine
+    if model.generator == "resnet":
+        b = model.n_blocks
+        params = _conv(c, g, 7) + _conv(g, 2 * g, 3) + _conv(2 * g, 4 * g, 3) + 2 * b * _conv(4 * g, 4 * g, 3)
+        params += _conv(4 * g, 2 * g, 3) + _conv(2 * g, g, 3) + _conv(g, c, 7) + norm * (5 + 2 * b)
+        h1 = (s + 1) // 2
+        h2 = (h1 + 1) // 2
+        act = c * (s + 6) ** 2 + 3 * g * s * s  # convolution input + 3 × its output, layer by layer
+        act += g * s * s + 3 * 2 * g * h1 * h1 + 2 * g * h1 * h1 + 3 * 4 * g * h2 * h2
+        act += 2 * b * (4 * g * (h2 + 2) ** 2 + 3 * 4 * g * h2 * h2)
+        act += 4 * g * h2 * h2 + 3 * 2 * g * (2 * h2) ** 2 + 2 * g * (2 * h2) ** 2 + 3 * g * (4 * h2) ** 2
+        act += g * (4 * h2 + 6) ** 2 + 3 * c * (4 * h2) ** 2
+        return params, act
+    widths = [g, 2 * g, 4 * g, 8 * g]
+    params, act, c_in, side = 7 * norm, 0, c, s
+    for w in widths:
+        params += _conv(c_in, w, 4)
+        act += c_in * side * side + 3 * w * (side // 2) ** 2
+        c_in, side = w, side // 2
+    for w in widths[2::-1]:
+        params += _conv(c_in, w, 4)
+        act += c_in * (2 * side + 3) ** 2 + 3 * w * (2 * side) ** 2
+        c_in, side = 2 * w, 2 * side
+    params += _conv(c_in, c, 4)
+    act += c_in * (2 * side + 3) ** 2 + 3 * c * (2 * side) ** 2
+    return params, act
+
+
+def _discriminator_size(model: ModelConfig, s: int) -> tuple[int, int]:
+    """(parameters, activation elements at `s`², one image) of one PatchGAN discriminator."""
+    c, d, n = model.channels, model.ndf, model.d_layers
+    norm = 2 if model.norm == "layer" else 0
+    params = _conv(c, d, 4)
+    act, side = c * s * s + 3 * d * (s // 2) ** 2, s // 2
+    width = d
+    for layer in range(1, min(n, 3) + 1):  # widths double up to 8 × ndf, then stay
+        params += _conv(width, d * 2**layer, 4) + norm
+        width = d * 2**layer
+    params += max(0, n - 3) * (_conv(8 * d, 8 * d, 4) + norm) + _conv(width, 1, 4)
+    width = d
+    for layer in range(1, min(n, 64) + 1):  # past 64 halvings every map is empty
+        nxt = d * 2 ** min(layer, 3)
+        out = side // 2 if layer < n or model.d_final_stride == 2 else max(side - 1, 0)
+        act += width * side * side + 3 * nxt * out * out
+        width, side = nxt, out
+    act += width * side * side + 3 * (max(side - 1, 0) ** 2 if model.d_final_stride == 1 else side * side)
+    return params, act
 
 
 def config_differences(old: TrainConfig, new: TrainConfig) -> list[str]:

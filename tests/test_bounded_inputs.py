@@ -3,6 +3,7 @@ members are identified from their first bytes and decoded as they stream, checki
 members, a config's networks are sized before they are built, and non-finite weights are neither exported nor
 pushed. Memory is bounded with an address-space limit in a subprocess; work is counted, never timed."""
 
+import json
 import os
 import struct
 import subprocess
@@ -14,11 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from cxr_dataset.errors import SourceError
+from cxr_dataset.errors import CheckpointError, ConfigError, SourceError
 from cxr_dataset.sources import release
 from cxr_dataset.sources.dicom import read_dicom
+from generator.checkpoint import load_checkpoint, save_checkpoint
+from generator.config import MAX_PARAMETERS, ModelConfig, TrainConfig, footprint, load_preset
+from generator.networks import build_discriminator, build_generator, count_parameters
+from tests.conftest import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 HEADROOM = 128 << 20  # address space a bounded read may use beyond what its imports mapped
@@ -221,3 +227,111 @@ def test_a_zip_declaring_more_members_or_directory_than_the_limit_is_refused_bef
     monkeypatch.setattr(release, "MAX_ZIP_MEMBERS", 10)
     with pytest.raises(SourceError, match=f"declares {declared} in a .*; at most 10 members and 2,560 bytes"):
         release.check_release_zip(path)
+
+
+# --- configs: sized before anything is built --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        ModelConfig(ngf=16, n_blocks=3),
+        ModelConfig(ngf=8, n_blocks=2, ndf=8, d_layers=4, norm="layer", channels=3),
+        ModelConfig(generator="unet", ngf=8, ndf=4, d_layers=1, d_final_stride=2, norm="layer"),
+        ModelConfig(generator="unet", ngf=5, ndf=3, d_layers=0),
+    ],
+)
+def test_a_configs_parameter_estimate_is_exact_and_its_activations_within_a_factor_of_two(model):
+    cfg = TrainConfig(model=model, crop_size=64, load_size=64, batch_size=1, pool_size=0)
+    nets = [build_generator(model), build_discriminator(model)]
+    assert footprint(cfg).parameters == 2 * sum(count_parameters(net) for net in nets)
+    kept = 0  # what autograd keeps for one training step's passes (6 through each G kind, 4 through D)
+    for net, passes in zip(nets, (6, 4)):
+        weights = {p.untyped_storage().data_ptr() for p in net.parameters()}
+        saved: dict[int, int] = {}
+
+        def pack(t, weights=weights, saved=saved):
+            if t.untyped_storage().data_ptr() not in weights:
+                saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = net(torch.zeros(1, model.channels, 64, 64, requires_grad=True))
+        kept += passes * (sum(saved.values()) + 4 * out.numel())
+    estimated = footprint(cfg).training_bytes - 16 * footprint(cfg).parameters
+    assert kept / 2 <= estimated <= 2 * kept, (estimated, kept)
+
+
+def test_a_config_of_ngf_100000_through_the_cli_is_one_line_naming_the_key_and_the_option(prepared, tmp_path):
+    """It asked for 720 GB before; now the config is refused before any network exists."""
+    (tmp_path / "big.toml").write_text("[model]\nngf = 100000\n")
+    args = ["train", "--prepared", str(prepared), "--task", "normal2covid", "--out", str(tmp_path / "run")]
+    args += ["--config", str(tmp_path / "big.toml")]
+    proc = run_bounded(
+        "import torch, generator.train, generator.networks\nfrom typer.testing import CliRunner\nfrom cli import app",
+        f"result = CliRunner().invoke(app, {args!r})\nprint(result.exit_code, result.output)",
+        headroom=1 << 30,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    code, _, output = proc.stdout.partition(" ")
+    lines = [line for line in output.strip().splitlines() if line.strip()]
+    assert code == "1" and len(lines) == 1, proc.stdout
+    assert "model.ngf = 100000: the networks would have 55,440,041,525,380 parameters" in lines[0]
+    assert "set allow_large = true in the --config file to allow it" in lines[0]
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("toml", "key"),
+    [
+        ("batch_size = 100000\n", "batch_size = 100000"),
+        ("pool_size = 10000000\n", "pool_size = 10000000"),
+        ("[model]\nn_blocks = 10000\n", "model.n_blocks = 10000"),
+        ("[model]\nd_layers = 1000000\n", "model.d_layers = 1000000"),
+        ("load_size = 100000\ncrop_size = 100000\n", "crop_size = 100000"),
+    ],
+)
+def test_a_large_config_names_the_key_that_makes_it_large_and_allow_large_lets_it_through(tmp_path, toml, key):
+    (tmp_path / "c.toml").write_text(toml)
+    with pytest.raises(ConfigError, match=f"^{key}: the networks would have"):
+        load_preset("cyclegan", tmp_path / "c.toml")
+    (tmp_path / "c.toml").write_text("allow_large = true\n" + toml)
+    assert load_preset("cyclegan", tmp_path / "c.toml").allow_large
+    assert footprint(load_preset("cyclegan")).parameters < MAX_PARAMETERS / 30  # the reference: 28 M
+
+
+def test_network_widths_below_one_are_refused():
+    with pytest.raises(ConfigError, match="model.ngf must be >= 1, got 0"):
+        ModelConfig(ngf=0)
+    with pytest.raises(ConfigError, match="model.n_blocks must be >= 0, got -1"):
+        ModelConfig(n_blocks=-1)
+
+
+def _tiny_run(run: Path, change=None) -> Path:
+    """A tiny config's freshly initialised networks saved as a training checkpoint (no training)."""
+    cfg = tiny_config()
+    nets = {"G_A": build_generator(cfg.model), "G_B": build_generator(cfg.model)}
+    nets |= {"D_A": build_discriminator(cfg.model), "D_B": build_discriminator(cfg.model)}
+    tensors = {f"nets.{n}.{k}": v.clone() for n, m in nets.items() for k, v in m.state_dict().items()}
+    if change:
+        change(tensors)
+    meta = {"config": cfg.to_dict(), "config_sha256": cfg.sha256(), "task": "normal2covid", "param_groups": {}}
+    save_checkpoint(run, 1, tensors, meta, keep_last=1)
+    return run
+
+
+@pytest.mark.parametrize(
+    ("allow_large", "message"),
+    [(False, r"bad config: model.ngf = 4096: the networks would have"), (True, "describes generators of .* weights")],
+)
+def test_a_checkpoint_whose_config_outgrows_its_tensors_is_refused_before_networks_are_built(
+    tmp_path, allow_large, message
+):
+    run = _tiny_run(tmp_path / "run")
+    json_path = next((run / "checkpoints").glob("*.json"))
+    meta = json.loads(json_path.read_text())
+    meta["config"]["model"]["ngf"] = 4096
+    meta["config"]["allow_large"] = allow_large
+    json_path.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(run)
