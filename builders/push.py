@@ -20,8 +20,9 @@ from cxr_dataset.checksums import checksum_problems, read_checksums
 from cxr_dataset.errors import ReleaseError
 from cxr_dataset.fileio import sha256_file
 from cxr_dataset.release_folder import read_release
-from cxr_dataset.schema import CHECKSUMS_NAME, MODEL_JSON_NAME
+from cxr_dataset.schema import CHECKSUMS_NAME, MODEL_JSON_NAME, MODEL_TENSORS_NAME
 from cxr_dataset.verify import verify_release
+from cxr_dataset.weights import check_finite_file
 
 KEEP_ON_HUB = frozenset({".gitattributes"})  # made by the Hub with the repository; never ours to delete
 _TAG = re.compile(r"v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)")
@@ -66,6 +67,7 @@ def plan_push(root: Path, repo_id: str, *, remote_files: Iterable[str] | None, t
         _, problems = checksum_problems(root)
         if problems:
             raise ReleaseError(f"{root}: {problems[0]}; re-run `cxrds export` before pushing")
+        check_finite_file(root / MODEL_TENSORS_NAME)  # a diverged run is not published (nor exported, translated)
         version = (tag or "v")[1:]
     else:
         report = verify_release(root)

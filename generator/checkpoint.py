@@ -22,6 +22,7 @@ from cxr_dataset import __version__
 from cxr_dataset.errors import CheckpointError, ConfigError
 from cxr_dataset.fileio import atomic_open, atomic_write_text, sha256_file
 from cxr_dataset.schema import MODEL_JSON_NAME, MODEL_TENSORS_NAME
+from cxr_dataset.weights import check_finite
 from generator.config import TrainConfig, from_dict, generator_parameters
 
 FORMAT = "cxrds-cyclegan-checkpoint/1"
@@ -132,10 +133,8 @@ def load_checkpoint(path: Path) -> Checkpoint:
 
 
 def load_into(module: torch.nn.Module, tensors: dict[str, torch.Tensor], where: str) -> None:
-    """Load a state dict strictly, turning shape or key mismatches into one `CheckpointError`."""
-    for name, value in tensors.items():
-        if value.is_floating_point() and not torch.isfinite(value).all():
-            raise CheckpointError(f"{where}: tensor {name} holds NaN or infinite values; the run diverged")
+    """Load a state dict strictly (finite values only), turning mismatches into one `CheckpointError`."""
+    check_finite(tensors, where)
     try:
         module.load_state_dict(tensors, strict=True)
     except RuntimeError as e:

@@ -23,6 +23,7 @@ from cxr_dataset.errors import CheckpointError, OwnershipError
 from cxr_dataset.fileio import atomic_open, atomic_write_text, sha256_file
 from cxr_dataset.ownership import MARKER_NAME, claim_output
 from cxr_dataset.schema import CARD_NAME, CHECKSUMS_NAME, TASK_CONFIG, TASK_SOURCE_CLASS
+from cxr_dataset.weights import check_finite_file
 from generator.checkpoint import EXPORT_FORMAT, EXPORT_JSON, EXPORT_TENSORS, load_checkpoint
 
 HF_PREFIX = "hf://"
@@ -44,6 +45,7 @@ def export_generators(checkpoint: Path, out: Path) -> ExportResult:
     ckpt = load_checkpoint(checkpoint)
     if ckpt.meta.get("format") == EXPORT_FORMAT:
         raise CheckpointError(f"{checkpoint}: already an exported model; export a run folder or checkpoint")
+    check_finite_file(ckpt.tensors_path, GENERATOR_PREFIXES)  # a diverged run is not exported, as not translated
     out = claim_output(Path(out), "export", inputs=[Path(checkpoint)])
     foreign = sorted(p.name for p in out.iterdir() if p.name not in EXPORT_FILES)
     if foreign:  # SHA256SUMS lists the whole folder, and push uploads what it lists

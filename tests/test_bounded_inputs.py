@@ -17,8 +17,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file, save_file
 
+from cxr_dataset.checksums import write_checksums
 from cxr_dataset.errors import CheckpointError, ConfigError, SourceError
+from cxr_dataset.fileio import sha256_file
 from cxr_dataset.sources import release
 from cxr_dataset.sources.dicom import read_dicom
 from generator.checkpoint import load_checkpoint, save_checkpoint
@@ -335,3 +338,36 @@ def test_a_checkpoint_whose_config_outgrows_its_tensors_is_refused_before_networ
     json_path.write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match=message):
         load_checkpoint(run)
+
+
+# --- non-finite weights are not exported or pushed --------------------------------------------------------
+
+
+def _nan(tensors: dict) -> None:
+    tensors["nets.G_B.model.1.weight"][0, 0, 0, 0] = float("nan")
+
+
+def test_export_refuses_a_checkpoint_with_nan_weights_before_touching_its_output(tmp_path):
+    run = _tiny_run(tmp_path / "run", _nan)
+    with pytest.raises(CheckpointError, match=r"tensor nets\.G_B\.model\.1\.weight holds NaN or infinite values"):
+        from generator.export import export_generators
+
+        export_generators(run, tmp_path / "export")
+    assert not (tmp_path / "export").exists()
+
+
+def test_push_refuses_an_exported_model_with_inf_weights(tmp_path):
+    """An export made before the check (or edited since) with its sums in order: push's plan refuses it."""
+    from builders.push import plan_push
+    from generator.export import export_generators
+
+    root = export_generators(_tiny_run(tmp_path / "run"), tmp_path / "export").root
+    tensors = load_file(root / "model.safetensors")
+    tensors["nets.G_A.model.1.bias"][3] = float("inf")
+    save_file(tensors, root / "model.safetensors", metadata={"format": "pt"})
+    meta = json.loads((root / "model.json").read_text())
+    meta["tensors_sha256"] = sha256_file(root / "model.safetensors")
+    (root / "model.json").write_text(json.dumps(meta))
+    write_checksums(root)
+    with pytest.raises(CheckpointError, match=r"tensor nets\.G_A\.model\.1\.bias holds NaN or infinite values"):
+        plan_push(root, "someone/cxr-g-nc", remote_files=None)
