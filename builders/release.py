@@ -26,11 +26,10 @@ from builders.release_rows import ReleaseRows, read_release_rows
 from builders.share_process import ShareProcess
 from builders.shares import split_shares, write_shares
 from builders.webdataset import SAMPLES_PER_SHARD, write_shard_index
-from cxr_dataset.checksums import write_checksums
 from cxr_dataset.errors import ReleaseError
 from cxr_dataset.fileio import atomic_write_text
 from cxr_dataset.options import check_workers
-from cxr_dataset.ownership import MARKER_NAME, check_output, claim_output, remove_owned
+from cxr_dataset.ownership import Claim, check_output, claimed_output, remove_owned
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.release_folder import RELEASE_SPLIT, WDS_DIR, parquet_pattern
 from cxr_dataset.schema import (
@@ -97,7 +96,8 @@ def build_release(
     check_workers(processes, "processes", zero_means_auto=True)
     check_output(out, "release", inputs=synthetic)
     release = read_release_rows(synthetic)  # bad input is refused before anything is written
-    return _write_release(release, Path(out), rows_per_file, samples_per_shard, version, processes, progress)
+    with build_lock(Path(out)):
+        return _write_release(release, Path(out), rows_per_file, samples_per_shard, version, processes, progress)
 
 
 def build_release_from_zips(
@@ -118,8 +118,8 @@ def build_release_from_zips(
     out, version = Path(out), version.resolved()
     check_workers(processes, "processes", zero_means_auto=True)
     check_output(out, "release", inputs=zips)
-    with _staging(out.with_name(f".{out.name}.from-release")) as workdir:
-        release = read_release_rows(synthetic_from_release(zips, workdir, strict=strict, progress=progress))
+    with build_lock(out), _staging(out.with_name(f".{out.name}.from-release")) as workdir:
+        release = read_release_rows(synthetic_from_release(zips, workdir.root, strict=strict, progress=progress))
         return _write_release(release, out, rows_per_file, samples_per_shard, version, processes, progress)
 
 
@@ -132,8 +132,10 @@ def _write_release(
     processes: int,
     progress: ProgressFn,
 ) -> BuildResult:
-    """Write each task config once; `all` is declared as the union of their files, so no image is stored twice."""
-    with build_lock(out), _staging(out.with_name(f".{out.name}.building")) as staging:
+    """Write each task config once; `all` is declared as the union of their files, so no image is stored twice.
+    The caller holds the build's lock."""
+    with _staging(out.with_name(f".{out.name}.building")) as claim:
+        staging = claim.root
         # Each process writes both formats for its share of every config's rows (its own read of the provenance
         # and of its images, its own GIL); this one writes the first share, then the card and croissant.json.
         rows, metas, parts = release.rows, release.metas, release.parts()
@@ -196,8 +198,7 @@ def _write_release(
         known = parquet_files | {f"{WDS_DIR}/{entry['url']}": entry["sha256"] for entry in shards[ALL_CONFIG]}
         for name, entries in shards.items():
             write_shard_index(staging / WDS_DIR, name, RELEASE_SPLIT, entries)
-        (staging / MARKER_NAME).unlink()  # the release holds exactly what SHA256SUMS lists
-        files = write_checksums(staging, known=known)
+        files = claim.seal_checksummed("release", known)  # the release holds exactly what SHA256SUMS lists
         _swap_in(staging, out)
     return BuildResult(out, counts, files)
 
@@ -238,13 +239,13 @@ def _dataset_info(
 
 
 @contextmanager
-def _staging(folder: Path) -> Iterator[Path]:
-    """A scratch folder of this build beside the release: a killed build's is redone from the start, and
-    it is removed on every way out (after a success it has been renamed to the release)."""
+def _staging(folder: Path) -> Iterator[Claim]:
+    """A scratch folder of this build beside the release, under the build's lock: a killed build's is redone
+    from the start, and it is removed on every way out (after a success it has been renamed to the release)."""
     remove_owned(folder, "staging")
-    claim_output(folder, "staging")
     try:
-        yield folder
+        with claimed_output(folder, "staging", command="cxrds build", lock=False) as claim:
+            yield claim
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -253,7 +254,8 @@ def _staging(folder: Path) -> Iterator[Path]:
 def build_lock(out: Path) -> Iterator[None]:
     """Refuse a second build into the same folder while one runs. The OS releases the lock when its process
     dies, so a killed build never blocks the next. The lock file is removed while still held (filelock
-    retries on a removed file), so a finished build leaves nothing beside the release."""
+    retries on a removed file), so a finished build leaves nothing beside the release. It also guards the
+    build's staging folders beside the release."""
     from filelock import FileLock, Timeout
 
     lock = out.with_name(f".{out.name}.lock")
@@ -272,7 +274,8 @@ def build_lock(out: Path) -> Iterator[None]:
 def _swap_in(staging: Path, out: Path) -> None:
     """Replace `out` by `staging` with two renames; the old release is removed only after.
 
-    Only an empty folder or a release (its card and SHA256SUMS) is ever replaced, at `out` or at `.NAME.old`."""
+    Only an empty folder or a release (exactly what its SHA256SUMS lists, its marker among them) is ever
+    replaced, at `out` or at `.NAME.old`."""
     old = out.with_name(f".{out.name}.old")
     check_output(out, "release")
     remove_owned(old, "release")

@@ -91,13 +91,15 @@ def folder_files(root: Path) -> tuple[set[str], list[str]]:
     return files, sorted(others)
 
 
-def write_checksums(root: Path, known: dict[str, str] | None = None) -> int:
+def write_checksums(root: Path, known: dict[str, str] | None = None, exclude: set[str] = frozenset()) -> int:
     """Write `SHA256SUMS` (sha256sum format, sorted paths) over every other file; returns the file count.
 
-    `known` maps relative paths to digests already computed in this build (they are not read again).
+    `known` maps relative paths to digests already computed in this build (they are not read again);
+    `exclude`: top-level names left out (the lock of the command writing the folder).
     """
     known = known or {}
     files, others = folder_files(root)
+    files -= exclude
     if others:
         raise ReleaseError(f"{root}: holds links or special files {others[:3]}; a release holds regular files only")
     listed = sorted(files - {CHECKSUMS_NAME})

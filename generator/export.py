@@ -18,16 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cxr_dataset import __version__
-from cxr_dataset.checksums import write_checksums
-from cxr_dataset.errors import CheckpointError, OwnershipError
+from cxr_dataset.checksums import read_checksums
+from cxr_dataset.errors import CheckpointError
 from cxr_dataset.fileio import atomic_open, atomic_write_text, sha256_file
-from cxr_dataset.ownership import MARKER_NAME, claim_output
-from cxr_dataset.schema import CARD_NAME, CHECKSUMS_NAME, TASK_CONFIG, TASK_SOURCE_CLASS
+from cxr_dataset.ownership import claimed_output
+from cxr_dataset.schema import CARD_NAME, TASK_CONFIG, TASK_SOURCE_CLASS
 from cxr_dataset.weights import check_finite_file
 from generator.checkpoint import EXPORT_FORMAT, EXPORT_JSON, EXPORT_TENSORS, load_checkpoint
 
 HF_PREFIX = "hf://"
-EXPORT_FILES = frozenset({EXPORT_JSON, EXPORT_TENSORS, CARD_NAME, "samples.png", CHECKSUMS_NAME, MARKER_NAME})
 GENERATOR_PREFIXES = ("nets.G_A.", "nets.G_B.")
 
 
@@ -40,16 +39,22 @@ class ExportResult:
 
 def export_generators(checkpoint: Path, out: Path) -> ExportResult:
     """Write the inference folder for a run (its latest checkpoint) or a checkpoint file."""
-    from safetensors.torch import save
 
     ckpt = load_checkpoint(checkpoint)
     if ckpt.meta.get("format") == EXPORT_FORMAT:
         raise CheckpointError(f"{checkpoint}: already an exported model; export a run folder or checkpoint")
     check_finite_file(ckpt.tensors_path, GENERATOR_PREFIXES)  # a diverged run is not exported, as not translated
-    out = claim_output(Path(out), "export", inputs=[Path(checkpoint)])
-    foreign = sorted(p.name for p in out.iterdir() if p.name not in EXPORT_FILES)
-    if foreign:  # SHA256SUMS lists the whole folder, and push uploads what it lists
-        raise OwnershipError(f"{out}: holds files an export does not write ({foreign[:3]}); name a new folder")
+    # Only an empty folder or an earlier export (exactly what its SHA256SUMS lists) is written into: push
+    # uploads what SHA256SUMS lists, which is the whole folder.
+    with claimed_output(Path(out), "export", inputs=[Path(checkpoint)], command="cxrds export") as claim:
+        _write_export(ckpt, claim.root)
+    out = Path(out)
+    return ExportResult(out, (out / EXPORT_TENSORS).stat().st_size, len(read_checksums(out)))
+
+
+def _write_export(ckpt, out: Path) -> None:
+    from safetensors.torch import save
+
     every = ckpt.tensors()
     tensors = {k: v.contiguous() for k, v in every.items() if k.startswith(GENERATOR_PREFIXES)}
     if not tensors:
@@ -74,9 +79,6 @@ def export_generators(checkpoint: Path, out: Path) -> ExportResult:
     else:
         (out / "samples.png").unlink(missing_ok=True)  # an earlier export's
     atomic_write_text(out / CARD_NAME, model_card(meta, has_samples=bool(samples)))
-    (out / MARKER_NAME).unlink()  # the folder is exactly what SHA256SUMS lists
-    files = write_checksums(out)
-    return ExportResult(out, tensors_path.stat().st_size, files)
 
 
 def model_card(meta: dict, *, has_samples: bool) -> str:

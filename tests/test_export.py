@@ -38,7 +38,7 @@ def _translated(folder: Path) -> tuple[dict[str, bytes], list[dict]]:
 def test_export_translates_byte_identically_with_the_same_provenance(prepared, run, tmp_path):
     result = export_generators(run, tmp_path / "export")
     names = sorted(p.name for p in result.root.iterdir())
-    assert names == ["README.md", "SHA256SUMS", "model.json", "model.safetensors", "samples.png"]
+    assert names == [".cxrds-output.json", "README.md", "SHA256SUMS", "model.json", "model.safetensors", "samples.png"]
     tensors = load_file(result.root / "model.safetensors")
     assert tensors and all(k.startswith(("nets.G_A.", "nets.G_B.")) for k in tensors)
     translate(prepared, run, tmp_path / "from-run")
@@ -96,11 +96,11 @@ def test_export_refuses_a_foreign_folder_and_an_export(run, tmp_path):
     with pytest.raises(CheckpointError, match="already an exported model"):
         export_generators(export, tmp_path / "again")
     (export / "notes.txt").write_text("mine")  # an earlier export with a user's file in it: not re-exported over,
-    with pytest.raises(OwnershipError, match=r"holds files an export does not write \(\['notes.txt'\]\)"):
+    with pytest.raises(OwnershipError, match=r"did not write \(notes.txt: not listed in SHA256SUMS\)"):
         export_generators(run, export)  # since SHA256SUMS (and so push) would take it in
     assert (export / "notes.txt").read_text() == "mine" and "notes.txt" not in (export / "SHA256SUMS").read_text()
     (export / "notes.txt").unlink()
-    assert export_generators(run, export).files == 4  # an export of its own is replaced in place
+    assert export_generators(run, export).files == 5  # an export of its own is replaced in place
 
 
 def test_cli_export(run, tmp_path):
