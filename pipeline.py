@@ -10,14 +10,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from builders.release import BuildResult, build_release
+from cxr_dataset.errors import ConfigError
 from cxr_dataset.loading import load_release, wds_release
-from cxr_dataset.ownership import claim_output, remove_owned
+from cxr_dataset.ownership import claimed_output, remove_owned
 from cxr_dataset.prepare import PrepareResult, prepare
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.schema import TASKS
+from cxr_dataset.sources import open_source
 from cxr_dataset.sources.phantom import DEMO_SPEC
 from cxr_dataset.verify import ValidationReport
-from generator.config import Preset, load_preset
+from generator.config import Preset, TrainConfig, load_preset
+from generator.cyclegan import check_input_size
 from generator.train import TrainResult, train
 from generator.translate import TranslateResult, translate
 from validation_tools.baselines import BaselinesConfig, run_baselines
@@ -54,7 +57,19 @@ def run_demo(
     progress: ProgressFn = no_progress,
 ) -> DemoResult:
     """prepare → train (both tasks) → translate → build → validate → baselines → report → load, under `out`."""
-    out = claim_output(out, "demo")  # the demo owns this folder and starts each stage's folder afresh
+    # Every option is checked before the folder is claimed.
+    if not 8 <= size <= 8192:
+        raise ConfigError(f"size must be in 8..8192 pixels, got {size}")
+    check_input_size(_train_config(size, seed, epochs).model, size)
+    open_source(f"phantom={phantom}")
+    # The demo owns this folder and starts each stage's folder afresh.
+    with claimed_output(out, "demo", command="cxrds demo") as claim:
+        return _run_demo(claim.root, size, phantom, epochs, seed, workers, progress)
+
+
+def _run_demo(
+    out: Path, size: int, phantom: str, epochs: int | None, seed: int, workers: int, progress: ProgressFn
+) -> DemoResult:
     clock = time.perf_counter()
     seconds: dict[str, float] = {}
 
@@ -72,9 +87,7 @@ def run_demo(
         prepare([f"phantom={phantom}"], prepared, size=size, seed=seed, workers=workers, progress=progress),
     )
     lap("prepare")
-    cfg = replace(load_preset(Preset.TINY).with_size(size), seed=seed)
-    if epochs is not None:
-        cfg = replace(cfg, epochs=epochs)
+    cfg = _train_config(size, seed, epochs)
     for task in TASKS:
         run = out / "runs" / task
         remove_owned(run, "run")  # start each run afresh
@@ -100,3 +113,9 @@ def run_demo(
     lap("load")
     result.stage_seconds = seconds
     return result
+
+
+def _train_config(size: int, seed: int, epochs: int | None) -> TrainConfig:
+    """The tiny preset at `size`², seeded, for `epochs` (None: the preset's); `ConfigError` on a bad value."""
+    cfg = replace(load_preset(Preset.TINY).with_size(size), seed=seed)
+    return cfg if epochs is None else replace(cfg, epochs=epochs)

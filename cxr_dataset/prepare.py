@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cxr_dataset.errors import CxrdsError, SourceError
+from cxr_dataset.errors import ConfigError, CxrdsError, SourceError
 from cxr_dataset.fileio import atomic_write_bytes, atomic_write_text, sha256_bytes, sha256_file
 from cxr_dataset.imaging import RESIZE_MODES, encode_png, to_square
 from cxr_dataset.manifest import prepared_image_path, write_manifest
-from cxr_dataset.options import check_workers
-from cxr_dataset.ownership import claim_output
+from cxr_dataset.options import check_seed, check_workers
+from cxr_dataset.ownership import claimed_output, note_write
 from cxr_dataset.progress import ProgressFn, no_progress
-from cxr_dataset.schema import MANIFEST_NAME
+from cxr_dataset.schema import CLASSES, MANIFEST_NAME
 from cxr_dataset.sources import Source, SourceImage, SourceOptions, open_source, source_path
 from cxr_dataset.sources.base import DEFAULT_VIEWS
 from cxr_dataset.sources.files import confined
@@ -30,10 +28,12 @@ from cxr_dataset.splits import (
     paper_splits,
     patient_splits,
 )
+from cxr_dataset.user_text import csv_text
 from cxr_dataset.workers import process_pool
 
 REJECTS_NAME = "rejects.csv"
 CACHE_NAME = ".prepare-cache.jsonl"
+CACHED_FIELDS = ("sha256", "file_view")  # what a row takes from its source's bytes alone, so may be reused
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,10 @@ def prepare(
     Rejected images are listed in `out/rejects.csv`; unless `skip_bad`, any reject raises `SourceError`
     after the report is written, and no manifest is written. `train_limits` (class → images) keeps a seeded
     subset of a class's training images and leaves the rest out, e.g. {"covid": 30} to rehearse imbalance.
-    A re-run reuses every image already prepared from an unchanged source file with the same settings
-    (`out/.prepare-cache.jsonl`), so an interrupted run finishes where it stopped.
+    A re-run reuses every image already prepared from the same source bytes with the same settings
+    (`out/.prepare-cache.jsonl`, keyed by content), so an interrupted run finishes where it stopped.
+    The manifest records each origin relative to its source's folder and each source without its path, so
+    the same images prepared from a moved or differently spelled folder give the same manifest, byte for byte.
 
     Example:
         >>> prepare(["phantom=30"], Path("prepared"), size=64)  # doctest: +SKIP
@@ -80,8 +82,11 @@ def prepare(
     if split == "patient":
         check_split_fractions(fractions)
     check_workers(workers)
+    check_seed(seed)
     if not 8 <= size <= 8192:
         raise SourceError(f"size must be in 8..8192 pixels, got {size}")
+    if train_limits and (set(train_limits) - set(CLASSES) or min(train_limits.values()) < 1):
+        raise ConfigError(f"training limits must name classes of the sources with counts >= 1, got {train_limits}")
     options = SourceOptions(
         seed=seed,
         paper=split == "paper",
@@ -91,8 +96,30 @@ def prepare(
         rsna_normal=rsna_normal,
         imagefolder_label=imagefolder_label,
     )
+    for spec in sources:  # each KIND=PATH parsed (kind, path, phantom counts) before the folder is claimed
+        open_source(spec, options)
     out = Path(out)
-    claim_output(out, "prepared", inputs=[p for p in map(source_path, sources) if p is not None])
+    inputs = [p for p in map(source_path, sources) if p is not None]
+    with claimed_output(out, "prepared", inputs, command="cxrds prepare"):
+        return _prepare_into(
+            sources, out, options, split, seed, fractions, train_limits, size, resize, workers, skip_bad, progress
+        )
+
+
+def _prepare_into(
+    sources: list[str],
+    out: Path,
+    options: SourceOptions,
+    split: str,
+    seed: int,
+    fractions: dict[str, float],
+    train_limits: dict[str, int] | None,
+    size: int,
+    resize: str,
+    workers: int,
+    skip_bad: bool,
+    progress: ProgressFn,
+) -> PrepareResult:
     opened = [open_source(spec, options) for spec in sources]
     jobs = [(src, rec) for src in opened for rec in src.records()]
     if not jobs:
@@ -113,13 +140,15 @@ def prepare(
     # A run that fails from here on leaves no manifest, so later stages refuse the folder rather than
     # pair an old manifest with new images.
     (out / MANIFEST_NAME).unlink(missing_ok=True)
+    note_write(out / CACHE_NAME)  # appended to, so journaled by hand
     with process_pool(workers) as pool, open(out / CACHE_NAME, "a") as journal:
         results = pool.map(_prepare_one, tasks, chunksize=8) if pool else map(_prepare_one, tasks)
         for i, (rec, row, detail) in enumerate(results, 1):
             if row is not None:
+                image = row.pop("_image")
                 rows.append({**row, "split": splits[rec.id], "paper_split": paper[rec.id]})
                 # Written as results arrive: an interrupted run keeps what it finished.
-                journal.write(json.dumps({"id": rec.id, "fingerprint": detail, "row": row}) + "\n")
+                journal.write(json.dumps({"id": rec.id, "fingerprint": detail, "image": image}) + "\n")
             else:
                 rejects.append({"id": rec.id, "source": rec.source, "origin": rec.origin, "reason": detail})
             progress("prepare", i, len(tasks))
@@ -133,7 +162,7 @@ def prepare(
             "or pass --skip-bad to keep going"
         )
     meta = {
-        "sources": sources,
+        "sources": [recorded_source(spec) for spec in sources],
         "split": split,
         "seed": seed,
         "size": size,
@@ -159,6 +188,27 @@ def _assign_splits(
     return out
 
 
+def recorded_source(spec: str) -> str:
+    """A ``KIND=PATH`` spec as the manifest records it: the kind alone, since where a source lies and how its
+    path was typed say nothing about the images (a phantom's spec, which makes them, is kept whole)."""
+    return spec if source_path(spec) is None else spec.partition("=")[0]
+
+
+def recorded_origin(src: Source, rec: SourceImage) -> str:
+    """`rec.origin` as the manifest records it: relative to its source's folder (a release zip's member as
+    ``ZIP::MEMBER``, the zip relative to the folder holding it), or as it is when it names no file."""
+    root = getattr(src, "root", None) or getattr(src, "path", None)
+    if root is None:
+        return rec.origin
+    base = Path(root) if Path(root).is_dir() else Path(root).parent
+    path, sep, member = rec.origin.partition("::")
+    try:
+        relative = Path(path).relative_to(base).as_posix()
+    except ValueError:  # not under its root: no reader builds such an origin, but never record it as relative
+        return rec.origin
+    return f"{relative}{sep}{member}"
+
+
 def fingerprint(src: Source, rec: SourceImage, settings: str) -> str:
     """What the prepared image depends on: the source bytes (or generator spec) and the settings."""
     custom, root = getattr(src, "fingerprint", None), getattr(src, "root", None)
@@ -167,7 +217,7 @@ def fingerprint(src: Source, rec: SourceImage, settings: str) -> str:
     elif Path(rec.origin).is_file():
         basis = sha256_file(confined(root, Path(rec.origin)) if root is not None else Path(rec.origin))
     else:
-        basis = rec.origin
+        basis = recorded_origin(src, rec)
     return sha256_bytes(f"{basis}|{settings}".encode())
 
 
@@ -177,44 +227,58 @@ def _prepare_one(task) -> tuple[SourceImage, dict[str, Any] | None, str]:
     Returns (record, manifest row without split, fingerprint) or (record, None, reject reason).
     """
     src, rec, size, resize, out, settings, cached = task
+    rel = prepared_image_path(rec.label, rec.id)
+    data = None
     try:
         digest = fingerprint(src, rec, settings)
-        if cached and cached["fingerprint"] == digest and _still_there(out, cached["row"]):
-            return rec, {"extra": rec.extra, **cached["row"]}, digest  # rows cached before `extra` existed
-        pixels = to_square(src.load(rec, size), size, resize)
+        image = _cached_image(out / rel, digest, cached)
+        if image is None:
+            data = encode_png(to_square(src.load(rec, size), size, resize))
+            file_view = src.read_view(rec) if hasattr(src, "read_view") else ""
+            image = {"sha256": sha256_bytes(data), "file_view": file_view}
     except CxrdsError as e:
         return rec, None, str(e)
     except Exception as e:  # the one boundary: whatever a decoder raises on a bad file becomes a reject row
         return rec, None, f"{rec.origin}: {type(e).__name__}: {e}"
-    data = encode_png(pixels)
-    rel = prepared_image_path(rec.label, rec.id)
-    atomic_write_bytes(out / rel, data)
+    if data is not None:
+        atomic_write_bytes(out / rel, data)
     row = {
         "id": rec.id,
         "patient_id": rec.patient_id,
         "label": rec.label,
         "source": rec.source,
-        "origin": rec.origin,
-        "view": rec.view or (src.read_view(rec) if hasattr(src, "read_view") else ""),
+        "origin": recorded_origin(src, rec),
+        "view": rec.view or image["file_view"],
         "license": rec.license,
         "doi": rec.doi,
         "url": rec.url,
         "extra": rec.extra,
         "path": rel,
-        "sha256": sha256_bytes(data),
+        "sha256": image["sha256"],
         "width": size,
         "height": size,
+        "_image": image,  # for the cache journal, not the manifest
     }
     return rec, row, digest
 
 
-def _still_there(out: Path, row: dict[str, Any]) -> bool:
-    path = out / row["path"]
-    return path.is_file() and sha256_file(path) == row["sha256"]
+def _cached_image(path: Path, digest: str, cached: dict[str, Any] | None) -> dict[str, str] | None:
+    """What an earlier run derived from the same source bytes and settings (the PNG's SHA-256 and the view read
+    from the file), if its PNG is still at `path`; None otherwise. Only content is reused: every other column
+    comes from the current record, so an edited metadata table, or a moved source, is never answered from the
+    cache (a journal from before content keys holds no "image" and is redone)."""
+    if not cached or cached.get("fingerprint") != digest:
+        return None
+    image = cached.get("image")
+    if not isinstance(image, dict) or not all(isinstance(image.get(k), str) for k in CACHED_FIELDS):
+        return None
+    if not path.is_file() or sha256_file(path) != image["sha256"]:
+        return None
+    return {k: image[k] for k in CACHED_FIELDS}
 
 
 def _read_cache(path: Path) -> dict[str, dict[str, Any]]:
-    """id → {fingerprint, row} from earlier runs; a torn last line (a crash mid-write) is ignored."""
+    """id → {fingerprint, image} from earlier runs; a torn last line (a crash mid-write) is ignored."""
     cache: dict[str, dict[str, Any]] = {}
     if path.is_file():
         for line in path.read_text().splitlines():
@@ -227,8 +291,4 @@ def _read_cache(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def _write_rejects(path: Path, rejects: list[dict[str, str]]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["id", "source", "origin", "reason"], lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rejects)
-    atomic_write_text(path, buf.getvalue())
+    atomic_write_text(path, csv_text(rejects, ["id", "source", "origin", "reason"]))

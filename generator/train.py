@@ -26,7 +26,7 @@ from cxr_dataset.errors import ConfigError
 from cxr_dataset.fileio import atomic_write_bytes, atomic_write_text
 from cxr_dataset.imaging import encode_png, read_gray
 from cxr_dataset.manifest import Manifest, read_manifest
-from cxr_dataset.ownership import claim_output
+from cxr_dataset.ownership import claimed_output, note_write, writing_into
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.schema import SYNTHETIC_LABEL, TASK_SOURCE_CLASS
 from generator import distributed
@@ -115,8 +115,16 @@ def train(
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
 
     out = Path(out)
-    if ddp.is_main:
-        claim_output(out, "run", inputs=[prepared])
+    # Rank 0 claims the run folder (and seals it at the end); the other ranks write into it too.
+    claim = claimed_output(out, "run", [prepared], command="cxrds train") if ddp.is_main else writing_into(out)
+    with claim:
+        return _train(prepared, task, out, cfg, resume, progress, ddp)
+
+
+def _train(
+    prepared: Path, task: str, out: Path, cfg: TrainConfig, resume: bool, progress: ProgressFn, ddp: DistInfo
+) -> TrainResult:
+    device = ddp.device
     ddp.barrier()
     has_checkpoints = any((out / "checkpoints").glob("step-*.json"))
     if has_checkpoints and not resume:
@@ -127,6 +135,8 @@ def train(
     cfg = dataclasses.replace(cfg, precision=resolve_precision(requested, device))
 
     manifest = read_manifest(prepared)
+    if ckpt is not None:
+        check_same_manifest(ckpt, manifest)
     domain_a = load_domain(manifest, TASK_SOURCE_CLASS[task], cfg.load_size, device)
     domain_b = load_domain(manifest, SYNTHETIC_LABEL, cfg.load_size, device)
     global_batch = cfg.batch_size * ddp.world_size
@@ -155,6 +165,8 @@ def train(
     first: dict[str, float] = {}
     last: dict[str, float] = {}
     started, seen = time.perf_counter(), 0
+    if ddp.is_main:
+        note_write(out / LOG_NAME)  # appended to, so journaled by hand
     log = open(out / LOG_NAME, "a") if ddp.is_main else None  # noqa: SIM115 (closed in finally)
     try:
         progress(f"train {task}", step, total, "first step")  # a line before the first (slowest) step
@@ -200,6 +212,18 @@ def train(
     result = TrainResult(load_checkpoint(out).json_path, step, first, last, rate)
     distributed.teardown(ddp)
     return result
+
+
+def check_same_manifest(ckpt: Checkpoint, manifest: Manifest) -> None:
+    """A run resumes only on the prepared data it was trained on (by identity: the manifest's SHA-256, which
+    follows the images, the settings and the split, not the folder's path); else `ConfigError` naming both."""
+    recorded = ckpt.meta.get("manifest_sha256") or "none recorded"
+    if recorded != manifest.sha256:
+        raise ConfigError(
+            f"{ckpt.json_path}: this run was trained on the prepared manifest {recorded}, but {manifest.root} "
+            f"is manifest {manifest.sha256}; resume with the prepared folder the run was made on, "
+            "or start a new --out"
+        )
 
 
 def wrap_ddp(nets: CycleGAN, device: torch.device) -> DDPNets:

@@ -1,8 +1,9 @@
 """`cxrds translate`: run a trained G_A over every training image of the task's source class.
 
 Writes ``SYNTH/images/<id>.png`` and ``SYNTH/provenance.parquet`` (`schema.PROVENANCE_FIELDS`): one row per
-synthetic image naming its source image and patient, the checkpoint and config hashes, the code version
-and the PNG's SHA-256. The same checkpoint and inputs always give the same bytes on the same hardware.
+synthetic image naming its source image and patient, the checkpoint and config hashes, the identity of the
+manifest the generator was trained on, the code version and the PNG's SHA-256. The same checkpoint and inputs
+always give the same bytes on the same hardware.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from cxr_dataset.fileio import atomic_write_bytes, sha256_bytes
 from cxr_dataset.imaging import encode_png, read_gray
 from cxr_dataset.manifest import read_manifest
 from cxr_dataset.options import check_workers
-from cxr_dataset.ownership import claim_output
+from cxr_dataset.ownership import claimed_output, writing_into
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.schema import (
     PROVENANCE_FIELDS,
@@ -83,14 +84,38 @@ def translate(
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     check_workers(encode_workers, "encode_workers")
     checkpoint = resolve_checkpoint(checkpoint)
+    if size is not None:  # against the generator's networks, before the folder is claimed
+        check_input_size(load_checkpoint(checkpoint).config.model, size, what="translation")
     ddp = distributed.setup()
     device = ddp.device
     precision = resolve_precision(precision, device)
     out = Path(out)
-    if ddp.is_main:
-        claim_output(out, "synthetic", inputs=[prepared, checkpoint])
-        for stale in (out / IMAGES_DIR).glob(".*.tmp-*"):  # left by a killed run's image writers
-            stale.unlink()
+    # Rank 0 claims the folder (and seals it at the end); every rank writes its images into it.
+    inputs = [prepared, checkpoint]
+    claim = claimed_output(out, "synthetic", inputs, command="cxrds translate") if ddp.is_main else writing_into(out)
+    with claim:
+        if ddp.is_main:
+            for stale in (out / IMAGES_DIR).glob(".*.tmp-*"):  # left by a killed run's image writers
+                stale.unlink()
+        return _translate(
+            prepared, checkpoint, out, batch_size, precision, split, seed_quirk, encode_workers, size, progress, ddp
+        )
+
+
+def _translate(
+    prepared: Path,
+    checkpoint: Path,
+    out: Path,
+    batch_size: int,
+    precision: str,
+    split: str,
+    seed_quirk: bool,
+    encode_workers: int,
+    size: int | None,
+    progress: ProgressFn,
+    ddp: DistInfo,
+) -> TranslateResult:
+    device = ddp.device
     ddp.barrier()
     ckpt = load_checkpoint(checkpoint)
     cfg, task = ckpt.config, ckpt.meta["task"]
@@ -107,12 +132,15 @@ def translate(
     size = size or cfg.crop_size
     if size != cfg.crop_size:
         check_input_size(cfg.model, size, what="translation")
+    # The generator's training data, by identity: `validate --real` compares it with the real data it is given.
+    trained_on = ckpt.meta.get("manifest_sha256") or ""
     common = {
         "source_class": TASK_SOURCE_CLASS[task],
         "task": task,
         "split": split,
         "checkpoint_sha256": ckpt.sha256,
         "config_sha256": ckpt.meta["config_sha256"],
+        "train_manifest_sha256": trained_on,
         "preset": cfg.preset,
         "code_version": __version__,
         "seed": cfg.seed,
@@ -160,9 +188,10 @@ def translate(
         "task": task,
         "target_sources": dict(sorted(Counter(r["source"] for r in targets).items())),
         "target_licenses": dict(sorted(Counter(r["license"] for r in targets).items())),
-        "trained_on_this_manifest": ckpt.meta.get("manifest_sha256") == manifest.sha256,
+        "trained_on_this_manifest": trained_on == manifest.sha256,
         "checkpoint": str(ckpt.json_path),
         "manifest_sha256": manifest.sha256,
+        "train_manifest_sha256": trained_on,
         "seed_quirk": seed_quirk,
         "precision": precision,
         "config": cfg.to_dict(),

@@ -153,12 +153,13 @@ def test_build_refuses_to_remove_someone_elses_folder_beside_the_release(synthet
 
 
 def test_demo_refuses_to_start_afresh_over_a_stage_folder_it_did_not_make(tmp_path):
-    from cxr_dataset.ownership import claim_output
+    from cxr_dataset.ownership import claimed_output
 
-    demo = claim_output(tmp_path / "demo", "demo")
+    with claimed_output(tmp_path / "demo", "demo") as claim:
+        demo = claim.root
     _thesis(demo / "prepared")
     result = CliRunner().invoke(app, ["demo", "--out", str(demo)])
-    assert result.exit_code == 1 and "prepared: holds files `cxrds` did not write" in result.output
+    assert result.exit_code == 1 and "prepared/chapter1.tex: not written by cxrds" in result.output
     assert (demo / "prepared" / "chapter1.tex").read_text() == "years of work"
 
 
@@ -408,9 +409,10 @@ def test_cli_errors_print_square_brackets_as_written(tmp_path):
 
 
 def test_ownership_marker_is_written_and_kinds_do_not_mix(tmp_path):
-    from cxr_dataset.ownership import MARKER_NAME, check_output, claim_output, marker_kind
+    from cxr_dataset.ownership import MARKER_NAME, check_output, claimed_output, marker_kind
 
-    claim_output(tmp_path / "run", "run")
+    with claimed_output(tmp_path / "run", "run"):
+        pass
     assert marker_kind(tmp_path / "run") == "run" and (tmp_path / "run" / MARKER_NAME).is_file()
     check_output(tmp_path / "run", "run")
     with pytest.raises(OwnershipError, match="a run folder, not a report one"):
@@ -742,10 +744,18 @@ def _alive(pid):
 
 
 def test_translate_removes_temporary_files_a_killed_run_left(prepared, synthetic, tmp_path):
+    from cxr_dataset.fileio import atomic_open
+    from cxr_dataset.ownership import claimed_output
+
     run = synthetic["normal2covid"].parents[1] / "runs" / "normal2covid"
     translate(prepared, run, tmp_path / "out")
-    stale = tmp_path / "out" / "images" / ".g_nc_x.png.tmp-99999"
-    stale.write_bytes(b"half a png")
+    stale = tmp_path / "out" / "images" / f".g_nc_x.png.tmp-{os.getpid()}"
+    with pytest.raises(KeyboardInterrupt), claimed_output(tmp_path / "out", "synthetic") as claim:
+        with atomic_open(claim.root / "images" / "g_nc_x.png") as f:  # the state a run killed mid-write leaves
+            f.write(b"half a png")
+            os.link(stale, stale.with_name("kept"))
+            raise KeyboardInterrupt
+    stale.with_name("kept").rename(stale)
     translate(prepared, run, tmp_path / "out")
     assert not stale.exists()
 

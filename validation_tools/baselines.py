@@ -14,8 +14,6 @@ notebooks, which used the test set for that, so every table it writes says it is
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
@@ -32,17 +30,19 @@ from cxr_dataset.errors import ConfigError
 from cxr_dataset.fileio import atomic_open, atomic_write_text
 from cxr_dataset.imaging import read_gray_batch
 from cxr_dataset.manifest import read_manifest
-from cxr_dataset.options import check_fraction, check_workers
-from cxr_dataset.ownership import claim_output
+from cxr_dataset.options import check_fraction, check_seed, check_workers
+from cxr_dataset.ownership import claimed_output
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.release_folder import read_release
 from cxr_dataset.schema import TASK_CONFIG, TASKS, make_key
+from cxr_dataset.user_text import csv_text
 from validation_tools.audit import held_out_patients
 from validation_tools.balance import COMPARISONS, comparison_title, truncate
 from validation_tools.metrics import METRIC_NAMES, bootstrap_ci, point_metrics, wilson_interval, youden_threshold
 from validation_tools.paired import Scored, paired_deltas
 
 MODELS = ("small-cnn", "vgg16", "resnet50", "densenet121")
+MIN_SIZE = 32  # pixels: the smallest image every model takes
 PROTOCOLS = ("leak-free", "seed")
 OPTIMIZERS = ("adamw", "adadelta")
 METRICS_NAME = "metrics.json"
@@ -88,6 +88,15 @@ class BaselinesConfig:
             raise ConfigError(f"optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
         if not self.seeds:
             raise ConfigError("seeds: give at least one")
+        for seed in self.seeds:
+            check_seed(seed, "seeds")
+        for name in ("epochs", "batch_size", "bootstrap"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not MIN_SIZE <= self.size <= 8192:  # every model halves it five times (small-cnn four)
+            raise ConfigError(f"size must be in {MIN_SIZE}..8192 pixels, got {self.size}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"lr must be a positive number, got {self.lr}")
         unknown = sorted(set(self.regimes) - set(regime_names()))
         if unknown:
             raise ConfigError(f"regimes must be among {regime_names()}, got {unknown}")
@@ -164,7 +173,14 @@ def run_baselines(
 ) -> list[dict[str, Any]]:
     """Train and score every comparison × regime × model × seed; writes metrics.csv, metrics.json,
     comparisons.csv, predictions.json and table.md."""
-    out = claim_output(out, "baselines", inputs=[release, real])  # before hours of training, not after
+    # Claimed before hours of training, not after.
+    with claimed_output(out, "baselines", inputs=[release, real], command="cxrds baselines") as claim:
+        return _run_baselines(release, real, claim.root, cfg, progress)
+
+
+def _run_baselines(
+    release: Path, real: Path, out: Path, cfg: BaselinesConfig, progress: ProgressFn
+) -> list[dict[str, Any]]:
     manifest = read_manifest(real)
     rows = manifest.rows()
     splits, validation_note = _classifier_splits(rows, cfg)
@@ -488,12 +504,10 @@ def _write_outputs(
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows({k: json.dumps(v) if isinstance(v, list) else v for k, v in r.items()} for r in rows)
-    return buf.getvalue()
+    if not rows:
+        return ""
+    cells = ({k: json.dumps(v) if isinstance(v, list) else v for k, v in r.items()} for r in rows)
+    return csv_text(cells, list(rows[0]))
 
 
 def _count(n: int, noun: str) -> str:

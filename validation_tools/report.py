@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 
 from cxr_dataset.errors import ReleaseError
-from cxr_dataset.fileio import atomic_write_text
+from cxr_dataset.fileio import atomic_open, atomic_write_text
 from cxr_dataset.imaging import read_gray, read_gray_batch
 from cxr_dataset.manifest import read_manifest
-from cxr_dataset.ownership import claim_output
+from cxr_dataset.ownership import claimed_output
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.release_folder import TASK_CONFIGS, read_release
 from cxr_dataset.schema import TASK_CONFIG, TASKS
@@ -72,10 +72,25 @@ def write_report(
             f"{baselines}: no {METRICS_NAME}/{PREDICTIONS_NAME}; run `cxrds baselines --out {baselines}`"
         )
     bench = json.loads(metrics_path.read_text())
-    results = bench["results"]
     predictions = json.loads(predictions_path.read_text())
-    out = claim_output(out, "report", inputs=[baselines, release, real])
-    release, real = Path(release), Path(real)
+    with claimed_output(out, "report", inputs=[baselines, release, real], command="cxrds report") as claim:
+        return _write_report(
+            bench, predictions, Path(baselines), Path(release), Path(real), claim.root, samples, inception, progress
+        )
+
+
+def _write_report(
+    bench: dict[str, Any],
+    predictions: list[dict[str, Any]],
+    baselines: Path,
+    release: Path,
+    real: Path,
+    out: Path,
+    samples: int,
+    inception: Path | None,
+    progress: ProgressFn,
+) -> ReportResult:
+    results = bench["results"]
     progress("report", 0, 5, "class balance, ROC curves")
     figures = [_balance_figure(results, out / "balance.png"), _roc_figure(predictions, out / "roc.png")]
     progress("report", 1, 5, "source → synthetic pairs, sample grid")
@@ -83,9 +98,7 @@ def write_report(
     figures += [_sample_grid(release, real, out / "samples.png", samples)]
     progress("report", 2, 5, "FID/KID, UMAP, Grad-CAM")
     accept_unknown = bench["config"].get("accept_unknown_provenance", False)
-    quality, more = _quality_and_cams(
-        Path(baselines), release, real, out / "cam.png", results, inception, accept_unknown
-    )
+    quality, more = _quality_and_cams(baselines, release, real, out / "cam.png", results, inception, accept_unknown)
     figures += more
     progress("report", 4, 5, "report.md, report.html")
     content = ReportContent(
@@ -615,6 +628,7 @@ def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    fig.savefig(path, dpi=110, metadata={"Software": None})  # no version stamp: same inputs, same bytes
+    with atomic_open(path) as f:
+        fig.savefig(f, format="png", dpi=110, metadata={"Software": None})  # no version stamp: same bytes
     plt.close(fig)
     return path
