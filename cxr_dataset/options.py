@@ -23,3 +23,13 @@ def check_fraction(value: float, name: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise ConfigError(f"{name} must be between 0 and 1, got {value}")
     return value
+
+
+MAX_SEED = 2**32 - 1  # numpy's and torch's generators both take 0..2**32-1
+
+
+def check_seed(seed: int, name: str = "seed") -> int:
+    """`seed` if it is in 0..2**32-1 (what every random generator here accepts); `ConfigError` otherwise."""
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"{name} must be in 0..{MAX_SEED}, got {seed}")
+    return seed

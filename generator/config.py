@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from cxr_dataset.errors import ConfigError
+from cxr_dataset.options import check_seed
 
 T = TypeVar("T")
 
@@ -112,6 +113,7 @@ class TrainConfig:
             raise ConfigError(f"lr must be a positive number, got {self.lr}")
         if not self.allow_large:
             check_footprint(self)
+        check_seed(self.seed)
 
     @property
     def total_epochs(self) -> int:
