@@ -8,6 +8,7 @@ from typing import Protocol
 import numpy as np
 
 from cxr_dataset.errors import SourceError
+from cxr_dataset.schema import CLASSES
 
 DEFAULT_VIEWS = ("PA", "AP", "AP Supine")  # frontal views; lateral "L" only when asked
 RSNA_NORMAL_RULES = ("target0", "normal-only")
@@ -45,6 +46,9 @@ class SourceOptions:
     def __post_init__(self) -> None:
         if self.rsna_normal not in RSNA_NORMAL_RULES:
             raise SourceError(f"rsna normal rule must be one of {list(RSNA_NORMAL_RULES)}, got {self.rsna_normal!r}")
+        unknown = sorted(set(self.covid_collection_classes) - set(CLASSES))
+        if unknown:
+            raise SourceError(f"covid-collection classes must be among {list(CLASSES)}, got {unknown}")
 
 
 class Source(Protocol):

@@ -93,6 +93,8 @@ class ImageFolderSource:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise SourceError(f"{jsonl_path}: line {number} is not JSON ({e.msg})") from None
+            except RecursionError:
+                raise SourceError(f"{jsonl_path}: line {number} nests its values too deep to read") from None
             if not isinstance(row, dict) or "file_name" not in row or self.label_column not in row:
                 raise SourceError(f"{jsonl_path}: line {number} needs file_name and {self.label_column!r}")
             rows.append({k: v if isinstance(v, str) else json.dumps(v) for k, v in row.items()})
