@@ -60,8 +60,7 @@ class PushResult:
 def plan_push(root: Path, repo_id: str, *, remote_files: Iterable[str] | None, tag: str | None = None) -> PushPlan:
     """Verify `root` and say what a push would do against a repository holding `remote_files` (None: unknown)."""
     root = Path(root)
-    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
-        raise ReleaseError(f"--repo-id must be OWNER/NAME, got {repo_id!r}")
+    check_push_options(repo_id, tag)
     repo_type = folder_repo_type(root)
     if repo_type == "model":
         _, problems = checksum_problems(root)
@@ -75,8 +74,6 @@ def plan_push(root: Path, repo_id: str, *, remote_files: Iterable[str] | None, t
             failed = next(c for c in report.checks if not c.ok)
             raise ReleaseError(f"{root}: verify failed ({failed.name}: {failed.detail}); fix it before pushing")
         version = read_release(root).version
-    if tag is not None and not _TAG.fullmatch(tag):
-        raise ReleaseError(f"--tag {tag}: tags are vMAJOR.MINOR.PATCH")
     if tag is not None and tag != f"v{version}":
         raise ReleaseError(
             f"--tag {tag} does not match the release's dataset version {version!r}; "
@@ -88,6 +85,22 @@ def plan_push(root: Path, repo_id: str, *, remote_files: Iterable[str] | None, t
     delete = sorted(set(remote_files) - set(names) - KEEP_ON_HUB) if remote_files is not None else []
     description = f"version {version or 'untagged'}\nSHA256SUMS sha256 {sha256_file(root / CHECKSUMS_NAME)}"
     return PushPlan(repo_id, repo_type, upload, delete, remote_files is not None, version, tag, description)
+
+
+def check_push_options(repo_id: str, tag: str | None) -> None:
+    """`ReleaseError` unless `repo_id` is OWNER/NAME as the Hub accepts it and `tag` (if any) is vMAJOR.MINOR.PATCH:
+    checked before the release is verified or the Hub is asked."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        if repo_id.count("/") != 1:
+            raise HFValidationError("it must name an owner and a repository")
+        validate_repo_id(repo_id)
+    except HFValidationError as e:
+        raise ReleaseError(f"--repo-id must be OWNER/NAME, got {repo_id!r}: {e}") from None
+    if tag is not None and not _TAG.fullmatch(tag):
+        raise ReleaseError(f"--tag {tag}: tags are vMAJOR.MINOR.PATCH")
 
 
 def folder_repo_type(root: Path) -> str:
@@ -132,6 +145,7 @@ def push_release(
     read the repository says so in `PushResult.note`; a real push that cannot reach it raises one line."""
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
+    check_push_options(repo_id, tag)
     api, repo_type = HfApi(), folder_repo_type(root)
     try:
         listed, note = _remote_listing(api, repo_id, repo_type), ""
@@ -182,9 +196,16 @@ def _hub_errors(repo: str) -> Iterator[None]:
     """Network, token and Hub errors as one line naming the repository."""
     from huggingface_hub.errors import HfHubHTTPError
 
+    failures: tuple[type[Exception], ...] = (HfHubHTTPError, OSError)  # the token's errors are OSErrors
+    try:
+        import httpx2  # huggingface_hub's HTTP client: a refused or unresolved connection is no OSError
+
+        failures += (httpx2.HTTPError,)
+    except ImportError:
+        pass
     try:
         yield
-    except (HfHubHTTPError, OSError) as e:  # requests' and the token's errors are OSErrors
+    except failures as e:
         reason = (str(e).strip().splitlines() or [""])[0][:200]
         raise ReleaseError(
             f"{repo}: the Hub could not be read or written ({type(e).__name__}: {reason}); check "
