@@ -10,6 +10,7 @@ from cards import responsible_ai
 from cxr_dataset.licences import MIXED_NAME
 from cxr_dataset.schema import ALL_CONFIG, FIELDS, TASK_CONFIG, to_card_features
 from cxr_dataset.sources import source_title
+from cxr_dataset.user_text import markdown_text
 
 PRETTY_NAME = "Synthetic COVID-19 Chest X-ray Dataset"
 TEMPLATE = "dataset_card.md.jinja"
@@ -110,6 +111,7 @@ def render_card(
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("cards", ""), undefined=jinja2.StrictUndefined, keep_trailing_newline=True
     )
+    env.filters["md"] = markdown_text  # text from the data (licences, file names) as markdown that shows as written
     return env.get_template(TEMPLATE).render(
         yaml_header=yaml.safe_dump(
             card_metadata(configs, num_bytes, data_files, download_size, version, licences, date_published),

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cxr_dataset.user_text import markdown_text
 from validation_tools.metrics import METRIC_NAMES, wilson_interval
 
 
@@ -62,13 +63,15 @@ GUIDES = {
 
 
 def to_markdown(content: ReportContent) -> str:
+    """report.md; text that comes from the data (names, paths, metadata) is `markdown_text`, shown as written."""
+    md = markdown_text
     lines = ["# cxrds evaluation report", ""]
-    lines += [f"- **{what}**: {value}" for what, value in content.header]
-    lines += [""] + [f"> {note}" for note in content.notes] + ([""] if content.notes else [])
-    lines += [f"> **Warning.** {flag}" for flag in content.flags] + ([""] if content.flags else [])
+    lines += [f"- **{md(what)}**: {md(value)}" for what, value in content.header]
+    lines += [""] + [f"> {md(note)}" for note in content.notes] + ([""] if content.notes else [])
+    lines += [f"> **Warning.** {md(flag)}" for flag in content.flags] + ([""] if content.flags else [])
     lines += ["## Headline: each regime over seeds, and against the controls", "", GUIDES["headline"], ""]
     for title, columns, rows in content.blocks:
-        lines += [f"### {title}", "", *_markdown_table(columns, rows), ""]
+        lines += [f"### {md(title)}", "", *_markdown_table(columns, rows), ""]
     lines += ["## Sensitivity in the seed's layout", "", content.seed_table]
     lines += ["## The seed's skew table against its release", "", GUIDES["skew"], ""]
     lines += _markdown_table(*_records(content.seed_skew))
@@ -80,7 +83,7 @@ def to_markdown(content: ReportContent) -> str:
     lines += ["", "## Figures", ""]
     for fig in content.figures:
         lines += [f"### {fig.title}", "", f"![{fig.path.stem}]({fig.path.name})", "", f"*{fig.caption}* {fig.guide}"]
-        lines += [f"> **Warning.** {flag}" for flag in fig.flags]
+        lines += [f"> **Warning.** {md(flag)}" for flag in fig.flags]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
@@ -180,9 +183,9 @@ def _quality(quality: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]
 
 def _markdown_table(columns: list[str], rows: list[list[str]]) -> list[str]:
     return [
-        "| " + " | ".join(columns) + " |",
+        "| " + " | ".join(map(markdown_text, columns)) + " |",
         "|" + "---|" * len(columns),
-        *("| " + " | ".join(row) + " |" for row in rows),
+        *("| " + " | ".join(map(markdown_text, row)) + " |" for row in rows),
     ]
 
 
