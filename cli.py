@@ -9,27 +9,58 @@ import dataclasses
 import os
 import warnings
 from collections.abc import Iterator
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
+from typer.core import TyperGroup
 
 from cxr_dataset.errors import CxrdsError
 from cxr_dataset.progress import PlainProgress, ProgressFn
 from cxr_dataset.schema import SOURCE_CLASSES, TASKS
 from cxr_dataset.sources.phantom import DEMO_SPEC
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 # Under torchrun only rank 0 prints; the library reports progress from rank 0 only.
 _quiet = int(os.environ.get("RANK", "0")) != 0  # under torchrun only rank 0 speaks
 console = Console(quiet=_quiet)  # results: tables, paths, reports
 err_console = Console(stderr=True, quiet=_quiet)  # progress, warnings and errors, as pip and tqdm do
 _debug = {"on": False}
+# The option that sets how many worker processes a command starts, for when one of them dies.
+_WORKER_OPTIONS = {"prepare": "--workers", "translate": "--encode-workers", "baselines": "--workers"}
+
+
+class _ErrorBoundary(TyperGroup):
+    """Every command runs inside this: any error is one line on stderr and an exit status, never a traceback
+    (`cxrds --debug COMMAND` shows it); Ctrl-C exits 130 saying how to resume."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):  # usage errors, --help, exit codes
+            raise
+        except KeyboardInterrupt:
+            if _debug["on"]:
+                raise
+            err_console.print(
+                "[yellow]interrupted[/yellow]; nothing half-written is kept: re-run the same command to resume "
+                "(train: add --resume)"
+            )
+            raise typer.Exit(130) from None
+        except Exception as e:
+            if _debug["on"]:
+                raise
+            err_console.print(f"[red]error:[/red] {escape(_one_line(e, ctx.invoked_subcommand))}", soft_wrap=True)
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(cls=_ErrorBoundary, add_completion=False, no_args_is_help=True, help=__doc__)
 SOURCE_HELP = (
     "KIND=PATH, repeatable. Kinds: phantom (PATH = N, or 'normal:N,pneumonia:N,covid:N'); covid-collection "
     "(covid-chestxray-dataset folder); rsna (RSNA challenge folder, DICOM or JPG); "
@@ -59,8 +90,8 @@ def _main(
 
 @contextmanager
 def _run() -> Iterator[ProgressFn]:
-    """Show progress (rich bars on a terminal, plain lines with rate and ETA otherwise: logs, CI, SLURM); turn
-    `CxrdsError` into one red line and exit 1."""
+    """Show progress (rich bars on a terminal, plain lines with rate and ETA otherwise: logs, CI, SLURM) and
+    warnings; an error stops the bars and goes on to `_ErrorBoundary`."""
     with Progress(
         TextColumn("{task.description:>24}"),
         BarColumn(),
@@ -85,33 +116,30 @@ def _run() -> Iterator[ProgressFn]:
         def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
             bar.console.print(f"[yellow]warning:[/yellow] {escape(str(message))}", soft_wrap=True)
 
-        try:
-            with warnings.catch_warnings():
-                warnings.showwarning = show_warning
-                yield report
-        except (CxrdsError, OSError) as e:
-            if _debug["on"]:
-                raise
-            bar.stop()
-            err_console.print(f"[red]error:[/red] {escape(_one_line(e))}", soft_wrap=True)
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            if _debug["on"]:
-                raise
-            bar.stop()
-            err_console.print(
-                "[yellow]interrupted[/yellow]; nothing half-written is kept: re-run the same command to resume "
-                "(train: add --resume)"
-            )
-            raise typer.Exit(130) from None
+        with warnings.catch_warnings():
+            warnings.showwarning = show_warning
+            yield report
 
 
-def _one_line(error: Exception) -> str:
-    """A library error's message, or an OS error as 'PATH: reason' (disk full, read-only, name too long)."""
-    if isinstance(error, OSError) and not isinstance(error, CxrdsError):
+def _one_line(error: Exception, command: str | None = None) -> str:
+    """A library error's message; an OS error as 'PATH: reason' (disk full, read-only, name too long); a dead
+    worker process as what to do; anything else as what failed, with where to see the traceback."""
+    if isinstance(error, CxrdsError):
+        return str(error)
+    if isinstance(error, OSError):
         where = error.filename if error.filename is not None else "?"
         return f"{where}: {error.strerror or error}"
-    return str(error)
+    name = f"cxrds {command}" if command else "cxrds"
+    if isinstance(error, BrokenProcessPool):
+        option = _WORKER_OPTIONS.get(command or "")
+        fewer = f" (with fewer {option}, e.g. {option} 1, if memory is short)" if option else ""
+        return (
+            f"{name}: a worker process died (killed, e.g. for lack of memory); re-run the same command{fewer} "
+            "to go on from what is finished"
+        )
+    detail = " ".join(str(error).split())
+    detail = f": {detail[:300]}…" if len(detail) > 300 else f": {detail}" if detail else ""
+    return f"{name} failed: {type(error).__name__}{detail} (unexpected; re-run with --debug for the traceback)"
 
 
 def _items(value: str) -> tuple[str, ...]:
@@ -133,12 +161,20 @@ def _counts(value: str, option: str) -> dict[str, int]:
         raise typer.BadParameter(f"expected CLASS=N,..., got {value!r}", param_hint=option) from None
 
 
+def _ints(value: str, option: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in _items(value))
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated whole numbers, got {value!r}", param_hint=option) from None
+
+
 def _table(title: str, rows: list[tuple], columns: tuple[str, ...]) -> Table:
-    table = Table(title=title, title_justify="left")
+    """A rich table showing titles and cells as written (a path may hold '[red]'); `Text` cells keep their style."""
+    table = Table(title=escape(title), title_justify="left")
     for c in columns:
-        table.add_column(c)
+        table.add_column(escape(c))
     for r in rows:
-        table.add_row(*(str(v) for v in r))
+        table.add_row(*(v if isinstance(v, Text) else escape(str(v)) for v in r))
     return table
 
 
@@ -201,7 +237,7 @@ def prepare(
     rows = sorted((c, s, n) for (c, s), n in result.counts.items())
     console.print(_table(f"Prepared {result.manifest_path}", rows, ("class", "split", "images")))
     if result.rejects:
-        console.print(f"[yellow]{len(result.rejects)} rejected[/yellow]: see {out / 'rejects.csv'}")
+        console.print(f"[yellow]{len(result.rejects)} rejected[/yellow]: see {escape(str(out / 'rejects.csv'))}")
 
 
 @app.command()
@@ -260,7 +296,7 @@ def train(
             ("loss", "first", "last"),
         )
     )
-    console.print(f"checkpoint: {result.checkpoint}")
+    console.print(f"checkpoint: {escape(str(result.checkpoint))}")
 
 
 @app.command()
@@ -296,7 +332,7 @@ def translate(
             size=size,
             progress=progress,
         )
-    console.print(f"{result.images} synthetic images ({result.task}) → {result.provenance_path}")
+    console.print(escape(f"{result.images} synthetic images ({result.task}) → {result.provenance_path}"))
 
 
 @app.command()
@@ -309,7 +345,7 @@ def export(
 
     with _run():
         result = export_generators(run, out)
-    console.print(f"exported {result.root}: {result.files} files, generators {result.bytes / 1e6:.1f} MB")
+    console.print(escape(f"exported {result.root}: {result.files} files, generators {result.bytes / 1e6:.1f} MB"))
 
 
 @app.command()
@@ -422,14 +458,14 @@ def push(
     console.print(_table(f"{verb} {len(rows)} files to {plan.repo_type}s/{repo_id}", rows, ("file", "bytes")))
     deleted = "would delete" if dry_run else "deleted"
     if not plan.remote_listed:
-        console.print(f"[yellow]files to delete unknown: {result.note}[/yellow]")
+        console.print(f"[yellow]files to delete unknown: {escape(result.note)}[/yellow]")
     else:
         console.print(
-            f"{deleted} {len(plan.delete)} files not in this release" + "".join(f"\n  {d}" for d in plan.delete)
+            escape(f"{deleted} {len(plan.delete)} files not in this release" + "".join(f"\n  {d}" for d in plan.delete))
         )
-    console.print(f"version {plan.version or 'untagged'}" + (f", tag {plan.tag}" if plan.tag else ""))
+    console.print(escape(f"version {plan.version or 'untagged'}" + (f", tag {plan.tag}" if plan.tag else "")))
     if result.url:
-        console.print(result.url)
+        console.print(escape(result.url))
 
 
 @app.command()
@@ -479,14 +515,14 @@ def baselines(
             size=size,
             epochs=epochs,
             pretrained=pretrained,
-            seeds=tuple(int(s) for s in _items(seeds)),
+            seeds=_ints(seeds, "--seeds"),
             controls=controls,
             regimes=_items(regimes),
             accept_unknown_provenance=accept_unknown_provenance,
             workers=workers,
         )
         run_baselines(release, real, out, cfg, progress=progress)
-    console.print((out / "table.md").read_text())
+    console.print(escape((out / "table.md").read_text()))
 
 
 app.command("benchmark", hidden=True, deprecated=True, help="Renamed: `cxrds baselines`.")(baselines)
@@ -508,7 +544,7 @@ def report(
 
     with _run() as progress:
         result = write_report(baselines, release, real, out, inception=inception_weights, progress=progress)
-    console.print(f"report: {result.path} ({', '.join(p.name for p in result.figures)})")
+    console.print(escape(f"report: {result.path} ({', '.join(p.name for p in result.figures)})"))
 
 
 @app.command()
@@ -537,13 +573,15 @@ def demo(
     ]
     console.print(_table("Trained", rows, ("task", "steps", "cycle_A first", "cycle_A last", "img/s")))
     _print_report(result.validation)
-    console.print((out / "baselines" / "table.md").read_text())
-    console.print(f"report: {result.report}")
+    console.print(escape((out / "baselines" / "table.md").read_text()))
+    console.print(f"report: {escape(str(result.report))}")
     console.print(f"load_dataset: {result.hf_rows} rows; webdataset: {result.wds_samples} samples")
     console.print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result.stage_seconds.items()))
     console.print(
-        f"release: {result.release}\n  try: cd {result.release.parent} && "
-        f"python -c 'import datasets; print(datasets.load_dataset(\"{result.release.name}\"))'"
+        escape(
+            f"release: {result.release}\n  try: cd {result.release.parent} && "
+            f"python -c 'import datasets; print(datasets.load_dataset(\"{result.release.name}\"))'"
+        )
     )
     if not result.validation.ok:
         raise typer.Exit(1)
@@ -590,7 +628,7 @@ def _print_report(report) -> None:
             f", first 20 of {len(report.near_duplicates)} (--json has all)" if more else ""
         )
         console.print(_table(title, pairs, ("check", "image", "split", "image", "split", "bits differ")))
-    rows = [("[green]ok[/green]" if c.ok else "[red]FAIL[/red]", c.name, c.detail) for c in report.checks]
+    rows = [(Text("ok", style="green") if c.ok else Text("FAIL", style="red"), c.name, c.detail) for c in report.checks]
     console.print(_table(f"Validation of {report.root}", rows, ("", "check", "detail")))
 
 
