@@ -66,3 +66,5 @@ class Source(Protocol):
 
     # Optional: `read_view(record) -> str`, the view from the image file when the source's tables lack it
     # (RSNA: the DICOM header's ViewPosition). `prepare` calls it in its workers, after `load`.
+    # Optional: `fingerprint(record) -> str`, a digest of the record's bytes where `origin` names no plain file
+    # (a zip member); `prepare` reuses a cached image only while it is unchanged.

@@ -249,3 +249,15 @@ class ReleaseSource:
     def load(self, record: SourceImage, size: int) -> np.ndarray:
         zip_path, _, member = record.origin.partition("::")
         return read_member_image(_open_zip(zip_path), zip_path, member)
+
+    def fingerprint(self, record: SourceImage) -> str:
+        """The member's SHA-256 (read in blocks), so `prepare`'s cache follows its bytes, not the zip's path."""
+        zip_path, _, member = record.origin.partition("::")
+        digest = hashlib.sha256()
+        try:
+            with _open_zip(zip_path).open(member) as f:
+                while block := f.read(1 << 20):
+                    digest.update(block)
+        except _MEMBER_ERRORS as e:
+            raise SourceError(f"{zip_path}::{member}: unreadable member ({e})") from None
+        return digest.hexdigest()
