@@ -4,8 +4,8 @@ column of image paths relative to the root, a label column, optionally ``patient
 Labels map onto the schema's classes through the folder source's names (case-insensitive: normal, No Finding,
 pneumonia, COVID-19, ...); rows of other labels are skipped with a warning naming them. ``view``,
 ``license`` and ``url`` fill the manifest's columns of those names; every other column is kept, as JSON, in
-the manifest's ``extra``. Without ``patient_id`` every image is its own patient. Paths that leave the root
-become reject rows, never reads.
+the manifest's ``extra``. Without ``patient_id`` (no column, an empty cell, JSON ``null``) an image is its own
+patient. Paths that leave the root become reject rows, never reads.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class ImageFolderSource:
             if key in seen:
                 raise SourceError(f"{where}: rows {seen[key]} and {number} name the same image {name!r}")
             seen[key] = number
-            patient = str(row.get("patient_id") or "")
+            patient = str(row.get("patient_id") or "").strip()
             extra = {k: v for k, v in row.items() if k not in (*OWN_COLUMNS, self.label_column) and v not in ("", None)}
             out.append(
                 SourceImage(
@@ -97,5 +97,6 @@ class ImageFolderSource:
                 raise SourceError(f"{jsonl_path}: line {number} nests its values too deep to read") from None
             if not isinstance(row, dict) or "file_name" not in row or self.label_column not in row:
                 raise SourceError(f"{jsonl_path}: line {number} needs file_name and {self.label_column!r}")
-            rows.append({k: v if isinstance(v, str) else json.dumps(v) for k, v in row.items()})
+            # JSON null is a missing value, as an empty CSV cell is: a null patient_id is no patient id.
+            rows.append({k: v if isinstance(v, str) else "" if v is None else json.dumps(v) for k, v in row.items()})
         return rows, jsonl_path
