@@ -397,8 +397,18 @@ def validate(
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.")] = None,
     accept_unknown_provenance: Annotated[
         bool,
-        typer.Option(help="With --real: pass although some synthetic images name no source patient (unchecked)."),
+        typer.Option(
+            help="With --real: pass although some synthetic images name no source patient, or their generators' "
+            "training data is not recorded (unchecked)."
+        ),
     ] = False,
+    trained_on: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="With --real: the prepared data (PREPARED) some generators were trained on, when it is not --real: "
+            "names its training patients that are validation/test patients in --real; repeatable."
+        ),
+    ] = None,
 ) -> None:
     """Check integrity (counts, decoding, checksums) and, with --real, class skew, leakage and duplicates."""
     from validation_tools.validate import validate_release
@@ -409,6 +419,7 @@ def validate(
             real=real,
             near_duplicate_fraction=near_duplicate_fraction,
             accept_unknown_provenance=accept_unknown_provenance,
+            trained_on=trained_on,
             progress=progress,
         )
     _print_report(report)

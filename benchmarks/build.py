@@ -78,6 +78,7 @@ def fake_synthetic(root: Path, n: int, size: int) -> list[Path]:
                     "split": "train",
                     "checkpoint_sha256": "0" * 64,
                     "config_sha256": "0" * 64,
+                    "train_manifest_sha256": "0" * 64,
                     "preset": "tiny",
                     "code_version": "bench",
                     "seed": 0,

@@ -50,6 +50,7 @@ def synthetic_from_release(
                     "split": "train",
                     "checkpoint_sha256": "",
                     "config_sha256": "",
+                    "train_manifest_sha256": "",  # the seed's generators' training data is not recorded
                     "preset": RELEASE_PRESET,
                     "code_version": __version__,
                     "seed": UNKNOWN_SEED,

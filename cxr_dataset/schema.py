@@ -88,7 +88,12 @@ _CATALOGUE: dict[str, Field] = {
         ),
         Field("patient_id", "string", "Patient identifier within its source dataset."),
         Field("source", "string", "Source kind and dataset, e.g. 'phantom' or 'rsna'."),
-        Field("origin", "string", "Where the source image came from (file path, or a phantom spec)."),
+        Field(
+            "origin",
+            "string",
+            "Where the source image came from: its path relative to its source's folder (a release zip's member "
+            "as ZIP::MEMBER), or a phantom spec.",
+        ),
         Field("path", "string", "Image path relative to the table's folder."),
         Field("sha256", "string", "SHA-256 of the stored PNG bytes."),
         Field("view", "string", "Radiographic view (PA, AP, AP Supine, L), or empty when unknown."),
@@ -107,6 +112,12 @@ _CATALOGUE: dict[str, Field] = {
         ),
         Field("checkpoint_sha256", "string", "SHA-256 of the generator checkpoint's tensors file."),
         Field("config_sha256", "string", "SHA-256 of the generator's resolved config (canonical JSON)."),
+        Field(
+            "train_manifest_sha256",
+            "string",
+            "Identity (SHA-256) of the prepared manifest the generator was trained on; empty: not recorded "
+            "(the seed's v0.1 zips).",
+        ),
         Field("preset", "string", "Generator preset the config was resolved from."),
         Field("code_version", "string", "cxrds version that made the image."),
         Field("seed", "int64", "Seed of the run that made the image."),
@@ -126,6 +137,7 @@ _PROVENANCE_NAMES = (
     "split",
     "checkpoint_sha256",
     "config_sha256",
+    "train_manifest_sha256",
     "preset",
     "code_version",
     "seed",

@@ -1,8 +1,10 @@
 """Leakage and duplicate audits between a release and the real data it was made from.
 
 A synthetic image is a translation of one real image, so it carries that patient: if the patient sits in a
-real validation or test split, a model trained on the synthetic image has seen the test patient. Duplicates
-(exact by SHA-256, near by a 64-bit difference hash) across splits leak the same way.
+real validation or test split, a model trained on the synthetic image has seen the test patient. The generator
+that made it carries every patient it was trained on the same way, so the manifest it was trained on must be the
+one given (or none of its training patients held out there). Duplicates (exact by SHA-256, near by a 64-bit
+difference hash) across splits leak the same way.
 """
 
 from __future__ import annotations
@@ -29,6 +31,22 @@ def synthetic_leaks(release_rows: Iterable[dict], manifest_rows: Sequence[dict])
     """Ids of synthetic images whose source patient is held out in the real data."""
     held = held_out_patients(manifest_rows)
     return [r["id"] for r in release_rows if r["source_patient_id"] in held]
+
+
+def training_patients(manifest_rows: Iterable[dict], tasks: Iterable[str]) -> set[str]:
+    """Patients a generator of each of `tasks` trained on when trained on these rows: the training split of the
+    task's source class and of COVID-19 (what `cxrds train` reads)."""
+    labels = {TASK_SOURCE_CLASS[t] for t in tasks} | {"covid"}
+    return {r["patient_id"] for r in manifest_rows if r["split"] == "train" and r["label"] in labels}
+
+
+def training_patients_held_out(
+    training_rows: Iterable[dict], tasks: Iterable[str], manifest_rows: Iterable[dict]
+) -> dict[str, str]:
+    """patient id → split, for each patient the generators of `tasks` trained on (in `training_rows`, the manifest
+    they were trained on) that is a validation or test patient in `manifest_rows`."""
+    held = held_out_patients(manifest_rows)
+    return {p: held[p] for p in sorted(training_patients(training_rows, tasks)) if p in held}
 
 
 def unknown_provenance(release_rows: Iterable[dict]) -> list[str]:

@@ -1,5 +1,5 @@
 """`cxrds validate`: a release's integrity (`cxr_dataset.verify`) plus, given the prepared real data it was
-made from, the skew table, the leakage audit and duplicate detection."""
+made from, the skew table, the leakage audit (the generators' training data included) and duplicate detection."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from cxr_dataset.manifest import read_manifest
+from cxr_dataset.manifest import Manifest, read_manifest
 from cxr_dataset.options import check_fraction
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.release_folder import read_release
@@ -22,6 +22,8 @@ from validation_tools.audit import (
     near_duplicate_pairs,
     patients_in_several_splits,
     synthetic_leaks,
+    training_patients,
+    training_patients_held_out,
     unknown_provenance,
     v01_source_set,
 )
@@ -34,27 +36,42 @@ def validate_release(
     real: Path | None = None,
     near_duplicate_fraction: float = DEFAULT_NEAR_FRACTION,
     accept_unknown_provenance: bool = False,
+    trained_on: list[Path] | None = None,
     progress: ProgressFn = no_progress,
 ) -> ValidationReport:
     """Every check a release must pass before anyone trains on it: `verify_release`'s integrity checks and,
     given the prepared real data it was made from, the skew table, the leakage audit and duplicate detection.
 
-    Synthetic images that name no source patient cannot be audited: they fail the audit unless
-    `accept_unknown_provenance`, and are then reported as accepted, never as clean."""
+    Synthetic images that name no source patient, or whose generators' training manifest is not recorded, cannot
+    be audited: they fail the audit unless `accept_unknown_provenance`, and are then reported as accepted, never
+    as clean. Generators trained on another manifest than `real` fail it; `trained_on` (prepared folders) gives
+    the rows of such training manifests, so that the audit names their patients held out in `real` instead."""
     check_fraction(near_duplicate_fraction, "near_duplicate_fraction")
+    training = [read_manifest(p) for p in trained_on or []]  # read first: a wrong folder fails before the work
     report = verify_release(root, progress=progress)
     if real is not None:
         manifest = read_manifest(real)
-        _audit_against_real(Path(root), manifest, report, near_duplicate_fraction, accept_unknown_provenance, progress)
+        _audit_against_real(
+            Path(root), manifest, report, near_duplicate_fraction, accept_unknown_provenance, training, progress
+        )
     return report
 
 
 def _audit_against_real(
-    root: Path, manifest, report: ValidationReport, fraction: float, accept_unknown: bool, progress: ProgressFn
+    root: Path,
+    manifest: Manifest,
+    report: ValidationReport,
+    fraction: float,
+    accept_unknown: bool,
+    training: list[Manifest],
+    progress: ProgressFn,
 ) -> None:
-
     real_rows = manifest.rows()
-    synthetic = list(read_release(root).iter_rows(["id", "source_patient_id", "task", "preset", "image"]))
+    release = read_release(root)
+    # A release built before the column existed records no training manifest: it reads as not recorded.
+    stored = _stored_columns(release)
+    columns = [c for c in ("id", "source_patient_id", "task", "preset", "image", TRAIN_MANIFEST) if c in stored]
+    synthetic = [{TRAIN_MANIFEST: "", **r} for r in release.iter_rows(columns)]
     train_counts = Counter(r["label"] for r in real_rows if r["split"] == "train")
     per_config = Counter(TASK_CONFIG[TASKS[r["task"]]] for r in synthetic)
     report.skew = skew_table(dict(train_counts), dict(per_config))
@@ -79,6 +96,7 @@ def _audit_against_real(
             f"none of them can be checked against the held-out patients{accepted}"
             + ("" if accept_unknown else "; pass --accept-unknown-provenance to accept that knowingly"),
         )
+    _audit_generators(report, synthetic, manifest, training, accept_unknown)
     v01 = v01_source_set(synthetic, real_rows)
     if v01 is not None:
         parts = [
@@ -140,3 +158,79 @@ def _audit_against_real(
         f"{len(near_synthetic)} synthetic-vs-held-out pairs with <= {fraction:.0%} of dHash bits differing",
     )
     report.counts["real/train"] = {"rows": sum(train_counts.values()), "source_class": dict(train_counts), "task": {}}
+
+
+TRAIN_MANIFEST = "train_manifest_sha256"
+GENERATORS_CHECK = "leakage: generators' training data"
+
+
+def _stored_columns(release) -> set[str]:
+    """The columns every stored parquet file of the release holds."""
+    import pyarrow.parquet as pq
+
+    names = [set(pq.ParquetFile(p).schema_arrow.names) for p in release.stored_files()]
+    return set.intersection(*names) if names else set()
+
+
+def _audit_generators(
+    report: ValidationReport,
+    synthetic: list[dict],
+    manifest: Manifest,
+    training: list[Manifest],
+    accept_unknown: bool,
+) -> None:
+    """Whether the generators saw any of `manifest`'s validation/test patients while training. A generator
+    trained on `manifest` saw only its training split. One trained on another manifest fails the check, unless
+    that manifest's rows are given (`training`) and none of its training patients is held out here; their
+    patients are named otherwise. A generator whose training manifest is not recorded (the seed's v0.1 zips)
+    cannot be checked: it fails unless `accept_unknown`, and is never called clean."""
+    by_identity: dict[str, list[dict]] = defaultdict(list)
+    for r in synthetic:
+        by_identity[r[TRAIN_MANIFEST]].append(r)
+    given = {m.sha256: m for m in training}
+    parts, failed = [], False
+    for identity in sorted(by_identity, key=lambda i: (i != manifest.sha256, i)):
+        if not identity:
+            continue
+        rows = by_identity[identity]
+        tasks = sorted({TASKS[r["task"]] for r in rows})
+        if identity == manifest.sha256:
+            parts.append(f"{len(rows)} synthetic images come from generators trained on this manifest ({identity})")
+        elif identity in given:
+            training_rows = given[identity].rows()
+            held = training_patients_held_out(training_rows, tasks, manifest.rows())
+            seen = len(training_patients(training_rows, tasks))
+            failed |= bool(held)
+            parts.append(
+                f"{len(rows)} synthetic images come from generators ({', '.join(tasks)}) trained on the manifest "
+                f"{identity} ({given[identity].root}), not this one ({manifest.sha256}): "
+                + (
+                    f"{len(held)} of its {seen} training patients are validation/test patients here: "
+                    + ", ".join(f"{p} ({split})" for p, split in list(held.items())[:10])
+                    + (", ..." if len(held) > 10 else "")
+                    if held
+                    else f"none of its {seen} training patients is a validation/test patient here"
+                )
+            )
+        else:
+            failed = True
+            parts.append(
+                f"{len(rows)} synthetic images come from generators ({', '.join(tasks)}) trained on the manifest "
+                f"{identity}, not this one ({manifest.sha256}): its training patients may be validation/test "
+                "patients here; validate against the prepared data they were trained on, or pass that folder "
+                "with --trained-on to name them"
+            )
+    unknown = by_identity.get("", [])
+    if unknown:
+        failed |= not accept_unknown
+        accepted = " (accepted with --accept-unknown-provenance: NOT checked)" if accept_unknown else ""
+        parts.append(
+            f"{len(unknown)} of {len(synthetic)} synthetic images come from generators whose training manifest is "
+            "not recorded (e.g. the seed's v0.1 zips), so whether they were trained on validation/test patients "
+            f"here cannot be checked{accepted}"
+            + ("" if accept_unknown else "; pass --accept-unknown-provenance to accept that knowingly")
+        )
+    unused = [f"{m.root} ({m.sha256})" for m in training if m.sha256 not in by_identity]
+    if unused:
+        parts.append(f"no generator of this release was trained on --trained-on {', '.join(unused)}")
+    report.add(GENERATORS_CHECK, not failed, "; ".join(parts) or "the release holds no synthetic images")
