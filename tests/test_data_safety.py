@@ -750,11 +750,14 @@ def test_translate_removes_temporary_files_a_killed_run_left(prepared, synthetic
     run = synthetic["normal2covid"].parents[1] / "runs" / "normal2covid"
     translate(prepared, run, tmp_path / "out")
     stale = tmp_path / "out" / "images" / f".g_nc_x.png.tmp-{os.getpid()}"
-    with pytest.raises(KeyboardInterrupt), claimed_output(tmp_path / "out", "synthetic") as claim:
-        with atomic_open(claim.root / "images" / "g_nc_x.png") as f:  # the state a run killed mid-write leaves
-            f.write(b"half a png")
-            os.link(stale, stale.with_name("kept"))
-            raise KeyboardInterrupt
+    with (
+        pytest.raises(KeyboardInterrupt),
+        claimed_output(tmp_path / "out", "synthetic") as claim,
+        atomic_open(claim.root / "images" / "g_nc_x.png") as f,  # the state a run killed mid-write leaves
+    ):
+        f.write(b"half a png")
+        os.link(stale, stale.with_name("kept"))
+        raise KeyboardInterrupt
     stale.with_name("kept").rename(stale)
     translate(prepared, run, tmp_path / "out")
     assert not stale.exists()

@@ -167,10 +167,10 @@ def test_a_killed_commands_folder_is_taken_up_again_but_not_with_a_users_file_ad
 
 
 def test_a_second_command_into_a_folder_being_written_is_refused_by_name(tmp_path):
+    busy = rf"`cxrds train` \(pid {os.getpid()}\) is writing here now"
     with claimed_output(tmp_path / "out", "run", command="cxrds train") as claim:
-        with pytest.raises(OwnershipError, match=rf"`cxrds train` \(pid {os.getpid()}\) is writing here now"):
-            with claimed_output(claim.root, "run", command="cxrds train"):
-                pass
+        with pytest.raises(OwnershipError, match=busy), claimed_output(claim.root, "run", command="cxrds train"):
+            pass
         atomic_write_text(claim.root / "log.jsonl", "{}\n")
     check_output(tmp_path / "out", "run")
 
