@@ -35,7 +35,9 @@ from cxr_dataset.synthetic_folder import synthetic_rows, verified_images  # noqa
 from generator.config import load_preset  # noqa: E402
 from generator.train import train  # noqa: E402
 from generator.translate import translate  # noqa: E402
-from validation_tools.baselines import BaselinesConfig, load_classifier, model_file, run_baselines  # noqa: E402
+from validation_tools.baselines import BaselinesConfig, run_baselines  # noqa: E402
+from validation_tools.baselines_folder import classifier_path  # noqa: E402
+from validation_tools.classifiers import load_classifier  # noqa: E402
 from validation_tools.explain import fid, judged_covid_share, kid_spread, penultimate_features  # noqa: E402
 
 COMPARISON, REGIME = "normal vs covid", "real"
@@ -98,7 +100,7 @@ def main() -> None:
                     out = root / "baselines"
                     bl = BaselinesConfig(comparisons=(COMPARISON,), regimes=(REGIME,), seeds=(0,), bootstrap=10)
                     run_baselines(release, prepared, out, bl)
-                    classifier, _ = load_classifier(out / "models" / model_file(COMPARISON, REGIME, "small-cnn", 0))
+                    classifier, _ = load_classifier(classifier_path(out, COMPARISON, REGIME, "small-cnn", 0))
                     features = {label: penultimate_features(classifier, x) for label, x in real.items()}
                     kid_ref = kid_spread(features["normal"], features["covid"])[0]
                     print(f"reference, real normal vs real COVID-19 test images: KID {kid_ref:.4f}")

@@ -127,7 +127,7 @@ def test_baselines_refuse_synthetic_images_without_a_source_patient_unless_accep
     from builders.release import build_release_from_zips
     from cxr_dataset.sources.release import ReleaseWarning
     from tests.test_sources_release import make_release
-    from validation_tools.baselines import synthetic_images
+    from validation_tools.baselines_data import synthetic_images
 
     zips = make_release(tmp_path / "zips", n_nc=5, n_pc=3)
     release = tmp_path / "rel" / "covid-synthetic-cxr"

@@ -225,7 +225,8 @@ def test_report_html_is_self_contained_and_well_formed(report):
 
 
 def test_report_flags_a_domain_gap_border_heat_and_tiny_test_sets():
-    from validation_tools.report import _interval_flags, border_share, domain_gap, synthetic_neighbour_share
+    from validation_tools.report import _interval_flags
+    from validation_tools.report_quality import border_share, domain_gap, synthetic_neighbour_share
 
     rng = np.random.default_rng(0)
     real = {"real covid": rng.normal(0, 1, (200, 8)), "real normal": rng.normal(0.5, 1, (200, 8))}
@@ -342,7 +343,7 @@ def test_metrics_equal_scikit_learn_with_ties(seed):
 def test_report_notes_when_class_follows_source_and_not_when_sources_mix():
     import json as _json
 
-    from validation_tools.report import source_confounding
+    from validation_tools.report_quality import source_confounding
 
     def rows(pairs):
         return [

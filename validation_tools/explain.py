@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cxr_dataset.errors import ConfigError
-from validation_tools.baselines import SmallCNN, normalise, predict_proba
+from validation_tools.classifiers import SmallCNN, normalise, predict_proba
 
 INCEPTION_SIZE = 299
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

@@ -1,0 +1,76 @@
+"""What the baselines' classifiers see: which split each real image serves as (validation carved by patient when
+the prepared data has none), and the release's synthetic images minus those of held-out patients."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cxr_dataset.errors import ConfigError
+from cxr_dataset.imaging import read_gray_batch
+from cxr_dataset.release_folder import Release, read_release
+from cxr_dataset.schema import TASK_CONFIG, TASKS
+from validation_tools.classifiers import image_batch
+
+
+def classifier_splits(
+    rows: list[dict[str, Any]], protocol: str, fraction: float, seed: int
+) -> tuple[dict[str, str], str]:
+    """Image id → the split the classifiers use it as, and a sentence saying where validation came from. Protocol
+    `leak-free` carves a `fraction` of the training patients (seeded by `seed`) when there is no validation split."""
+    splits = {r["id"]: r["split"] for r in rows}
+    if protocol == "seed":
+        return splits, "the TEST split (the seed's protocol): early stopping, checkpoint and threshold saw it"
+    if any(s == "validation" for s in splits.values()):
+        return splits, "the prepared validation split"
+    carved = carve_validation(rows, fraction, seed=seed)
+    note = (
+        f"carved from the training split by patient: {len({r['patient_id'] for r in rows if r['id'] in carved})} "
+        f"patients, {len(carved)} images ({fraction:.0%} per class, seed {seed})"
+    )
+    return {i: "validation" if i in carved else s for i, s in splits.items()}, note
+
+
+def carve_validation(rows: list[dict[str, Any]], fraction: float, *, seed: int) -> set[str]:
+    """Ids of training images moved to validation: per class, a seeded `fraction` of the training patients
+    (at least one where a class has two), every image of a chosen patient."""
+    rng = np.random.default_rng([seed, 2])
+    train = [r for r in rows if r["split"] == "train"]
+    chosen: set[str] = set()
+    for label in sorted({r["label"] for r in train}):
+        patients = sorted({r["patient_id"] for r in train if r["label"] == label} - chosen)
+        take = max(round(len(patients) * fraction), 1 if len(patients) >= 2 else 0)
+        chosen.update(patients[i] for i in rng.permutation(len(patients))[:take])
+    return {r["id"] for r in train if r["patient_id"] in chosen}
+
+
+def synthetic_images(
+    release: Path | Release, held: dict[str, str], size: int, workers: int = 1, accept_unknown: bool = False
+) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+    """Task config → uint8 N×1×size×size of the release's images, minus those of held-out patients; and the
+    counts of what was kept and dropped. Images that name no source patient cannot be checked: refused unless
+    `accept_unknown`, then kept and counted."""
+    encoded: dict[str, list[bytes]] = {}
+    counts = {"kept": 0, "dropped_held_out": 0, "unknown_source_kept": 0}
+    unknown = []
+    folder = release if isinstance(release, Release) else read_release(release)
+    for row in folder.iter_rows(["id", "task", "source_patient_id", "image"]):
+        if row["source_patient_id"] in held:
+            counts["dropped_held_out"] += 1
+            continue
+        if not row["source_patient_id"]:
+            unknown.append(row["id"])
+            if not accept_unknown:
+                continue
+            counts["unknown_source_kept"] += 1
+        counts["kept"] += 1
+        encoded.setdefault(TASK_CONFIG[TASKS[row["task"]]], []).append(row["image"]["bytes"])
+    if unknown and not accept_unknown:
+        raise ConfigError(
+            f"{folder.root}: {len(unknown)} synthetic images name no source patient (e.g. {unknown[0]}), so none can "
+            "be checked against the held-out patients; pass --accept-unknown-provenance to train on them knowingly"
+        )
+    return {config: image_batch(read_gray_batch(data, size, workers)) for config, data in encoded.items()}, counts
