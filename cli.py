@@ -26,6 +26,7 @@ from cxr_dataset.errors import CxrdsError
 from cxr_dataset.progress import PlainProgress, ProgressFn
 from cxr_dataset.schema import SOURCE_CLASSES, TASKS
 from cxr_dataset.sources.phantom import DEMO_SPEC
+from validation_tools import baselines_folder
 
 # Under torchrun only rank 0 prints; the library reports progress from rank 0 only.
 _quiet = int(os.environ.get("RANK", "0")) != 0  # under torchrun only rank 0 speaks
@@ -483,9 +484,7 @@ def push(
 def baselines(
     release: Annotated[Path, typer.Option(help="A release folder (the synthetic positives).")],
     real: Annotated[Path, typer.Option(help="The prepared real data it was made from.")],
-    out: Annotated[
-        Path, typer.Option(help="Writes OUT/table.md, metrics.csv, comparisons.csv, metrics.json, models/.")
-    ],
+    out: Annotated[Path, typer.Option(help=f"Writes OUT/{baselines_folder.LISTING}.")],
     protocol: Annotated[
         str,
         typer.Option(
@@ -507,7 +506,10 @@ def baselines(
     ] = None,
     controls: Annotated[bool, typer.Option(help="Also train the oversampling and class-weight controls.")] = True,
     regimes: Annotated[
-        str, typer.Option(help="Comma-separated regimes to train, named as in table.md (default: every one).")
+        str,
+        typer.Option(
+            help=f"Comma-separated regimes to train, named as in {baselines_folder.TABLE_NAME} (default: every one)."
+        ),
     ] = "",
     accept_unknown_provenance: Annotated[
         bool, typer.Option(help="Train on synthetic images that name no source patient (cannot be leak-checked).")
@@ -533,7 +535,7 @@ def baselines(
             workers=workers,
         )
         run_baselines(release, real, out, cfg, progress=progress)
-    console.print(escape((out / "table.md").read_text()))
+    console.print(escape(baselines_folder.read_baselines(out).table_text()))
 
 
 app.command("benchmark", hidden=True, deprecated=True, help="Renamed: `cxrds baselines`.")(baselines)
@@ -584,7 +586,7 @@ def demo(
     ]
     console.print(_table("Trained", rows, ("task", "steps", "cycle_A first", "cycle_A last", "img/s")))
     _print_report(result.validation)
-    console.print(escape((out / "baselines" / "table.md").read_text()))
+    console.print(escape(baselines_folder.read_baselines(out / "baselines").table_text()))
     console.print(f"report: {escape(str(result.report))}")
     console.print(f"load_dataset: {result.hf_rows} rows; webdataset: {result.wds_samples} samples")
     console.print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result.stage_seconds.items()))
