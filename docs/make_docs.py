@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import html
+import re
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent
+CODE_SPAN = re.compile(r"(`[^`\n]*`)")
+ANGLED = re.compile(r"[^\s(),;`]*<[^\s<>`]*>[^\s(),;`]*")
+
+
+def plain(markdown: str) -> str:
+    """Typer's docs escape help text as HTML (`&#x27;`, `&lt;`): give the characters back, as written in cli.py.
+
+    A word holding `<...>` outside a code span (`ROOT/<class>/*.png`) becomes a code span, so markdown shows it
+    instead of reading it as an HTML tag."""
+
+    def angled(match: re.Match) -> str:
+        word = match[0].rstrip(".")
+        return f"`{word}`" + match[0][len(word) :]
+
+    parts = CODE_SPAN.split(html.unescape(markdown))
+    return "".join(part if part.startswith("`") else ANGLED.sub(angled, part) for part in parts)
 
 
 def generated() -> dict[str, str]:
@@ -22,7 +40,7 @@ def generated() -> dict[str, str]:
             capture_output=True,
             cwd=DOCS.parent,
         )
-        return {"cli.md": out.read_text(), "schema.md": to_markdown()}
+        return {"cli.md": plain(out.read_text()), "schema.md": to_markdown()}
 
 
 def main() -> None:
