@@ -173,6 +173,20 @@ def umap_figure(features: dict[str, np.ndarray], path: Path) -> Figure:
     ax.legend(fontsize=8)
     ratio, clustered = domain_gap(features), synthetic_neighbour_share(features)
     pool_share = sum(len(f) for n, f in features.items() if n.startswith("synthetic")) / len(stacked)
+    return Figure(
+        _save(fig, path),
+        "Real and synthetic images in the classifier's feature space (UMAP)",
+        "Each point is one image, placed by UMAP from the real-only classifier's penultimate features.",
+        "Synthetic COVID-19 points should fall among the real COVID-19 points. UMAP keeps neighbourhoods, not "
+        "distances: read clusters, not gaps. Measured on the features themselves: synthetic neighbours of a "
+        f"synthetic image {clustered:.0%} (mixed: {pool_share:.0%}); distance to the nearest real image "
+        f"{ratio:.1f}× the spacing between real images.",
+        _feature_space_flags(clustered, pool_share, ratio),
+    )
+
+
+def _feature_space_flags(clustered: float, pool_share: float, ratio: float) -> list[str]:
+    """Warnings when synthetic images cluster among themselves or lie apart from every real image."""
     flags = []
     if clustered > CLUSTERED:
         flags.append(
@@ -188,16 +202,7 @@ def umap_figure(features: dict[str, np.ndarray], path: Path) -> Figure:
             "images. The generator has not reached the real look, and a classifier can tell the two apart "
             "(it may learn 'synthetic', not 'COVID-19')."
         )
-    return Figure(
-        _save(fig, path),
-        "Real and synthetic images in the classifier's feature space (UMAP)",
-        "Each point is one image, placed by UMAP from the real-only classifier's penultimate features.",
-        "Synthetic COVID-19 points should fall among the real COVID-19 points. UMAP keeps neighbourhoods, not "
-        "distances: read clusters, not gaps. Measured on the features themselves: synthetic neighbours of a "
-        f"synthetic image {clustered:.0%} (mixed: {pool_share:.0%}); distance to the nearest real image "
-        f"{ratio:.1f}× the spacing between real images.",
-        flags,
-    )
+    return flags
 
 
 def cam_figure(rows, path: Path) -> Figure:
