@@ -34,9 +34,10 @@ from cxr_dataset.fileio import sha256_bytes, sha256_file
 from cxr_dataset.imaging import encode_png
 from cxr_dataset.loading import load_release, wds_release
 from cxr_dataset.ownership import remove_owned
-from cxr_dataset.schema import PROVENANCE_FIELDS, PROVENANCE_NAME, TASK_CONFIG, TASK_SOURCE_CLASS
+from cxr_dataset.schema import PROVENANCE_FIELDS, TASK_CONFIG, TASK_SOURCE_CLASS
 from cxr_dataset.sources.phantom import render_phantom
 from cxr_dataset.streaming import decode_gray, wds_pipeline
+from cxr_dataset.synthetic_folder import PROVENANCE_NAME
 from cxr_dataset.tables import write_table
 
 REPO = Path(__file__).resolve().parents[1]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import statistics
 import sys
@@ -37,6 +36,7 @@ from generator.cyclegan import NET_NAMES, CycleGAN, ImagePool, train_step  # noq
 from generator.distributed import DistInfo  # noqa: E402
 from generator.networks import build_generator  # noqa: E402
 from generator.precision import autocast, cpu_has_native_bf16, resolve_precision  # noqa: E402
+from generator.run_folder import read_log  # noqa: E402
 from generator.train import seeded, train  # noqa: E402
 
 RELEASE_IMAGES = 21_295
@@ -136,7 +136,7 @@ def loop_rates(cfg: TrainConfig, runs: int, steps: int) -> tuple[list[float], li
         for run in range(runs):
             out = Path(tmp) / f"run-{run}"
             whole.append(train(prepared, "normal2covid", out, run_cfg).images_per_second)
-            log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+            log = read_log(out)
             first, last = log[0], log[-1]
             paced.append((last["step"] - first["step"]) * cfg.batch_size / (last["elapsed_s"] - first["elapsed_s"]))
     return paced, whole

@@ -15,7 +15,7 @@ from typing import Any
 
 from cards import responsible_ai
 from cxr_dataset.fileio import atomic_write_text
-from cxr_dataset.release_folder import CROISSANT_NAME, WDS_DIR
+from cxr_dataset.release_folder import CROISSANT_NAME, RELEASE_SPLIT, WDS_DIR, shard_index_name
 from cxr_dataset.schema import to_croissant_fields
 
 PARQUET = "application/x-parquet"
@@ -64,7 +64,8 @@ def croissant_metadata(
             id="webdataset-tars",
             name="webdataset-tars",
             description="The same samples as WebDataset shards (members .png, .json provenance, .cls label); "
-            "webdataset/<config>-train-shardindex.json lists each config's shards with size and checksums.",
+            f"{WDS_DIR}/{shard_index_name('<config>', RELEASE_SPLIT)} lists each config's shards with size and "
+            "checksums.",
             encoding_formats=[TAR],
             includes=[f"{WDS_DIR}/*.tar"],
         )

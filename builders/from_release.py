@@ -11,9 +11,9 @@ from cxr_dataset.errors import SourceError
 from cxr_dataset.fileio import atomic_write_bytes, sha256_bytes
 from cxr_dataset.imaging import encode_png
 from cxr_dataset.progress import ProgressFn, no_progress
-from cxr_dataset.schema import PROVENANCE_FIELDS, PROVENANCE_NAME, RELEASE_PRESET, TASK_SOURCE_CLASS, make_key
+from cxr_dataset.schema import PROVENANCE_FIELDS, RELEASE_PRESET, TASK_SOURCE_CLASS, make_key
 from cxr_dataset.sources.release import DATASET_NAME, check_release_zip, iter_release_images, release_zips
-from cxr_dataset.synthetic_folder import image_path
+from cxr_dataset.synthetic_folder import PROVENANCE_NAME, image_path
 from cxr_dataset.tables import write_table
 
 UNKNOWN_SEED = -1  # the seed's notebooks set none

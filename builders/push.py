@@ -16,13 +16,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from cxr_dataset.checksums import checksum_problems, read_checksums
+from cxr_dataset.checksums import CHECKSUMS_NAME, checksum_problems, read_checksums
 from cxr_dataset.errors import ReleaseError
 from cxr_dataset.fileio import sha256_file
 from cxr_dataset.release_folder import read_release
-from cxr_dataset.schema import CHECKSUMS_NAME, MODEL_JSON_NAME, MODEL_TENSORS_NAME
 from cxr_dataset.verify import verify_release
 from cxr_dataset.weights import check_finite_file
+from generator.export_folder import MODEL_TENSORS_NAME, is_export
 
 KEEP_ON_HUB = frozenset({".gitattributes"})  # made by the Hub with the repository; never ours to delete
 _TAG = re.compile(r"v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)")
@@ -83,7 +83,7 @@ def plan_push(root: Path, repo_id: str, *, remote_files: Iterable[str] | None, t
     names = sorted([*read_checksums(root), CHECKSUMS_NAME])
     upload = [(name, (root / name).stat().st_size) for name in names]
     delete = sorted(set(remote_files) - set(names) - KEEP_ON_HUB) if remote_files is not None else []
-    description = f"version {version or 'untagged'}\nSHA256SUMS sha256 {sha256_file(root / CHECKSUMS_NAME)}"
+    description = f"version {version or 'untagged'}\n{CHECKSUMS_NAME} sha256 {sha256_file(root / CHECKSUMS_NAME)}"
     return PushPlan(repo_id, repo_type, upload, delete, remote_files is not None, version, tag, description)
 
 
@@ -105,7 +105,7 @@ def check_push_options(repo_id: str, tag: str | None) -> None:
 
 def folder_repo_type(root: Path) -> str:
     """ "model" for an exported model folder, "dataset" for anything else (checked as a release)."""
-    return "model" if (Path(root) / MODEL_JSON_NAME).is_file() else "dataset"
+    return "model" if is_export(root) else "dataset"
 
 
 def remote_problems(root: Path, remote: Iterable[RemoteFile]) -> list[str]:

@@ -31,10 +31,9 @@ from cxr_dataset.fileio import atomic_write_text
 from cxr_dataset.options import check_workers
 from cxr_dataset.ownership import Claim, check_output, claimed_output, remove_owned
 from cxr_dataset.progress import ProgressFn, no_progress
-from cxr_dataset.release_folder import RELEASE_SPLIT, WDS_DIR, parquet_pattern
+from cxr_dataset.release_folder import CARD_NAME, RELEASE_SPLIT, WDS_DIR, parquet_pattern
 from cxr_dataset.schema import (
     ALL_CONFIG,
-    CARD_NAME,
 )
 
 DEFAULT_VERSION = "1.0.0"

@@ -14,7 +14,8 @@ from typing import BinaryIO
 
 from cxr_dataset.errors import ReleaseError
 from cxr_dataset.fileio import atomic_write_text, sha256_file
-from cxr_dataset.schema import CHECKSUMS_NAME
+
+CHECKSUMS_NAME = "SHA256SUMS"  # a release's or an export's list of its files
 
 _LINE = re.compile(r"([0-9a-f]{64})  (.+)")
 

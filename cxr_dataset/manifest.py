@@ -10,13 +10,16 @@ import pyarrow as pa
 
 from cxr_dataset.errors import SchemaError
 from cxr_dataset.fileio import sha256_bytes, sha256_file
-from cxr_dataset.schema import MANIFEST_FIELDS, MANIFEST_NAME, is_key
+from cxr_dataset.schema import MANIFEST_FIELDS, is_key
 from cxr_dataset.tables import read_table, write_table
+
+MANIFEST_NAME = "manifest.parquet"  # PREPARED/ (beside it, `prepare` writes rejects.csv and its cache)
+IMAGES_DIR = "images"
 
 
 def prepared_image_path(label: str, image_id: str) -> str:
     """An image's path relative to its prepared folder."""
-    return f"images/{label}/{image_id}.png"
+    return f"{IMAGES_DIR}/{label}/{image_id}.png"
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from cxr_dataset.errors import OwnershipError
-from cxr_dataset.schema import CHECKSUMS_NAME
 
 MARKER_NAME = ".cxrds-output.json"
 JOURNAL_NAME = ".cxrds-journal"
@@ -164,7 +163,7 @@ def unaccounted(root: Path, kind: str) -> list[str]:
 
 def _checksummed_problems(root: Path, entries: dict[str, str]) -> list[str]:
     """A sealed release or export: exactly the files its SHA256SUMS lists, the marker among them."""
-    from cxr_dataset.checksums import read_checksums
+    from cxr_dataset.checksums import CHECKSUMS_NAME, read_checksums
     from cxr_dataset.errors import ReleaseError
     from cxr_dataset.fileio import sha256_file
 
@@ -381,7 +380,7 @@ def _write_writing_marker(root: Path, kind: str, command: str, previous: Marker 
     files = previous.files if previous else {}
     folders = previous.folders if previous else ()
     if previous is not None and previous.kind in CHECKSUMMED_KINDS and previous.state == SEALED:
-        from cxr_dataset.checksums import read_checksums
+        from cxr_dataset.checksums import CHECKSUMS_NAME, read_checksums
 
         files = {name: {"sha256": digest} for name, digest in read_checksums(root).items()}
         files[CHECKSUMS_NAME] = _file_record(root / CHECKSUMS_NAME)

@@ -12,11 +12,11 @@ from typing import Any
 from cxr_dataset.errors import ConfigError, CxrdsError, SourceError
 from cxr_dataset.fileio import atomic_write_bytes, atomic_write_text, sha256_bytes, sha256_file
 from cxr_dataset.imaging import RESIZE_MODES, encode_png, to_square
-from cxr_dataset.manifest import prepared_image_path, write_manifest
+from cxr_dataset.manifest import MANIFEST_NAME, prepared_image_path, write_manifest
 from cxr_dataset.options import check_seed, check_workers
 from cxr_dataset.ownership import claimed_output, note_write
 from cxr_dataset.progress import ProgressFn, no_progress
-from cxr_dataset.schema import CLASSES, MANIFEST_NAME
+from cxr_dataset.schema import CLASSES
 from cxr_dataset.sources import Source, SourceImage, SourceOptions, open_source, source_path
 from cxr_dataset.sources.base import DEFAULT_VIEWS
 from cxr_dataset.sources.files import confined

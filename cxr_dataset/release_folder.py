@@ -20,9 +20,10 @@ from typing import Any
 
 from cxr_dataset.checksums import is_safe_relative, open_regular
 from cxr_dataset.errors import ReleaseError
-from cxr_dataset.schema import ALL_CONFIG, CARD_NAME, CONFIGS, TASK_CONFIG
+from cxr_dataset.schema import ALL_CONFIG, CONFIGS, TASK_CONFIG
 
 RELEASE_SPLIT = "train"  # every synthetic image is training material
+CARD_NAME = "README.md"
 DATA_DIR = "data"
 WDS_DIR = "webdataset"
 CROISSANT_NAME = "croissant.json"

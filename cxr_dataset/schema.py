@@ -38,13 +38,8 @@ CONFIGS: tuple[str, ...] = (ALL_CONFIG, *TASK_CONFIG.values())
 SYNTHETIC_LABEL = "covid"
 RELEASE_PRESET = "seed-v0.1"  # the `preset` of rows read from the seed's released zips (no provenance)
 
-# File names of the layouts the stages hand to each other.
-MANIFEST_NAME = "manifest.parquet"  # PREPARED/
-PROVENANCE_NAME = "provenance.parquet"  # SYNTH/
-CARD_NAME = "README.md"  # RELEASE/<name>/
-CHECKSUMS_NAME = "SHA256SUMS"  # RELEASE/<name>/, EXPORT/
-MODEL_JSON_NAME = "model.json"  # EXPORT/ (`cxrds export`: the generators for inference)
-MODEL_TENSORS_NAME = "model.safetensors"  # EXPORT/
+# The folders' file names are owned by each folder's module: `manifest` (prepared), `synthetic_folder`,
+# `release_folder`, `checksums`, and in the generator package `run_folder` and `export_folder`.
 
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 

@@ -17,9 +17,10 @@ from typing import Any
 
 from cxr_dataset.errors import ReleaseError, SchemaError
 from cxr_dataset.fileio import read_whole, sha256_bytes
-from cxr_dataset.schema import PROVENANCE_FIELDS, PROVENANCE_NAME, is_key
+from cxr_dataset.schema import PROVENANCE_FIELDS, is_key
 from cxr_dataset.tables import read_table_and_digest
 
+PROVENANCE_NAME = "provenance.parquet"
 IMAGES_DIR = "images"
 
 

@@ -33,6 +33,7 @@ import pyarrow as pa
 from PIL import Image
 
 from cxr_dataset.checksums import (
+    CHECKSUMS_NAME,
     checksum_problems,
     file_kind,
     folder_files,
@@ -47,7 +48,6 @@ from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.release_folder import CROISSANT_NAME, WDS_DIR, Release, read_card_text, read_release
 from cxr_dataset.schema import (
     ALL_CONFIG,
-    CHECKSUMS_NAME,
     FIELDS,
     TASK_CONFIG,
     encode_wds_sample,

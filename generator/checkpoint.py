@@ -9,7 +9,6 @@ and the manifest it was trained on. An exported model folder (`generator/export.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,14 +20,13 @@ from safetensors.torch import load_file, save
 from cxr_dataset import __version__
 from cxr_dataset.errors import CheckpointError, ConfigError
 from cxr_dataset.fileio import atomic_open, atomic_write_text, sha256_file
-from cxr_dataset.schema import MODEL_JSON_NAME, MODEL_TENSORS_NAME
 from cxr_dataset.weights import check_finite
 from generator.config import TrainConfig, from_dict, generator_parameters
+from generator.export_folder import MODEL_JSON_NAME
+from generator.run_folder import CHECKPOINT_PATTERN, CHECKPOINTS_DIR, checkpoint_base, checkpoint_files, run_checkpoints
 
 FORMAT = "cxrds-cyclegan-checkpoint/1"
 EXPORT_FORMAT = "cxrds-cyclegan-generators/1"
-EXPORT_JSON, EXPORT_TENSORS = MODEL_JSON_NAME, MODEL_TENSORS_NAME
-_STEP_FILE = re.compile(r"step-(\d{9})\.json$")
 _REQUIRED = {"config": dict, "step": int, "task": str, "tensors_file": str, "tensors_sha256": str, "config_sha256": str}
 
 
@@ -57,8 +55,7 @@ def save_checkpoint(
     run_dir: Path, step: int, tensors: dict[str, torch.Tensor], meta: dict[str, Any], keep_last: int
 ) -> Path:
     """Write tensors then JSON (each atomically; the JSON last, so it only ever names complete tensors)."""
-    folder = run_dir / "checkpoints"
-    base = folder / f"step-{step:09d}"
+    base = checkpoint_base(run_dir, step)
     tensors_path = base.with_suffix(".safetensors")
     with atomic_open(tensors_path) as f:
         f.write(save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}))
@@ -72,7 +69,7 @@ def save_checkpoint(
     }
     json_path = base.with_suffix(".json")
     atomic_write_text(json_path, json.dumps(meta, indent=2, sort_keys=True))
-    for old in _list(folder)[:-keep_last]:
+    for old in checkpoint_files(base.parent)[:-keep_last]:
         old.with_suffix(".safetensors").unlink(missing_ok=True)
         old.unlink(missing_ok=True)
     return json_path
@@ -85,12 +82,13 @@ def load_checkpoint(path: Path) -> Checkpoint:
     Raises `CheckpointError` for anything that is not a cxrds safetensors + JSON pair.
     """
     path = Path(path)
-    if path.is_dir() and (path / EXPORT_JSON).is_file():
-        path = path / EXPORT_JSON
+    if path.is_dir() and (path / MODEL_JSON_NAME).is_file():
+        path = path / MODEL_JSON_NAME
     elif path.is_dir():
-        found = _list(path / "checkpoints") or _list(path)
+        found = run_checkpoints(path) or checkpoint_files(path)
         if not found:
-            raise CheckpointError(f"{path}: no checkpoints (expected checkpoints/step-*.json from `cxrds train`)")
+            expected = f"{CHECKPOINTS_DIR}/{CHECKPOINT_PATTERN}"
+            raise CheckpointError(f"{path}: no checkpoints (expected {expected} from `cxrds train`)")
         path = found[-1]
     json_path = path.with_suffix(".json")
     if not json_path.is_file():
@@ -164,10 +162,3 @@ def optimizer_from_tensors(
         for key, value in moments.items():
             if value.shape == param.shape and value.stride() != param.stride():
                 moments[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
-
-
-def _list(folder: Path) -> list[Path]:
-    """Checkpoint JSON files in `folder`, oldest step first."""
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if _STEP_FILE.search(p.name))

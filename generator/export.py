@@ -22,9 +22,11 @@ from cxr_dataset.checksums import read_checksums
 from cxr_dataset.errors import CheckpointError
 from cxr_dataset.fileio import atomic_open, atomic_write_text, sha256_file
 from cxr_dataset.ownership import claimed_output
-from cxr_dataset.schema import CARD_NAME, TASK_CONFIG, TASK_SOURCE_CLASS
+from cxr_dataset.schema import TASK_CONFIG, TASK_SOURCE_CLASS
 from cxr_dataset.weights import check_finite_file
-from generator.checkpoint import EXPORT_FORMAT, EXPORT_JSON, EXPORT_TENSORS, load_checkpoint
+from generator.checkpoint import EXPORT_FORMAT, load_checkpoint
+from generator.export_folder import HUB_FILES, MODEL_CARD_NAME, MODEL_JSON_NAME, MODEL_TENSORS_NAME, SAMPLES_NAME
+from generator.run_folder import latest_sample, run_of_checkpoint
 
 HF_PREFIX = "hf://"
 GENERATOR_PREFIXES = ("nets.G_A.", "nets.G_B.")
@@ -49,7 +51,7 @@ def export_generators(checkpoint: Path, out: Path) -> ExportResult:
     with claimed_output(Path(out), "export", inputs=[Path(checkpoint)], command="cxrds export") as claim:
         _write_export(ckpt, claim.root)
     out = Path(out)
-    return ExportResult(out, (out / EXPORT_TENSORS).stat().st_size, len(read_checksums(out)))
+    return ExportResult(out, (out / MODEL_TENSORS_NAME).stat().st_size, len(read_checksums(out)))
 
 
 def _write_export(ckpt, out: Path) -> None:
@@ -59,26 +61,26 @@ def _write_export(ckpt, out: Path) -> None:
     tensors = {k: v.contiguous() for k, v in every.items() if k.startswith(GENERATOR_PREFIXES)}
     if not tensors:
         raise CheckpointError(f"{ckpt.tensors_path}: no generator tensors (nets.G_A.*, nets.G_B.*)")
-    tensors_path = out / EXPORT_TENSORS
+    tensors_path = out / MODEL_TENSORS_NAME
     with atomic_open(tensors_path) as f:
         f.write(save(tensors, metadata={"format": "pt"}))
     keep = ("config", "config_sha256", "task", "step", "epoch", "manifest_sha256", "world_size", "code_version")
     meta = {k: ckpt.meta[k] for k in keep if k in ckpt.meta}
     meta |= {
         "format": EXPORT_FORMAT,
-        "tensors_file": EXPORT_TENSORS,
+        "tensors_file": MODEL_TENSORS_NAME,
         "tensors_sha256": sha256_file(tensors_path),
         "checkpoint_sha256": ckpt.sha256,  # the training checkpoint: what translations record as provenance
         "exported_by": __version__,
     }
-    atomic_write_text(out / EXPORT_JSON, json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    samples = sorted((ckpt.json_path.parent.parent / "samples").glob("step-*.png"))
-    if samples:
-        with atomic_open(out / "samples.png") as f:
-            f.write(samples[-1].read_bytes())
+    atomic_write_text(out / MODEL_JSON_NAME, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    sample = latest_sample(run_of_checkpoint(ckpt.json_path))
+    if sample is not None:
+        with atomic_open(out / SAMPLES_NAME) as f:
+            f.write(sample.read_bytes())
     else:
-        (out / "samples.png").unlink(missing_ok=True)  # an earlier export's
-    atomic_write_text(out / CARD_NAME, model_card(meta, has_samples=bool(samples)))
+        (out / SAMPLES_NAME).unlink(missing_ok=True)  # an earlier export's
+    atomic_write_text(out / MODEL_CARD_NAME, model_card(meta, has_samples=sample is not None))
 
 
 def model_card(meta: dict, *, has_samples: bool) -> str:
@@ -131,7 +133,7 @@ def model_card(meta: dict, *, has_samples: bool) -> str:
     ]
     if has_samples:
         lines += ["", "## Samples", "", "Rows: source, G_A(source), G_B(G_A(source)), COVID-19, G_B(COVID-19).", ""]
-        lines += ["![samples](samples.png)"]
+        lines += [f"![samples]({SAMPLES_NAME})"]
     return "\n".join(lines) + "\n"
 
 
@@ -148,9 +150,7 @@ def resolve_checkpoint(spec: str | Path) -> Path:
     from huggingface_hub.errors import HfHubHTTPError
 
     try:
-        folder = snapshot_download(
-            repo_id, revision=revision or None, allow_patterns=[EXPORT_JSON, EXPORT_TENSORS, CARD_NAME]
-        )
+        folder = snapshot_download(repo_id, revision=revision or None, allow_patterns=list(HUB_FILES))
     except (HfHubHTTPError, OSError) as e:
         reason = (str(e).strip().splitlines() or [""])[0][:200]
         raise CheckpointError(f"{text}: cannot fetch the model ({type(e).__name__}: {reason})") from None

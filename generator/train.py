@@ -42,9 +42,7 @@ from generator.config import RESUMABLE_CHANGES, TrainConfig, config_differences,
 from generator.cyclegan import NET_NAMES, CycleGAN, DDPNets, ImagePool, check_input_size, train_step
 from generator.distributed import DistInfo
 from generator.precision import AUTO, autocast, resolve_precision
-
-LOG_NAME = "log.jsonl"
-CONFIG_NAME = "config.json"  # the resolved config, beside the checkpoints
+from generator.run_folder import CONFIG_NAME, LOG_NAME, has_checkpoints, sample_path
 
 
 @dataclass(frozen=True)
@@ -126,10 +124,10 @@ def _train(
 ) -> TrainResult:
     device = ddp.device
     ddp.barrier()
-    has_checkpoints = any((out / "checkpoints").glob("step-*.json"))
-    if has_checkpoints and not resume:
+    resuming = has_checkpoints(out)
+    if resuming and not resume:
         raise ConfigError(f"{out} already holds checkpoints; pass --resume to continue, or choose a new --out")
-    ckpt = load_checkpoint(out) if has_checkpoints else None
+    ckpt = load_checkpoint(out) if resuming else None
     # `auto` on resume keeps the checkpoint's precision, so the run continues exactly as it began.
     requested = ckpt.config.precision if ckpt is not None and cfg.precision == AUTO else cfg.precision
     cfg = dataclasses.replace(cfg, precision=resolve_precision(requested, device))
@@ -203,7 +201,7 @@ def _train(
             if (cfg.save_every and step % cfg.save_every == 0) or (not cfg.save_every and at_epoch_end):
                 _save(out, step, task, cfg, nets, opt_g, opt_d, pools, manifest.sha256, ddp)
             if ((cfg.sample_every and step % cfg.sample_every == 0) or step == total) and ddp.is_main:
-                _write_samples(out / "samples" / f"step-{step:09d}.png", nets, domain_a, domain_b, cfg)
+                _write_samples(sample_path(out, step), nets, domain_a, domain_b, cfg)
     finally:
         if log is not None:
             log.close()

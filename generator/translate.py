@@ -28,13 +28,12 @@ from cxr_dataset.ownership import claimed_output, writing_into
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.schema import (
     PROVENANCE_FIELDS,
-    PROVENANCE_NAME,
     SYNTHETIC_LABEL,
     TASK_CONFIG,
     TASK_SOURCE_CLASS,
     make_key,
 )
-from cxr_dataset.synthetic_folder import IMAGES_DIR, image_path
+from cxr_dataset.synthetic_folder import IMAGES_DIR, PROVENANCE_NAME, image_path
 from cxr_dataset.tables import read_table, write_table
 from cxr_dataset.workers import process_pool
 from generator import distributed

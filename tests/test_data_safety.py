@@ -105,7 +105,8 @@ def test_build_failure_names_the_image_and_removes_its_staging_folder(synthetic,
 
 @pytest.mark.parametrize("path", ["../secret.png", "ABSOLUTE", "images/../../secret.png", "images/other.png"])
 def test_build_never_reads_an_image_outside_the_synthetic_folder(synthetic, tmp_path, path):
-    from cxr_dataset.schema import PROVENANCE_FIELDS, PROVENANCE_NAME
+    from cxr_dataset.schema import PROVENANCE_FIELDS
+    from cxr_dataset.synthetic_folder import PROVENANCE_NAME
     from cxr_dataset.tables import read_table, write_table
 
     folder = tmp_path / "synthetic"
@@ -124,8 +125,8 @@ def test_build_never_reads_an_image_outside_the_synthetic_folder(synthetic, tmp_
 
 @pytest.mark.parametrize("path", ["../secret.png", "ABSOLUTE", "images/covid/x.png"])
 def test_a_prepared_manifest_never_points_outside_its_folder(prepared, tmp_path, path):
-    from cxr_dataset.manifest import read_manifest
-    from cxr_dataset.schema import MANIFEST_FIELDS, MANIFEST_NAME
+    from cxr_dataset.manifest import MANIFEST_NAME, read_manifest
+    from cxr_dataset.schema import MANIFEST_FIELDS
     from cxr_dataset.tables import read_table, write_table
 
     folder = tmp_path / "prepared"

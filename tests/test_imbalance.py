@@ -30,7 +30,8 @@ from builders.release import build_release
 from cxr_dataset.fileio import sha256_bytes
 from cxr_dataset.manifest import read_manifest, write_manifest
 from cxr_dataset.prepare import prepare
-from cxr_dataset.schema import PROVENANCE_FIELDS, PROVENANCE_NAME
+from cxr_dataset.schema import PROVENANCE_FIELDS
+from cxr_dataset.synthetic_folder import PROVENANCE_NAME
 from cxr_dataset.tables import read_table, write_table
 from generator.config import load_preset
 from generator.train import train

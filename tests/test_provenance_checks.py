@@ -20,9 +20,10 @@ from cli import app
 from cxr_dataset.errors import ConfigError
 from cxr_dataset.manifest import read_manifest
 from cxr_dataset.prepare import prepare
-from cxr_dataset.schema import PROVENANCE_FIELDS, PROVENANCE_NAME
+from cxr_dataset.schema import PROVENANCE_FIELDS
 from cxr_dataset.sources.imagefolder import ImageFolderSource
 from cxr_dataset.sources.release import ReleaseWarning
+from cxr_dataset.synthetic_folder import PROVENANCE_NAME
 from cxr_dataset.tables import read_table
 from generator.train import train
 from generator.translate import translate

@@ -1,0 +1,26 @@
+"""The export folder (`cxrds export`): its file names, one place for the writer, `load_checkpoint` and `push`.
+
+    EXPORT/model.safetensors   the two generators' tensors
+    EXPORT/model.json          the checkpoint JSON (format `cxrds-cyclegan-generators/1`)
+    EXPORT/README.md           the model card
+    EXPORT/samples.png         the run's latest sample grid, when it has one
+    EXPORT/SHA256SUMS          every file above (`cxr_dataset.checksums`)
+
+Constants only, no imports: `generator.checkpoint` (which `generator.export` imports) and `builders.push` read
+these names without loading torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+MODEL_TENSORS_NAME = "model.safetensors"
+MODEL_JSON_NAME = "model.json"
+MODEL_CARD_NAME = "README.md"  # the Hub's name for a repository's card
+SAMPLES_NAME = "samples.png"
+HUB_FILES = (MODEL_JSON_NAME, MODEL_TENSORS_NAME, MODEL_CARD_NAME)  # what `hf://` fetches: nothing unpickled
+
+
+def is_export(folder: Path) -> bool:
+    """Whether `folder` holds an exported model (its JSON): a Hub model repository rather than a release."""
+    return (Path(folder) / MODEL_JSON_NAME).is_file()
