@@ -213,6 +213,7 @@ def prepare(
     skip_bad: Annotated[bool, typer.Option(help="Keep going past unreadable images (listed in rejects.csv).")] = False,
 ) -> None:
     """Read sources, split them, and write 8-bit grayscale PNGs with a manifest (re-runs resume)."""
+    from cxr_dataset.prepare import REJECTS_NAME
     from cxr_dataset.prepare import prepare as run
 
     with _run() as progress:
@@ -238,7 +239,7 @@ def prepare(
     rows = sorted((c, s, n) for (c, s), n in result.counts.items())
     console.print(_table(f"Prepared {result.manifest_path}", rows, ("class", "split", "images")))
     if result.rejects:
-        console.print(f"[yellow]{len(result.rejects)} rejected[/yellow]: see {escape(str(out / 'rejects.csv'))}")
+        console.print(f"[yellow]{len(result.rejects)} rejected[/yellow]: see {escape(str(out / REJECTS_NAME))}")
 
 
 @app.command()
@@ -601,6 +602,9 @@ def demo(
 
 
 def _print_report(report) -> None:
+    """An `IntegrityReport` (verify) or a `ValidationReport` (validate: with skew and near duplicates)."""
+    skew_rows = getattr(report, "skew", [])
+    near_duplicates = getattr(report, "near_duplicates", [])
     counts = [
         (
             where,
@@ -611,7 +615,7 @@ def _print_report(report) -> None:
         for where, c in report.counts.items()
     ]
     console.print(_table("Counts", counts, ("config/split", "rows", *SOURCE_CLASSES, *TASKS)))
-    if report.skew:
+    if skew_rows:
         from validation_tools.balance import SEED_PUBLISHED_SKEW
 
         skew = [
@@ -623,7 +627,7 @@ def _print_report(report) -> None:
                 f"{r['skew']:.2f}",
                 str(SEED_PUBLISHED_SKEW.get((r["comparison"], r["regime"]), "")),
             )
-            for r in report.skew
+            for r in skew_rows
         ]
         console.print(
             _table(
@@ -633,12 +637,12 @@ def _print_report(report) -> None:
                 ("comparison", "regime", "negatives", "positives", "skew", "seed published"),
             )
         )
-    if report.near_duplicates:
-        shown = report.near_duplicates[:20]
+    if near_duplicates:
+        shown = near_duplicates[:20]
         pairs = [(d["check"], d["a"], d["a_split"], d["b"], d["b_split"], d["differing_bits"]) for d in shown]
-        more = len(report.near_duplicates) - len(shown)
+        more = len(near_duplicates) - len(shown)
         title = "Near-duplicate pairs (dHash)" + (
-            f", first 20 of {len(report.near_duplicates)} (--json has all)" if more else ""
+            f", first 20 of {len(near_duplicates)} (--json has all)" if more else ""
         )
         console.print(_table(title, pairs, ("check", "image", "split", "image", "split", "bits differ")))
     rows = [(Text("ok", style="green") if c.ok else Text("FAIL", style="red"), c.name, c.detail) for c in report.checks]

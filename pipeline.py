@@ -18,14 +18,13 @@ from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.schema import TASKS
 from cxr_dataset.sources import open_source
 from cxr_dataset.sources.phantom import DEMO_SPEC
-from cxr_dataset.verify import ValidationReport
 from generator.config import Preset, TrainConfig, load_preset
 from generator.cyclegan import check_input_size
 from generator.train import TrainResult, train
 from generator.translate import TranslateResult, translate
 from validation_tools.baselines import BaselinesConfig, run_baselines
 from validation_tools.report import write_report
-from validation_tools.validate import validate_release
+from validation_tools.validate import ValidationReport, validate_release
 
 RELEASE_NAME = "covid-synthetic-cxr"
 

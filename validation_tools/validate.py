@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -14,7 +16,7 @@ from cxr_dataset.options import check_fraction
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.release_folder import read_release
 from cxr_dataset.schema import TASK_CONFIG, TASKS
-from cxr_dataset.verify import ValidationReport, verify_release
+from cxr_dataset.verify import IntegrityReport, verify_release
 from validation_tools.audit import (
     DEFAULT_NEAR_FRACTION,
     dhash,
@@ -28,6 +30,20 @@ from validation_tools.audit import (
     v01_source_set,
 )
 from validation_tools.balance import skew_table
+
+
+@dataclass
+class ValidationReport(IntegrityReport):
+    """`verify_release`'s integrity report, plus what only the real data (`--real`) gives: the skew table and the
+    near-duplicate pairs (their checks are among `checks`). `--json` writes every field, `ok` first."""
+
+    skew: list[dict[str, Any]] = field(default_factory=list)  # `balance.skew_table` rows, with --real
+    # near-duplicate pairs found with --real: {"check", "a", "a_split", "b", "b_split", "differing_bits"}
+    near_duplicates: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, integrity: IntegrityReport) -> ValidationReport:
+        return cls(integrity.root, integrity.checks, integrity.counts)
 
 
 def validate_release(
@@ -48,7 +64,7 @@ def validate_release(
     the rows of such training manifests, so that the audit names their patients held out in `real` instead."""
     check_fraction(near_duplicate_fraction, "near_duplicate_fraction")
     training = [read_manifest(p) for p in trained_on or []]  # read first: a wrong folder fails before the work
-    report = verify_release(root, progress=progress)
+    report = ValidationReport.of(verify_release(root, progress=progress))
     if real is not None:
         manifest = read_manifest(real)
         _audit_against_real(
