@@ -18,11 +18,11 @@ from pathlib import Path
 
 from cxr_dataset.checksums import CHECKSUMS_NAME, checksum_problems, read_checksums
 from cxr_dataset.errors import ReleaseError
+from cxr_dataset.export_folder import MODEL_TENSORS_NAME, is_export
 from cxr_dataset.fileio import sha256_file
 from cxr_dataset.release_folder import read_release
 from cxr_dataset.verify import verify_release
 from cxr_dataset.weights import check_finite_file
-from generator.export_folder import MODEL_TENSORS_NAME, is_export
 
 KEEP_ON_HUB = frozenset({".gitattributes"})  # made by the Hub with the repository; never ours to delete
 _TAG = re.compile(r"v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)")

@@ -39,7 +39,7 @@ SYNTHETIC_LABEL = "covid"
 RELEASE_PRESET = "seed-v0.1"  # the `preset` of rows read from the seed's released zips (no provenance)
 
 # The folders' file names are owned by each folder's module: `manifest` (prepared), `synthetic_folder`,
-# `release_folder`, `checksums`, and in the generator package `run_folder` and `export_folder`.
+# `release_folder`, `checksums`, `export_folder`, and in the generator package `run_folder`.
 
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 

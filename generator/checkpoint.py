@@ -19,10 +19,10 @@ from safetensors.torch import load_file, save
 
 from cxr_dataset import __version__
 from cxr_dataset.errors import CheckpointError, ConfigError
+from cxr_dataset.export_folder import MODEL_JSON_NAME
 from cxr_dataset.fileio import atomic_open, atomic_write_text, sha256_file
 from cxr_dataset.weights import check_finite
 from generator.config import TrainConfig, from_dict, generator_parameters
-from generator.export_folder import MODEL_JSON_NAME
 from generator.run_folder import CHECKPOINT_PATTERN, CHECKPOINTS_DIR, checkpoint_base, checkpoint_files, run_checkpoints
 
 FORMAT = "cxrds-cyclegan-checkpoint/1"

@@ -20,12 +20,12 @@ from pathlib import Path
 from cxr_dataset import __version__
 from cxr_dataset.checksums import read_checksums
 from cxr_dataset.errors import CheckpointError
+from cxr_dataset.export_folder import HUB_FILES, MODEL_CARD_NAME, MODEL_JSON_NAME, MODEL_TENSORS_NAME, SAMPLES_NAME
 from cxr_dataset.fileio import atomic_open, atomic_write_text, sha256_file
 from cxr_dataset.ownership import claimed_output
 from cxr_dataset.schema import TASK_CONFIG, TASK_SOURCE_CLASS
 from cxr_dataset.weights import check_finite_file
 from generator.checkpoint import EXPORT_FORMAT, load_checkpoint
-from generator.export_folder import HUB_FILES, MODEL_CARD_NAME, MODEL_JSON_NAME, MODEL_TENSORS_NAME, SAMPLES_NAME
 from generator.run_folder import latest_sample, run_of_checkpoint
 
 HF_PREFIX = "hf://"

@@ -6,8 +6,8 @@
     EXPORT/samples.png         the run's latest sample grid, when it has one
     EXPORT/SHA256SUMS          every file above (`cxr_dataset.checksums`)
 
-Constants only, no imports: `generator.checkpoint` (which `generator.export` imports) and `builders.push` read
-these names without loading torch.
+`generator/export.py` writes it, `generator.checkpoint` reads it back; it lives here, below both, because
+`builders.push` also reads it and the builders import nothing of the generator (nor torch).
 """
 
 from __future__ import annotations
