@@ -12,17 +12,15 @@ import hashlib
 import json
 import math
 import tomllib
-import types
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from cxr_dataset.configs import from_dict, merge, read_toml
 from cxr_dataset.errors import ConfigError
 from cxr_dataset.options import check_seed
-
-T = TypeVar("T")
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # torch.compile's; the last two add CUDA graphs
 PRECISIONS = ("auto", "bf16", "fp32")  # auto: bf16 where the device runs it natively, else fp32 (generator.precision)
@@ -268,39 +266,6 @@ def flat(cfg: TrainConfig) -> dict[str, Any]:
     return walk(cfg.to_dict(), "")
 
 
-def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
-    """Build dataclass `cls` from `data`, rejecting unknown keys and wrong types (naming the key)."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a table, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {unknown}; valid keys are {sorted(known)}")
-    kwargs = {}
-    for key, value in data.items():
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint):
-            kwargs[key] = from_dict(hint, value, f"{where}.{key}")
-            continue
-        expected = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-        if float in expected and type(value) is int:
-            value = float(value)  # TOML writes 10 for 10.0
-        if not any(type(value) is t for t in expected):
-            names = " or ".join(t.__name__ for t in expected)
-            raise ConfigError(f"{where}.{key}: expected {names}, got {type(value).__name__} {value!r}")
-        kwargs[key] = value
-    return cls(**kwargs)
-
-
-def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Recursively overlay `overrides` on `base` (tables merge, values replace)."""
-    out = dict(base)
-    for key, value in overrides.items():
-        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
 def load_preset(preset: Preset | str, overrides_file: Path | None = None) -> TrainConfig:
     """Defaults, then the preset's TOML, then an optional user TOML of further overrides."""
     try:
@@ -310,10 +275,7 @@ def load_preset(preset: Preset | str, overrides_file: Path | None = None) -> Tra
     text = resources.files("generator.presets").joinpath(f"{preset.value}.toml").read_text()
     data = merge(TrainConfig().to_dict(), {**tomllib.loads(text), "preset": preset.value})
     if overrides_file is not None:
-        try:
-            data = merge(data, tomllib.loads(Path(overrides_file).read_text()))
-        except (OSError, tomllib.TOMLDecodeError) as e:
-            raise ConfigError(f"{overrides_file}: cannot read TOML overrides: {e}") from None
+        data = merge(data, read_toml(overrides_file))
     return from_dict(TrainConfig, data, where=f"preset {preset.value}")
 
 
