@@ -13,7 +13,7 @@ from builders.release import BuildResult, build_release
 from cxr_dataset.errors import ConfigError
 from cxr_dataset.loading import load_release, wds_release
 from cxr_dataset.ownership import claimed_output, remove_owned
-from cxr_dataset.prepare import PrepareResult, prepare
+from cxr_dataset.prepare import PrepareConfig, PrepareResult, prepare
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.schema import TASKS
 from cxr_dataset.sources import open_source
@@ -83,7 +83,9 @@ def _run_demo(
     result = DemoResult(
         out,
         out / "release" / RELEASE_NAME,
-        prepare([f"phantom={phantom}"], prepared, size=size, seed=seed, workers=workers, progress=progress),
+        prepare(
+            [f"phantom={phantom}"], prepared, PrepareConfig(size=size, seed=seed, workers=workers), progress=progress
+        ),
     )
     lap("prepare")
     cfg = _train_config(size, seed, epochs)

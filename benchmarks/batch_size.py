@@ -30,11 +30,11 @@ import torch  # noqa: E402
 from builders.release import build_release  # noqa: E402
 from cxr_dataset.imaging import read_gray_batch  # noqa: E402
 from cxr_dataset.manifest import read_manifest  # noqa: E402
-from cxr_dataset.prepare import prepare  # noqa: E402
+from cxr_dataset.prepare import PrepareConfig, prepare  # noqa: E402
 from cxr_dataset.synthetic_folder import synthetic_rows, verified_images  # noqa: E402
 from generator.config import load_preset  # noqa: E402
 from generator.train import train  # noqa: E402
-from generator.translate import translate  # noqa: E402
+from generator.translate import TranslateConfig, translate  # noqa: E402
 from validation_tools.baselines import BaselinesConfig, run_baselines  # noqa: E402
 from validation_tools.baselines_folder import classifier_path  # noqa: E402
 from validation_tools.classifiers import load_classifier  # noqa: E402
@@ -72,7 +72,7 @@ def main() -> None:
         prepared = root / "prepared"
         spec = f"phantom=normal:{args.images},covid:{args.images},per_patient:1"
         fractions = {"train": 0.6, "validation": 0.15, "test": 0.25}
-        prepare([spec], prepared, size=args.size, seed=0, workers=2, fractions=fractions)
+        prepare([spec], prepared, PrepareConfig(size=args.size, seed=0, workers=2, fractions=fractions))
         manifest = read_manifest(prepared)
         real = {
             label: torch.from_numpy(
@@ -93,7 +93,7 @@ def main() -> None:
                 trained = train(prepared, "normal2covid", root / "runs" / name, cfg)
                 seconds = time.perf_counter() - start
                 synthetic = root / "synthetic" / name
-                translate(prepared, root / "runs" / name, synthetic, split="test")
+                translate(prepared, root / "runs" / name, synthetic, TranslateConfig(split="test"))
                 if classifier is None:  # real-only: the synthetic images given to the build do not enter it
                     release = root / "release" / "covid-synthetic-cxr"
                     build_release([synthetic], release)

@@ -36,7 +36,7 @@ from cxr_dataset.loading import load_release, wds_release
 from cxr_dataset.ownership import remove_owned
 from cxr_dataset.schema import PROVENANCE_FIELDS, TASK_CONFIG, TASK_SOURCE_CLASS
 from cxr_dataset.sources.phantom import render_phantom
-from cxr_dataset.streaming import decode_gray, wds_pipeline
+from cxr_dataset.streaming import StreamConfig, decode_gray, wds_pipeline
 from cxr_dataset.synthetic_folder import PROVENANCE_NAME
 from cxr_dataset.tables import write_table
 
@@ -163,7 +163,7 @@ def main() -> None:
         wds = n / (time.perf_counter() - start)
         decode_gray(blobs[0])  # imports torchvision's decoder outside the timed loop
         start = time.perf_counter()
-        n = sum(1 for _ in wds_pipeline(release, shuffle=0))
+        n = sum(1 for _ in wds_pipeline(release, StreamConfig(shuffle=0)))
         ours = n / (time.perf_counter() - start)
         dataset = load_release(release)["train"]
         start = time.perf_counter()
@@ -193,8 +193,8 @@ def timed_build(folders: list[Path], release: Path, processes: int) -> tuple[flo
     """Seconds for `build_release` in a fresh Python process, as the CLI runs it, and that process's peak RSS
     in MiB (VmHWM: ru_maxrss would carry this process's own peak across the exec)."""
     code = (
-        "import re, sys; from pathlib import Path; from builders.release import build_release; "
-        "build_release([Path(p) for p in sys.argv[3:]], Path(sys.argv[2]), processes=int(sys.argv[1])); "
+        "import re, sys; from pathlib import Path; from builders.release import BuildConfig, build_release; "
+        "build_release([Path(p) for p in sys.argv[3:]], Path(sys.argv[2]), BuildConfig(processes=int(sys.argv[1]))); "
         "print(int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1]) // 1024)"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}

@@ -30,7 +30,7 @@ import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from cxr_dataset.devices import describe  # noqa: E402
-from cxr_dataset.prepare import prepare  # noqa: E402
+from cxr_dataset.prepare import PrepareConfig, prepare  # noqa: E402
 from generator.config import TrainConfig, load_preset  # noqa: E402
 from generator.cyclegan import NET_NAMES, CycleGAN, ImagePool, train_step  # noqa: E402
 from generator.distributed import DistInfo  # noqa: E402
@@ -131,7 +131,7 @@ def loop_rates(cfg: TrainConfig, runs: int, steps: int) -> tuple[list[float], li
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared"
         spec = f"phantom=normal:{per_class},covid:{per_class},per_patient:1"
-        prepare([spec], prepared, size=cfg.load_size, workers=min(4, os.cpu_count() or 1))
+        prepare([spec], prepared, PrepareConfig(size=cfg.load_size, workers=min(4, os.cpu_count() or 1)))
         run_cfg = dataclasses.replace(cfg, epochs=1, epochs_decay=0, log_every=1)
         for run in range(runs):
             out = Path(tmp) / f"run-{run}"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from cxr_dataset.prepare import prepare
+from cxr_dataset.prepare import PrepareConfig, prepare
 from cxr_dataset.sources.phantom import render_phantom
 
 
@@ -45,7 +45,7 @@ def plain_loop(paths: list[Path], out: Path, size: int) -> float:
 
 def ours(root: Path, out: Path, size: int, workers: int, n: int) -> float:
     start = time.perf_counter()
-    prepare([f"folder={root}"], out, size=size, workers=workers)
+    prepare([f"folder={root}"], out, PrepareConfig(size=size, workers=workers))
     return n / (time.perf_counter() - start)
 
 
@@ -65,7 +65,8 @@ def main() -> None:
             rate = ours(tmp / "src", tmp / f"ours{workers}", args.size, workers, args.images)
             print(f"{f'cxrds prepare, {workers} worker(s)':<34} {rate:>8.1f} img/s  {rate / base:.2f}x")
         start = time.perf_counter()
-        prepare([f"folder={tmp / 'src'}"], tmp / "ours2", size=args.size, workers=2)  # unchanged: all reused
+        # unchanged: all reused
+        prepare([f"folder={tmp / 'src'}"], tmp / "ours2", PrepareConfig(size=args.size, workers=2))
         print(f"{'cxrds prepare, re-run (cached)':<34} {args.images / (time.perf_counter() - start):>8.1f} img/s")
         shutil.rmtree(tmp / "src")
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -30,7 +30,7 @@ from build import fake_synthetic
 
 from builders.release import build_release
 from cxr_dataset.release_folder import read_release
-from cxr_dataset.streaming import decode_gray, wds_pipeline
+from cxr_dataset.streaming import StreamConfig, decode_gray, wds_pipeline
 
 
 def stored_pngs(release: Path) -> list[bytes]:
@@ -55,7 +55,7 @@ def raw_rate(blobs: list[bytes], decode) -> float:
 
 
 def pipeline_rate(release: Path, workers: int, batch_size: int | None) -> float:
-    pipeline = wds_pipeline(release, num_workers=workers, batch_size=batch_size)
+    pipeline = wds_pipeline(release, StreamConfig(num_workers=workers, batch_size=batch_size))
     loader = torch.utils.data.DataLoader(pipeline, batch_size=None, num_workers=workers)
     start = time.perf_counter()
     n = sum(len(item["key"]) if batch_size else 1 for item in loader)

@@ -75,61 +75,64 @@ class BuildResult:
     files: int
 
 
+@dataclass(frozen=True, kw_only=True)
+class BuildConfig:
+    """How `build_release` writes a release; checked when made (from code or a TOML file). Any value of
+    `processes` gives the same bytes."""
+
+    dataset_version: str = DEFAULT_VERSION  # the dataset's own version, MAJOR.MINOR.PATCH (card, Croissant, tag)
+    date_published: str | None = None  # YYYY-MM-DD; None: SOURCE_DATE_EPOCH's date if set, else today (UTC)
+    processes: int = 0  # processes writing it; 0: `build_processes` (1, 2, 4 or 8 as cores and rows allow)
+    rows_per_file: int = ROWS_PER_FILE  # rows per parquet file
+    samples_per_shard: int = SAMPLES_PER_SHARD  # samples per WebDataset shard
+    strict: bool = False  # the seed's zips only: refuse zips whose MD5 differs from the published one
+
+    def __post_init__(self) -> None:
+        self.version()
+        check_workers(self.processes, "processes", zero_means_auto=True)
+        for name in ("rows_per_file", "samples_per_shard"):
+            if getattr(self, name) < 1:
+                raise ReleaseError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def version(self) -> ReleaseVersion:
+        """The dataset's version, its date resolved (today's, unless given or ``SOURCE_DATE_EPOCH`` is set)."""
+        return ReleaseVersion(self.dataset_version, self.date_published).resolved()
+
+
 def build_release(
-    synthetic: list[Path],
-    out: Path,
-    *,
-    rows_per_file: int = ROWS_PER_FILE,
-    samples_per_shard: int = SAMPLES_PER_SHARD,
-    version: ReleaseVersion = ReleaseVersion(),
-    processes: int = 0,
-    progress: ProgressFn = no_progress,
+    synthetic: list[Path], out: Path, cfg: BuildConfig | None = None, *, progress: ProgressFn = no_progress
 ) -> BuildResult:
-    """Build a release in `out` from one or more `cxrds translate` output folders, in `processes` processes
-    (0: `build_processes`; the bytes are the same for any number).
+    """Build a release in `out` from one or more `cxrds translate` output folders as `cfg` (default:
+    `BuildConfig()`) says.
 
     Example:
         >>> build_release([Path("synth/nc"), Path("synth/pc")], Path("release/covid-synthetic-cxr"))  # doctest: +SKIP
     """
-    version = version.resolved()
-    check_workers(processes, "processes", zero_means_auto=True)
+    cfg = cfg or BuildConfig()
+    version = cfg.version()
     check_output(out, "release", inputs=synthetic)
     release = read_release_rows(synthetic)  # bad input is refused before anything is written
     with build_lock(Path(out)):
-        return _write_release(release, Path(out), rows_per_file, samples_per_shard, version, processes, progress)
+        return _write_release(release, Path(out), cfg, version, progress)
 
 
 def build_release_from_zips(
-    zips: list[Path],
-    out: Path,
-    *,
-    strict: bool = False,
-    rows_per_file: int = ROWS_PER_FILE,
-    samples_per_shard: int = SAMPLES_PER_SHARD,
-    version: ReleaseVersion = ReleaseVersion(),
-    processes: int = 0,
-    progress: ProgressFn = no_progress,
+    zips: list[Path], out: Path, cfg: BuildConfig | None = None, *, progress: ProgressFn = no_progress
 ) -> BuildResult:
     """Build the same layout from the seed's v0.1 zips (`G_NC.zip`, `G_PC.zip`, or a folder holding them).
 
     Each JPEG becomes an 8-bit grayscale PNG; provenance names the asset, the member and the zip's MD5.
     """
-    out, version = Path(out), version.resolved()
-    check_workers(processes, "processes", zero_means_auto=True)
+    cfg = cfg or BuildConfig()
+    out, version = Path(out), cfg.version()
     check_output(out, "release", inputs=zips)
     with build_lock(out), _staging(out.with_name(f".{out.name}.from-release")) as workdir:
-        release = read_release_rows(synthetic_from_release(zips, workdir.root, strict=strict, progress=progress))
-        return _write_release(release, out, rows_per_file, samples_per_shard, version, processes, progress)
+        synthetic = synthetic_from_release(zips, workdir.root, strict=cfg.strict, progress=progress)
+        return _write_release(read_release_rows(synthetic), out, cfg, version, progress)
 
 
 def _write_release(
-    release: ReleaseRows,
-    out: Path,
-    rows_per_file: int,
-    samples_per_shard: int,
-    version: ReleaseVersion,
-    processes: int,
-    progress: ProgressFn,
+    release: ReleaseRows, out: Path, cfg: BuildConfig, version: ReleaseVersion, progress: ProgressFn
 ) -> BuildResult:
     """Write each task config once; `all` is declared as the union of their files, so no image is stored twice.
     The caller holds the build's lock."""
@@ -140,7 +143,8 @@ def _write_release(
         rows, metas, parts = release.rows, release.metas, release.parts()
         sizes = {name: len(part) for name, part in parts.items()}
         counts = {ALL_CONFIG: len(rows), **sizes}  # rows per config, `all` included
-        shares = split_shares(sizes, rows_per_file, samples_per_shard, processes or build_processes(len(rows)))
+        rows_per_file, samples_per_shard = cfg.rows_per_file, cfg.samples_per_shard
+        shares = split_shares(sizes, rows_per_file, samples_per_shard, cfg.processes or build_processes(len(rows)))
         others: list[ShareProcess] = []
         try:
             for share in shares[1:]:

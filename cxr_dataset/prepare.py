@@ -43,29 +43,60 @@ class PrepareResult:
     rejects: list[dict[str, str]] = field(default_factory=list)
 
 
-def prepare(
-    sources: list[str],
-    out: Path,
-    *,
-    size: int = 256,
-    split: str = "patient",
-    seed: int = 0,
-    fractions: dict[str, float] = DEFAULT_FRACTIONS,
-    resize: str = "pad",
-    views: tuple[str, ...] = DEFAULT_VIEWS,
-    covid_collection_classes: tuple[str, ...] = ("covid",),
-    rsna_normal: str = "target0",
-    imagefolder_label: str = "label",
-    train_limits: dict[str, int] | None = None,
-    strict: bool = False,
-    workers: int = 2,
-    skip_bad: bool = False,
-    progress: ProgressFn = no_progress,
-) -> PrepareResult:
-    """Prepare `sources` (``KIND=PATH`` strings) into `out`.
+@dataclass(frozen=True, kw_only=True)
+class PrepareConfig:
+    """How `prepare` reads, splits and converts its sources; checked when made (from code or a TOML file)."""
 
-    Rejected images are listed in `out/rejects.csv`; unless `skip_bad`, any reject raises `SourceError`
-    after the report is written, and no manifest is written. `train_limits` (class → images) keeps a seeded
+    size: int = 256  # square output size in pixels
+    split: str = "patient"  # "patient" (seeded, patient-level) or "paper" (the seed's order)
+    seed: int = 0  # seeds the split (and phantom pixels)
+    fractions: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_FRACTIONS))  # of split "patient"
+    resize: str = "pad"  # non-square images: "pad" (black borders) or "crop" (centre)
+    views: tuple[str, ...] = DEFAULT_VIEWS  # covid-collection views kept
+    covid_collection_classes: tuple[str, ...] = ("covid",)  # covid-collection classes: covid, normal, pneumonia
+    rsna_normal: str = "target0"  # RSNA normals: every Target-0 patient (the seed's) or "normal-only"
+    imagefolder_label: str = "label"  # imagefolder sources: the metadata column holding the class
+    train_limits: dict[str, int] = field(default_factory=dict)  # class → training images kept, e.g. {"covid": 30}
+    strict: bool = False  # refuse release zips whose MD5 differs from the published one
+    workers: int = 2  # worker processes; 1 converts in this process
+    skip_bad: bool = False  # keep going past unreadable images (listed in rejects.csv) rather than fail
+
+    def __post_init__(self) -> None:
+        if self.split not in SPLIT_MODES:
+            raise SourceError(f"split must be one of {list(SPLIT_MODES)}, got {self.split!r}")
+        if self.resize not in RESIZE_MODES:
+            raise SourceError(f"resize must be one of {list(RESIZE_MODES)}, got {self.resize!r}")
+        if self.split == "patient":
+            check_split_fractions(self.fractions)
+        check_workers(self.workers)
+        check_seed(self.seed)
+        if not 8 <= self.size <= 8192:
+            raise SourceError(f"size must be in 8..8192 pixels, got {self.size}")
+        limits = self.train_limits
+        if limits and (set(limits) - set(CLASSES) or min(limits.values()) < 1):
+            raise ConfigError(f"training limits must name classes of the sources with counts >= 1, got {limits}")
+        self.source_options()  # the sources' own options (e.g. covid-collection classes), before any folder
+
+    def source_options(self) -> SourceOptions:
+        """What the source readers take from this config."""
+        return SourceOptions(
+            seed=self.seed,
+            paper=self.split == "paper",
+            views=tuple(self.views),
+            strict=self.strict,
+            covid_collection_classes=tuple(self.covid_collection_classes),
+            rsna_normal=self.rsna_normal,
+            imagefolder_label=self.imagefolder_label,
+        )
+
+
+def prepare(
+    sources: list[str], out: Path, cfg: PrepareConfig | None = None, *, progress: ProgressFn = no_progress
+) -> PrepareResult:
+    """Prepare `sources` (``KIND=PATH`` strings) into `out` as `cfg` (default: `PrepareConfig()`) says.
+
+    Rejected images are listed in `out/rejects.csv`; unless `cfg.skip_bad`, any reject raises `SourceError`
+    after the report is written, and no manifest is written. `cfg.train_limits` (class → images) keeps a seeded
     subset of a class's training images and leaves the rest out, e.g. {"covid": 30} to rehearse imbalance.
     A re-run reuses every image already prepared from the same source bytes with the same settings
     (`out/.prepare-cache.jsonl`, keyed by content), so an interrupted run finishes where it stopped.
@@ -73,53 +104,21 @@ def prepare(
     the same images prepared from a moved or differently spelled folder give the same manifest, byte for byte.
 
     Example:
-        >>> prepare(["phantom=30"], Path("prepared"), size=64)  # doctest: +SKIP
+        >>> prepare(["phantom=30"], Path("prepared"), PrepareConfig(size=64))  # doctest: +SKIP
     """
-    if split not in SPLIT_MODES:
-        raise SourceError(f"split must be one of {list(SPLIT_MODES)}, got {split!r}")
-    if resize not in RESIZE_MODES:
-        raise SourceError(f"resize must be one of {list(RESIZE_MODES)}, got {resize!r}")
-    if split == "patient":
-        check_split_fractions(fractions)
-    check_workers(workers)
-    check_seed(seed)
-    if not 8 <= size <= 8192:
-        raise SourceError(f"size must be in 8..8192 pixels, got {size}")
-    if train_limits and (set(train_limits) - set(CLASSES) or min(train_limits.values()) < 1):
-        raise ConfigError(f"training limits must name classes of the sources with counts >= 1, got {train_limits}")
-    options = SourceOptions(
-        seed=seed,
-        paper=split == "paper",
-        views=tuple(views),
-        strict=strict,
-        covid_collection_classes=tuple(covid_collection_classes),
-        rsna_normal=rsna_normal,
-        imagefolder_label=imagefolder_label,
-    )
+    cfg = cfg or PrepareConfig()
+    options = cfg.source_options()
     for spec in sources:  # each KIND=PATH parsed (kind, path, phantom counts) before the folder is claimed
         open_source(spec, options)
     out = Path(out)
     inputs = [p for p in map(source_path, sources) if p is not None]
     with claimed_output(out, "prepared", inputs, command="cxrds prepare"):
-        return _prepare_into(
-            sources, out, options, split, seed, fractions, train_limits, size, resize, workers, skip_bad, progress
-        )
+        return _prepare_into(sources, out, cfg, progress)
 
 
-def _prepare_into(
-    sources: list[str],
-    out: Path,
-    options: SourceOptions,
-    split: str,
-    seed: int,
-    fractions: dict[str, float],
-    train_limits: dict[str, int] | None,
-    size: int,
-    resize: str,
-    workers: int,
-    skip_bad: bool,
-    progress: ProgressFn,
-) -> PrepareResult:
+def _prepare_into(sources: list[str], out: Path, cfg: PrepareConfig, progress: ProgressFn) -> PrepareResult:
+    options, split, seed, fractions = cfg.source_options(), cfg.split, cfg.seed, cfg.fractions
+    size, resize = cfg.size, cfg.resize
     opened = [open_source(spec, options) for spec in sources]
     jobs = [(src, rec) for src in opened for rec in src.records()]
     if not jobs:
@@ -130,8 +129,8 @@ def _prepare_into(
 
     splits = _assign_splits(opened, jobs, split, seed, fractions)
     paper = splits if split == "paper" else _assign_splits(opened, jobs, "paper", seed, fractions)
-    if train_limits:
-        left_out = limit_training([rec for _, rec in jobs], splits, train_limits, seed=seed)
+    if cfg.train_limits:
+        left_out = limit_training([rec for _, rec in jobs], splits, cfg.train_limits, seed=seed)
         jobs = [(src, rec) for src, rec in jobs if rec.id not in left_out]
     settings = f"{size}:{resize}"
     cache = _read_cache(out / CACHE_NAME)
@@ -141,7 +140,7 @@ def _prepare_into(
     # pair an old manifest with new images.
     (out / MANIFEST_NAME).unlink(missing_ok=True)
     note_write(out / CACHE_NAME)  # appended to, so journaled by hand
-    with process_pool(workers) as pool, open(out / CACHE_NAME, "a") as journal:
+    with process_pool(cfg.workers) as pool, open(out / CACHE_NAME, "a") as journal:
         results = pool.map(_prepare_one, tasks, chunksize=8) if pool else map(_prepare_one, tasks)
         for i, (rec, row, detail) in enumerate(results, 1):
             if row is not None:
@@ -154,7 +153,7 @@ def _prepare_into(
             progress("prepare", i, len(tasks))
 
     _write_rejects(out / REJECTS_NAME, rejects)
-    if rejects and not skip_bad:
+    if rejects and not cfg.skip_bad:
         origin, reason = rejects[0]["origin"], rejects[0]["reason"]
         first = reason if reason.startswith(origin) else f"{origin}: {reason}"
         raise SourceError(
@@ -168,7 +167,7 @@ def _prepare_into(
         "size": size,
         "resize": resize,
         "fractions": fractions,
-        "train_limits": dict(train_limits or {}),
+        "train_limits": dict(cfg.train_limits),
         "options": dataclasses.asdict(options),
     }
     path = write_manifest(rows, out, meta)

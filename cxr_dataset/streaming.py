@@ -1,15 +1,14 @@
 """Streaming a release into a trainer: WebDataset pipelines for one GPU or many, HF datasets, random access.
 
-    from cxr_dataset.streaming import wds_pipeline
-    loader = torch.utils.data.DataLoader(
-        wds_pipeline("release/covid-synthetic-cxr", batch_size=32, num_workers=4), batch_size=None, num_workers=4
-    )
+    from cxr_dataset.streaming import StreamConfig, wds_pipeline
+    pipeline = wds_pipeline("release/covid-synthetic-cxr", StreamConfig(batch_size=32, num_workers=4))
+    loader = torch.utils.data.DataLoader(pipeline, batch_size=None, num_workers=4)
 
 Without resampling every sample of the split is read exactly once per epoch across all ranks and workers,
 which needs at least ranks × workers shards (an error says so otherwise); call ``pipeline.set_epoch(e)``
-before each epoch, as with DistributedSampler, to reshuffle. Under DDP use
-``resampled=True, samples_per_rank=N``: every rank then yields the same number of samples, so no rank waits
-for another at the end of an epoch. `hf_dataset(..., streaming=True)` equalises ranks the same way from the
+before each epoch, as with DistributedSampler, to reshuffle. Under DDP use ``StreamConfig(resampled=True,
+samples_per_rank=N)``: every rank then yields the same number of samples, so no rank waits for another at the end
+of an epoch. `hf_dataset` with ``streaming=True`` equalises ranks the same way from the
 card's row count. Both resume mid-epoch through torchdata's `StatefulDataLoader` (the pipeline's state is
 (epoch, samples yielded) per worker; every draw is seeded by seed, rank, worker and epoch).
 """
@@ -32,7 +31,8 @@ import torch
 
 from cxr_dataset.errors import ConfigError, ReleaseError
 from cxr_dataset.loading import load_release
-from cxr_dataset.release_folder import check_config, read_release
+from cxr_dataset.release_folder import read_release
+from cxr_dataset.stream_config import StreamConfig
 from cxr_dataset.tarstream import iter_samples
 
 
@@ -92,32 +92,24 @@ def _decode_png(data: bytes) -> torch.Tensor | None:
         return None
 
 
+def _ranks(cfg: StreamConfig) -> tuple[int, int]:
+    """(rank, world size): as `cfg` gives them, else `dist_info()`."""
+    detected = dist_info()
+    return (detected[0] if cfg.rank is None else cfg.rank, detected[1] if cfg.world_size is None else cfg.world_size)
+
+
 def wds_pipeline(
     source: str | Path | list[str],
+    cfg: StreamConfig | None = None,
     *,
-    config: str = "all",
-    split: str = "train",
-    batch_size: int | None = None,
-    shuffle: int = 1000,
-    seed: int = 0,
-    resampled: bool = False,
-    samples_per_rank: int | None = None,
-    num_workers: int = 0,
     transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-    rank: int | None = None,
-    world_size: int | None = None,
 ):
     """A `webdataset.DataPipeline` over a release's shards (see the module docstring).
 
     Args:
         source: release folder, brace pattern or URL list (`shard_urls`).
-        batch_size: collate into batches (images stacked to N×1×H×W); None yields single samples.
-        shuffle: sample shuffle buffer (0: off); shards are also shuffled, the same way on every rank.
-        seed: seeds both shuffles (the shard order changes each epoch, deterministically).
-        resampled: draw shards with replacement for ever; then `samples_per_rank` sets the epoch length.
-        num_workers: the DataLoader's workers, to check that there are enough shards without resampling.
+        cfg: config, split, batching, shuffling, resampling, workers and ranks (`StreamConfig`).
         transform: applied to each decoded sample dict.
-        rank, world_size: default to `dist_info()`.
 
     Raises:
         ConfigError: fewer shards than ranks × workers without resampling, or resampling without an epoch length.
@@ -125,13 +117,14 @@ def wds_pipeline(
     import torchvision.io  # noqa: F401 (`decode_gray`'s decoder, imported here once rather than in each worker)
     import webdataset as wds
 
-    check_config(config)
-    urls = shard_urls(source, config, split)
+    cfg = cfg or StreamConfig()
+    batch_size, seed, resampled, num_workers = cfg.batch_size, cfg.seed, cfg.resampled, cfg.num_workers
+    shuffle = 1000 if cfg.shuffle is None else cfg.shuffle
+    samples_per_rank = None if cfg.samples_per_rank == "auto" else cfg.samples_per_rank
+    urls = shard_urls(source, cfg.config, cfg.split)
     if not urls:
-        raise ReleaseError(f"{source}: no shards for {config}/{split}")
-    detected = dist_info()
-    rank = detected[0] if rank is None else rank
-    world_size = detected[1] if world_size is None else world_size
+        raise ReleaseError(f"{source}: no shards for {cfg.config}/{cfg.split}")
+    rank, world_size = _ranks(cfg)
     readers = world_size * max(1, num_workers)
     if resampled and not samples_per_rank:
         raise ConfigError("resampled=True streams for ever: give samples_per_rank to set the epoch length")
@@ -280,46 +273,35 @@ class _SampleShuffle:
         yield from buffer
 
 
-def hf_dataset(
-    source: str | Path,
-    config: str = "all",
-    split: str = "train",
-    *,
-    streaming: bool = False,
-    revision: str | None = None,
-    rank: int | None = None,
-    world_size: int | None = None,
-    samples_per_rank: int | str | None = "auto",
-    strategy: str = "auto",
-    shuffle: int = 0,
-    seed: int = 0,
-):
-    """`datasets.load_dataset` on a release folder or Hub id (at `revision`: a tag, branch or commit),
+def hf_dataset(source: str | Path, cfg: StreamConfig | None = None):
+    """`datasets.load_dataset` on a release folder or Hub id (at `cfg.revision`: a tag, branch or commit),
     formatted for torch.
 
-    With `streaming` under several ranks, the stream is split by node (`split_dataset_by_node` with
-    `strategy`: whole parquet files per rank when they divide evenly, else every world_size-th row; no
-    duplicates either way) and, unless `samples_per_rank` is None, wrapped in `EqualRankStream` so that every
+    With `cfg.streaming` under several ranks, the stream is split by node (`split_dataset_by_node` with
+    `cfg.strategy`: whole parquet files per rank when they divide evenly, else every world_size-th row; no
+    duplicates either way) and, unless `cfg.samples_per_rank` is None, wrapped in `EqualRankStream` so that every
     rank yields the same number of rows and no DDP rank waits for ever at the end of an epoch. "auto" takes
-    the split's row count from the card, divided by the world size (rounded down). `shuffle` > 0 shuffles
-    the stream (file order and a buffer of that many rows) with `seed`, the same on every rank; call
+    the split's row count from the card, divided by the world size (rounded down). `cfg.shuffle` > 0 shuffles
+    the stream (file order and a buffer of that many rows) with `cfg.seed`, the same on every rank; call
     `set_epoch(e)` before each epoch to reshuffle. Mid-epoch resume through torchdata's
-    `StatefulDataLoader` is exact without `shuffle` (datasets does not save a shuffle buffer's content, and
+    `StatefulDataLoader` is exact without shuffling (datasets does not save a shuffle buffer's content, and
     with DataLoader workers cannot restore a shuffled stream's state at all).
     """
     from datasets.distributed import split_dataset_by_node
 
-    ds = load_release(source, config, split=split, streaming=streaming, revision=revision).with_format("torch")
-    if not streaming:
+    cfg = cfg or StreamConfig()
+    config, split, shuffle, seed = cfg.config, cfg.split, cfg.shuffle or 0, cfg.seed
+    ds = load_release(source, config, split=split, streaming=cfg.streaming, revision=cfg.revision)
+    ds = ds.with_format("torch")
+    if not cfg.streaming:
         return ds.shuffle(seed=seed) if shuffle else ds
     if shuffle:
         ds = ds.shuffle(seed=seed, buffer_size=shuffle)
-    detected = dist_info()
-    rank = detected[0] if rank is None else rank
-    world_size = detected[1] if world_size is None else world_size
+    rank, world_size = _ranks(cfg)
     if world_size == 1:
         return ds
-    ds = split_dataset_by_node(ds, rank=rank, world_size=world_size, strategy=strategy)
+    ds = split_dataset_by_node(ds, rank=rank, world_size=world_size, strategy=cfg.strategy)
+    samples_per_rank = cfg.samples_per_rank
     if samples_per_rank is None:
         return ds
     if samples_per_rank == "auto":

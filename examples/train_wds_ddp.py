@@ -18,7 +18,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from cxr_dataset.streaming import wds_pipeline
+from cxr_dataset.streaming import StreamConfig, wds_pipeline
 
 
 def small_cnn(classes: int = 2) -> nn.Module:
@@ -52,12 +52,14 @@ def main() -> None:
 
     pipeline = wds_pipeline(
         args.release,
-        config=args.config,
-        batch_size=args.batch_size,
-        resampled=True,
-        samples_per_rank=args.samples_per_rank,
-        num_workers=args.num_workers,
-        seed=0,
+        StreamConfig(
+            config=args.config,
+            batch_size=args.batch_size,
+            resampled=True,
+            samples_per_rank=args.samples_per_rank,
+            num_workers=args.num_workers,
+            seed=0,
+        ),
     )
     loader = torch.utils.data.DataLoader(
         pipeline, batch_size=None, num_workers=args.num_workers, persistent_workers=args.num_workers > 0

@@ -8,6 +8,7 @@ always give the same bytes on the same hardware.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,7 @@ from cxr_dataset.ownership import claimed_output, writing_into
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.schema import (
     PROVENANCE_FIELDS,
+    SPLITS,
     SYNTHETIC_LABEL,
     TASK_CONFIG,
     TASK_SOURCE_CLASS,
@@ -38,6 +40,7 @@ from cxr_dataset.tables import read_table, write_table
 from cxr_dataset.workers import process_pool
 from generator import distributed
 from generator.checkpoint import load_checkpoint, load_into
+from generator.config import PRECISIONS
 from generator.cyclegan import check_input_size
 from generator.distributed import DistInfo, rank_slice
 from generator.export import resolve_checkpoint
@@ -54,40 +57,53 @@ class TranslateResult:
     task: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class TranslateConfig:
+    """How `translate` runs a generator; checked when made (from code or a TOML file)."""
+
+    batch_size: int = 16  # images per forward pass
+    precision: str = AUTO  # "auto" (bf16 where the device has it natively, else fp32), "bf16" or "fp32"
+    split: str = "train"  # which split of the prepared folder is translated
+    seed_quirk: bool = False  # the seed's output: per-image min-max rescale and a JPEG round trip
+    encode_workers: int = 2  # processes encoding PNGs beside the generator
+    size: int | None = None  # output size; None: the training size
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
+        if self.split not in SPLITS:
+            raise ConfigError(f"split must be one of {list(SPLITS)}, got {self.split!r}")
+        check_workers(self.encode_workers, "encode_workers")
+
+
 def translate(
     prepared: Path,
     checkpoint: Path | str,
     out: Path,
+    cfg: TranslateConfig | None = None,
     *,
-    batch_size: int = 16,
-    precision: str = AUTO,
-    split: str = "train",
-    seed_quirk: bool = False,
-    encode_workers: int = 2,
-    size: int | None = None,
     progress: ProgressFn = no_progress,
 ) -> TranslateResult:
-    """Translate the `split` images of the checkpoint's source class into synthetic COVID-19 images.
+    """Translate the `cfg.split` images of the checkpoint's source class into synthetic COVID-19 images.
 
-    `seed_quirk` reproduces the seed's output: each image min-max rescaled to 0-255 and passed through
-    JPEG (quality 75), then stored as PNG like every other image. `precision` `auto` runs bf16 where the
+    `cfg.seed_quirk` reproduces the seed's output: each image min-max rescaled to 0-255 and passed through
+    JPEG (quality 75), then stored as PNG like every other image. `cfg.precision` `auto` runs bf16 where the
     device has it natively, else fp32; provenance records the one used. Under `torchrun` each rank translates
     every world_size-th image and rank 0 merges the provenance. `checkpoint` is a run folder, a checkpoint
-    file, an exported model folder (`cxrds export`) or ``hf://USER/REPO[@revision]``. `size` translates at
+    file, an exported model folder (`cxrds export`) or ``hf://USER/REPO[@revision]``. `cfg.size` translates at
     another size than the training size (the networks are convolutional; the prepared images are resized).
 
     Example:
-        >>> translate(Path("prepared"), Path("runs/nc"), Path("synthetic/nc"))  # doctest: +SKIP
+        >>> translate(Path("prepared"), Path("runs/nc"), Path("synthetic/nc"), TranslateConfig())  # doctest: +SKIP
     """
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-    check_workers(encode_workers, "encode_workers")
+    cfg = cfg or TranslateConfig()
     checkpoint = resolve_checkpoint(checkpoint)
-    if size is not None:  # against the generator's networks, before the folder is claimed
-        check_input_size(load_checkpoint(checkpoint).config.model, size, what="translation")
+    if cfg.size is not None:  # against the generator's networks, before the folder is claimed
+        check_input_size(load_checkpoint(checkpoint).config.model, cfg.size, what="translation")
     ddp = distributed.setup()
-    device = ddp.device
-    precision = resolve_precision(precision, device)
+    precision = resolve_precision(cfg.precision, ddp.device)
     out = Path(out)
     # Rank 0 claims the folder (and seals it at the end); every rank writes its images into it.
     inputs = [prepared, checkpoint]
@@ -96,24 +112,14 @@ def translate(
         if ddp.is_main:
             for stale in (out / IMAGES_DIR).glob(".*.tmp-*"):  # left by a killed run's image writers
                 stale.unlink()
-        return _translate(
-            prepared, checkpoint, out, batch_size, precision, split, seed_quirk, encode_workers, size, progress, ddp
-        )
+        return _translate(prepared, checkpoint, out, dataclasses.replace(cfg, precision=precision), progress, ddp)
 
 
 def _translate(
-    prepared: Path,
-    checkpoint: Path,
-    out: Path,
-    batch_size: int,
-    precision: str,
-    split: str,
-    seed_quirk: bool,
-    encode_workers: int,
-    size: int | None,
-    progress: ProgressFn,
-    ddp: DistInfo,
+    prepared: Path, checkpoint: Path, out: Path, opts: TranslateConfig, progress: ProgressFn, ddp: DistInfo
 ) -> TranslateResult:
+    """`translate` in the claimed `out`, with `opts.precision` resolved for `ddp.device`."""
+    batch_size, precision, split, seed_quirk = opts.batch_size, opts.precision, opts.split, opts.seed_quirk
     device = ddp.device
     ddp.barrier()
     ckpt = load_checkpoint(checkpoint)
@@ -128,7 +134,7 @@ def _translate(
     if not every:
         raise ConfigError(f"{prepared}: no {split!r} images of class {TASK_SOURCE_CLASS[task]!r} to translate")
     rows = rank_slice(every, ddp)
-    size = size or cfg.crop_size
+    size = opts.size or cfg.crop_size
     if size != cfg.crop_size:
         check_input_size(cfg.model, size, what="translation")
     # The generator's training data, by identity: `validate --real` compares it with the real data it is given.
@@ -150,7 +156,7 @@ def _translate(
     }
     provenance = []
     batches = [rows[start : start + batch_size] for start in range(0, len(rows), batch_size)]
-    with process_pool(encode_workers) as pool, ThreadPoolExecutor(READ_THREADS) as readers:
+    with process_pool(opts.encode_workers) as pool, ThreadPoolExecutor(READ_THREADS) as readers:
         pending: list = []
         # Inputs are read, checked and decoded by threads a few batches ahead, while the device works.
         for batch, pixels in zip(batches, _ahead(readers, lambda b: _read_inputs(manifest, b, size), batches)):

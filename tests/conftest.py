@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from builders.release import build_release
-from cxr_dataset.prepare import prepare
+from builders.release import BuildConfig, build_release
+from cxr_dataset.prepare import PrepareConfig, prepare
 from generator.config import load_preset
 from generator.train import train
 from generator.translate import translate
@@ -28,7 +28,7 @@ def tiny_config(**overrides):
 @pytest.fixture(scope="session")
 def prepared(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("prepared")
-    prepare([PHANTOM], out, size=SIZE, seed=0, workers=1)
+    prepare([PHANTOM], out, PrepareConfig(size=SIZE, seed=0, workers=1))
     return out
 
 
@@ -47,5 +47,5 @@ def synthetic(prepared, tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def release(synthetic, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("release") / "covid-synthetic-cxr"
-    build_release(list(synthetic.values()), root, samples_per_shard=4)
+    build_release(list(synthetic.values()), root, BuildConfig(samples_per_shard=4))
     return root

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from cxr_dataset.streaming import hf_dataset, wds_pipeline
+from cxr_dataset.streaming import StreamConfig, hf_dataset, wds_pipeline
 
 
 def ids(rows: list[dict]) -> list[str]:
@@ -46,13 +46,17 @@ def read(dataset, collate, epochs: int = 2, batch_size: int | None = 2, sync: bo
 def main(release: str, out: str) -> None:
     dist.init_process_group("gloo")
     result = {
-        "hf": read(hf_dataset(release, streaming=True, shuffle=8, seed=0), ids),
+        "hf": read(hf_dataset(release, StreamConfig(streaming=True, shuffle=8, seed=0)), ids),
         "wds": read(
-            wds_pipeline(release, batch_size=2, num_workers=2, resampled=True, samples_per_rank=8, shuffle=8),
+            wds_pipeline(
+                release, StreamConfig(batch_size=2, num_workers=2, resampled=True, samples_per_rank=8, shuffle=8)
+            ),
             keys,
             batch_size=None,
         ),
-        "wds_exact": read(wds_pipeline(release, batch_size=2, num_workers=2), keys, batch_size=None, sync=False),
+        "wds_exact": read(
+            wds_pipeline(release, StreamConfig(batch_size=2, num_workers=2)), keys, batch_size=None, sync=False
+        ),
     }
     Path(out, f"rank{dist.get_rank()}.json").write_text(json.dumps(result))
     dist.barrier()

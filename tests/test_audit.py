@@ -144,7 +144,7 @@ def test_v01_source_set_audit_flags_a_planted_held_out_source_patient(tmp_path):
     """The seed's zips name no source, but the set they came from is known: the paper split's training images.
     Under --split paper the set is all in training; move one source patient to test and the audit names it."""
     from builders.release import build_release_from_zips
-    from cxr_dataset.prepare import prepare
+    from cxr_dataset.prepare import PrepareConfig, prepare
     from cxr_dataset.sources.release import ReleaseWarning
     from tests.conftest import PHANTOM, SIZE
     from tests.test_sources_release import make_release
@@ -154,7 +154,7 @@ def test_v01_source_set_audit_flags_a_planted_held_out_source_patient(tmp_path):
     with pytest.warns(ReleaseWarning):
         build_release_from_zips([zips / "G_NC.zip", zips / "G_PC.zip"], release)
     real = tmp_path / "paper"
-    prepare([PHANTOM], real, size=SIZE, seed=0, split="paper", workers=1)
+    prepare([PHANTOM], real, PrepareConfig(size=SIZE, seed=0, split="paper", workers=1))
 
     def source_set_check():
         report = validate_release(release, real=real, accept_unknown_provenance=True)

@@ -80,11 +80,11 @@ def test_baselines_table_gives_mean_and_sd_over_seeds_and_paired_differences(bas
 
 def test_baselines_leak_free_protocol_carves_validation_from_a_paper_split(release, tmp_path):
     """--split paper has no validation split: leak-free carves one from training patients, seeded and recorded."""
-    from cxr_dataset.prepare import prepare
+    from cxr_dataset.prepare import PrepareConfig, prepare
     from tests.conftest import PHANTOM, SIZE
 
     paper = tmp_path / "paper"
-    prepare([PHANTOM], paper, size=SIZE, seed=0, split="paper", workers=1)
+    prepare([PHANTOM], paper, PrepareConfig(size=SIZE, seed=0, split="paper", workers=1))
     cfg = BaselinesConfig(comparisons=("normal vs covid",), epochs=1, bootstrap=5, controls=False)
     results = run_baselines(release, paper, tmp_path / "out", cfg)
     saved = json.loads((tmp_path / "out" / "metrics.json").read_text())

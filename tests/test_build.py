@@ -2,7 +2,7 @@ import datasets
 import pytest
 
 from builders.partition import part_count
-from builders.release import build_release
+from builders.release import BuildConfig, build_release
 from cxr_dataset.errors import ReleaseError
 from cxr_dataset.loading import load_release, wds_release
 from cxr_dataset.release_folder import read_release
@@ -56,8 +56,8 @@ def test_build_shards_are_a_multiple_of_eight_when_data_allow(release):
 
 def test_build_twice_is_byte_identical(synthetic, tmp_path):
     a, b = tmp_path / "a" / "covid-synthetic-cxr", tmp_path / "b" / "covid-synthetic-cxr"
-    build_release(list(synthetic.values()), a, samples_per_shard=4)
-    build_release(list(synthetic.values()), b, samples_per_shard=4)
+    build_release(list(synthetic.values()), a, BuildConfig(samples_per_shard=4))
+    build_release(list(synthetic.values()), b, BuildConfig(samples_per_shard=4))
     files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
     assert files and files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
     assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
@@ -66,8 +66,8 @@ def test_build_twice_is_byte_identical(synthetic, tmp_path):
 @pytest.mark.parametrize("processes", [2, 8])
 def test_build_in_several_processes_gives_the_same_bytes(synthetic, tmp_path, processes):
     one, many = tmp_path / "one" / "covid-synthetic-cxr", tmp_path / "many" / "covid-synthetic-cxr"
-    build_release(list(synthetic.values()), one, samples_per_shard=4, processes=1)
-    build_release(list(synthetic.values()), many, samples_per_shard=4, processes=processes)
+    build_release(list(synthetic.values()), one, BuildConfig(samples_per_shard=4, processes=1))
+    build_release(list(synthetic.values()), many, BuildConfig(samples_per_shard=4, processes=processes))
     files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(many) for p in many.rglob("*") if p.is_file())
     assert all((one / f).read_bytes() == (many / f).read_bytes() for f in files)
@@ -217,20 +217,20 @@ def test_build_killed_midway_and_rerun_is_byte_identical(synthetic, tmp_path):
     script = (
         "import os, signal, sys\n"
         "from pathlib import Path\n"
-        "from builders.release import build_release\n"
+        "from builders.release import BuildConfig, build_release\n"
         "def progress(stage, done, total, info=''):\n"
         "    if done == total // 2:\n"
         "        os.kill(os.getpid(), signal.SIGKILL)\n"
-        f"build_release([Path(p) for p in {folders!r}], Path({str(killed)!r}), samples_per_shard=4, "
+        f"build_release([Path(p) for p in {folders!r}], Path({str(killed)!r}), BuildConfig(samples_per_shard=4), "
         "progress=progress)\n"
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True)
     assert proc.returncode == -9
     assert not killed.exists() and (tmp_path / "killed" / ".covid-synthetic-cxr.building").exists()
 
-    build_release(list(synthetic.values()), killed, samples_per_shard=4)  # the dead process's lock is free
+    build_release(list(synthetic.values()), killed, BuildConfig(samples_per_shard=4))  # the dead process's lock is free
     clean = tmp_path / "clean" / "covid-synthetic-cxr"
-    build_release(list(synthetic.values()), clean, samples_per_shard=4)
+    build_release(list(synthetic.values()), clean, BuildConfig(samples_per_shard=4))
     files = sorted(p.relative_to(clean) for p in clean.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(killed) for p in killed.rglob("*") if p.is_file())
     assert all((clean / f).read_bytes() == (killed / f).read_bytes() for f in files)
@@ -308,12 +308,11 @@ def test_build_card_with_crlf_line_ends_and_a_bom_still_reads(release, tmp_path)
 
 
 def test_build_dataset_version_and_date_are_checked(synthetic, tmp_path):
-    from builders.release import ReleaseVersion
     from cxr_dataset.errors import ReleaseError
 
-    for bad in (ReleaseVersion("v1"), ReleaseVersion("1.0.0", "27/11/2026")):
+    for bad in ({"dataset_version": "v1"}, {"date_published": "27/11/2026"}):
         with pytest.raises(ReleaseError, match="MAJOR.MINOR.PATCH|YYYY-MM-DD"):
-            build_release(list(synthetic.values()), tmp_path / "r", version=bad)
+            build_release(list(synthetic.values()), tmp_path / "r", BuildConfig(**bad))
     assert not (tmp_path / "r").exists()
 
 

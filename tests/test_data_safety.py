@@ -14,12 +14,12 @@ from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from builders.push import push_release
-from builders.release import build_release
+from builders.release import BuildConfig, build_release
 from cli import app
 from cxr_dataset.checksums import write_checksums
 from cxr_dataset.errors import CheckpointError, OwnershipError, ReleaseError, SchemaError
 from cxr_dataset.fileio import sha256_file
-from cxr_dataset.prepare import prepare
+from cxr_dataset.prepare import PrepareConfig, prepare
 from cxr_dataset.verify import verify_release
 from generator.checkpoint import load_checkpoint
 from generator.train import train
@@ -87,7 +87,7 @@ def test_build_refuses_the_home_folder_and_the_working_directory_even_when_empty
 
 def test_build_into_an_empty_folder_replaces_it(synthetic, tmp_path):
     (tmp_path / "covid-synthetic-cxr").mkdir()
-    build_release(list(synthetic.values()), tmp_path / "covid-synthetic-cxr", samples_per_shard=4)
+    build_release(list(synthetic.values()), tmp_path / "covid-synthetic-cxr", BuildConfig(samples_per_shard=4))
     assert verify_release(tmp_path / "covid-synthetic-cxr").ok
 
 
@@ -99,7 +99,7 @@ def test_build_failure_names_the_image_and_removes_its_staging_folder(synthetic,
     image = sorted((broken / "images").glob("*.png"))[which]
     image.write_bytes(image.read_bytes() + b"x")
     with pytest.raises(ReleaseError, match=f"{image.name}: SHA-256 differs from its provenance"):
-        build_release([broken], tmp_path / "out" / "covid-synthetic-cxr", processes=processes)
+        build_release([broken], tmp_path / "out" / "covid-synthetic-cxr", BuildConfig(processes=processes))
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
@@ -144,11 +144,11 @@ def test_a_prepared_manifest_never_points_outside_its_folder(prepared, tmp_path,
 @pytest.mark.parametrize("sibling", [".covid-synthetic-cxr.building", ".covid-synthetic-cxr.old"])
 def test_build_refuses_to_remove_someone_elses_folder_beside_the_release(synthetic, tmp_path, sibling):
     out = tmp_path / "covid-synthetic-cxr"
-    build_release(list(synthetic.values()), out, samples_per_shard=4)
+    build_release(list(synthetic.values()), out, BuildConfig(samples_per_shard=4))
     before = sorted(p.relative_to(out) for p in out.rglob("*"))
     foreign = _thesis(tmp_path / sibling)
     with pytest.raises(OwnershipError, match="did not write"):
-        build_release(list(synthetic.values()), out, samples_per_shard=4)
+        build_release(list(synthetic.values()), out, BuildConfig(samples_per_shard=4))
     assert (foreign / "chapter1.tex").read_text() == "years of work"
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before and verify_release(out).ok
 
@@ -181,9 +181,9 @@ def test_train_and_translate_refuse_folders_they_did_not_make(prepared, syntheti
 def test_prepare_refuses_its_source_folder_as_out(tmp_path):
     collection = make_collection(tmp_path / "collection")
     with pytest.raises(OwnershipError, match="is an input"):
-        prepare([f"covid-collection={collection}"], collection, size=32, workers=1)
+        prepare([f"covid-collection={collection}"], collection, PrepareConfig(size=32, workers=1))
     with pytest.raises(OwnershipError, match="is an input"):
-        prepare([f"covid-collection={collection}"], tmp_path, size=32, workers=1)
+        prepare([f"covid-collection={collection}"], tmp_path, PrepareConfig(size=32, workers=1))
 
 
 def test_demo_refuses_a_folder_of_someone_elses_files(tmp_path):
@@ -312,7 +312,7 @@ def test_collection_metadata_cannot_prepare_a_file_outside_its_folder(tmp_path, 
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    result = prepare([f"covid-collection={root}"], tmp_path / "out", size=32, workers=1, skip_bad=True)
+    result = prepare([f"covid-collection={root}"], tmp_path / "out", PrepareConfig(size=32, workers=1, skip_bad=True))
     assert [r["reason"] for r in result.rejects] == [
         f"{root / 'images' / rows[0]['filename']}: resolves outside the source folder {root}; refusing to read it"
     ]
@@ -323,7 +323,7 @@ def test_rsna_patient_id_cannot_reach_outside_its_folder(tmp_path):
     root = make_rsna(tmp_path / "rsna", images="jpg")
     with open(root / "stage_2_train_labels.csv", "a", newline="") as f:
         csv.writer(f).writerow(["../../../secret", "", "", "", "", "0"])
-    result = prepare([f"rsna={root}"], tmp_path / "out", size=32, workers=1, skip_bad=True)
+    result = prepare([f"rsna={root}"], tmp_path / "out", PrepareConfig(size=32, workers=1, skip_bad=True))
     assert len(result.rejects) == 1 and "outside the source folder" in result.rejects[0]["reason"]
 
 
@@ -333,7 +333,7 @@ def test_folder_source_symlink_leaving_the_folder_is_refused(tmp_path):
     (root / "normal").mkdir(parents=True)
     Image.fromarray(np.full((40, 30), 90, np.uint8)).save(root / "normal" / "a.png")
     (root / "normal" / "b.png").symlink_to(secret)
-    result = prepare([f"folder={root}"], tmp_path / "out", size=32, workers=1, skip_bad=True)
+    result = prepare([f"folder={root}"], tmp_path / "out", PrepareConfig(size=32, workers=1, skip_bad=True))
     assert [r["id"] for r in result.rejects] == ["folder_normal_b"]
 
 
@@ -372,19 +372,19 @@ def test_translate_refuses_a_generator_whose_output_is_constant(prepared, tmp_pa
 
 def test_a_failed_reprepare_leaves_a_folder_later_stages_refuse(tmp_path):
     out = tmp_path / "prepared"
-    prepare([PHANTOM], out, size=SIZE, workers=1)
+    prepare([PHANTOM], out, PrepareConfig(size=SIZE, workers=1))
     bad = tmp_path / "bad"
     (bad / "normal").mkdir(parents=True)
     (bad / "normal" / "x.png").write_bytes(b"not a png")
     with pytest.raises(Exception, match="rejected"):
-        prepare([PHANTOM, f"folder={bad}"], out, size=SIZE * 2, workers=1)
+        prepare([PHANTOM, f"folder={bad}"], out, PrepareConfig(size=SIZE * 2, workers=1))
     with pytest.raises(SchemaError, match="no manifest"):
         train(out, "normal2covid", tmp_path / "run", tiny_config())
 
 
 def test_train_refuses_a_prepared_image_changed_after_prepare(tmp_path):
     out = tmp_path / "prepared"
-    prepare([PHANTOM], out, size=SIZE, workers=1)
+    prepare([PHANTOM], out, PrepareConfig(size=SIZE, workers=1))
     victim = sorted((out / "images" / "normal").glob("*.png"))[0]
     Image.fromarray(np.zeros((SIZE, SIZE), np.uint8)).save(victim)
     with pytest.raises(SchemaError, match=f"{victim.name}: SHA-256 differs from the manifest"):
@@ -535,7 +535,7 @@ def test_a_dicom_without_rows_is_a_reject_row_in_a_skip_bad_run(tmp_path):
     ds = pydicom.dcmread(path)
     del ds.Rows
     ds.save_as(path)
-    result = prepare([f"folder={root}"], tmp_path / "out", size=32, workers=1, skip_bad=True)
+    result = prepare([f"folder={root}"], tmp_path / "out", PrepareConfig(size=32, workers=1, skip_bad=True))
     assert [r["id"] for r in result.rejects] == ["folder_normal_norows"]
     assert "Rows" in result.rejects[0]["reason"]
 
@@ -546,7 +546,7 @@ def test_metadata_csv_that_is_not_utf8_is_named(tmp_path):
     root = make_collection(tmp_path / "collection")
     (root / "metadata.csv").write_bytes((root / "metadata.csv").read_bytes() + "é,\n".encode("latin-1"))
     with pytest.raises(SourceError, match=r"metadata.csv: not UTF-8 text"):
-        prepare([f"covid-collection={root}"], tmp_path / "out", size=32, workers=1)
+        prepare([f"covid-collection={root}"], tmp_path / "out", PrepareConfig(size=32, workers=1))
 
 
 @pytest.mark.parametrize(
@@ -604,10 +604,10 @@ def test_folder_source_names_a_file_stem_used_twice_and_skipped_folders(tmp_path
         (root / sub).mkdir(parents=True)
     Image.fromarray(np.full((40, 30), 90, np.uint8)).save(root / "normal" / "x.png")
     with pytest.warns(UserWarning, match=r"skipped folders \['xrays-misc'\]"):
-        prepare([f"folder={root}"], tmp_path / "out", size=32, workers=1)
+        prepare([f"folder={root}"], tmp_path / "out", PrepareConfig(size=32, workers=1))
     Image.fromarray(np.full((40, 30), 90, np.uint8)).save(root / "normal" / "x.jpg")
     with pytest.raises(SourceError, match="x.png and .*x.jpg: one image name twice"):
-        prepare([f"folder={root}"], tmp_path / "out2", size=32, workers=1)
+        prepare([f"folder={root}"], tmp_path / "out2", PrepareConfig(size=32, workers=1))
 
 
 # --- kill -9, Ctrl-C and a full disk -------------------------------------------------------------------

@@ -29,7 +29,7 @@ from PIL import Image
 from builders.release import build_release
 from cxr_dataset.fileio import sha256_bytes
 from cxr_dataset.manifest import read_manifest, write_manifest
-from cxr_dataset.prepare import prepare
+from cxr_dataset.prepare import PrepareConfig, prepare
 from cxr_dataset.schema import PROVENANCE_FIELDS
 from cxr_dataset.synthetic_folder import PROVENANCE_NAME
 from cxr_dataset.tables import read_table, write_table
@@ -77,7 +77,7 @@ def imbalanced(tmp_path_factory):
     prepared = root / "prepared"
     fractions = {"train": 0.6, "validation": 0.1, "test": 0.3}
     spec = "phantom=normal:500,covid:60,per_patient:1,strength:0.6"
-    prepare([spec], prepared, size=64, seed=0, workers=2, fractions=fractions)
+    prepare([spec], prepared, PrepareConfig(size=64, seed=0, workers=2, fractions=fractions))
     assert keep_covid_training_images(prepared, NEGATIVES_PER_POSITIVE) == (300, 6)
     cfg = dataclasses.replace(load_preset("tiny").with_size(64), epochs=4)  # 300 steps
     trained = train(prepared, "normal2covid", root / "run", cfg)

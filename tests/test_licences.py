@@ -8,7 +8,7 @@ from PIL import Image
 
 from builders.licences import summarise
 from builders.release import build_release
-from cxr_dataset.prepare import prepare
+from cxr_dataset.prepare import PrepareConfig, prepare
 from cxr_dataset.release_folder import read_release
 from generator.train import train
 from generator.translate import translate
@@ -38,7 +38,7 @@ def _collection(root, patients: int = 8):
 def test_a_cc_by_nc_sa_input_makes_the_card_say_so_with_counts(tmp_path):
     prepared = tmp_path / "prepared"
     sources = ["phantom=normal:8,pneumonia:0,covid:0", f"covid-collection={_collection(tmp_path / 'collection')}"]
-    prepare(sources, prepared, size=64, seed=0, workers=1)
+    prepare(sources, prepared, PrepareConfig(size=64, seed=0, workers=1))
     train(prepared, "normal2covid", tmp_path / "run", tiny_config())
     translate(prepared, tmp_path / "run", tmp_path / "synthetic")
     release = build_release([tmp_path / "synthetic"], tmp_path / "release" / "covid-synthetic-cxr").root

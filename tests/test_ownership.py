@@ -21,7 +21,7 @@ from cxr_dataset.ownership import (
     claimed_output,
     read_marker,
 )
-from cxr_dataset.prepare import prepare
+from cxr_dataset.prepare import PrepareConfig, prepare
 from generator.export import export_generators
 from generator.train import train
 from generator.translate import translate
@@ -67,7 +67,9 @@ COMMANDS = {
     ),
     "prepare": (
         {"manifest.parquet": "my table"},
-        lambda out, prepared, synthetic, run, tmp: prepare(["phantom=normal:2,pneumonia:2,covid:2"], out, size=32),
+        lambda out, prepared, synthetic, run, tmp: prepare(
+            ["phantom=normal:2,pneumonia:2,covid:2"], out, PrepareConfig(size=32)
+        ),
     ),
     "train": (
         {"config.json": '{"model_type": "bert"}'},  # a Hugging Face model folder

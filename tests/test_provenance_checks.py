@@ -15,11 +15,11 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from builders.release import build_release, build_release_from_zips
+from builders.release import BuildConfig, build_release, build_release_from_zips
 from cli import app
 from cxr_dataset.errors import ConfigError
 from cxr_dataset.manifest import read_manifest
-from cxr_dataset.prepare import prepare
+from cxr_dataset.prepare import PrepareConfig, prepare
 from cxr_dataset.schema import PROVENANCE_FIELDS
 from cxr_dataset.sources.imagefolder import ImageFolderSource
 from cxr_dataset.sources.release import ReleaseWarning
@@ -61,18 +61,24 @@ def _mtimes(folder: Path) -> dict[str, int]:
 
 def test_identical_images_prepared_from_a_moved_and_differently_spelled_folder_have_one_identity(tmp_path, monkeypatch):
     here = _sources(tmp_path / "here")
-    prepare([f"folder={here / 'tree'}", f"imagefolder={here / 'hf'}"], tmp_path / "a", size=16, workers=1)
+    prepare(
+        [f"folder={here / 'tree'}", f"imagefolder={here / 'hf'}"], tmp_path / "a", PrepareConfig(size=16, workers=1)
+    )
     moved = tmp_path / "elsewhere" / "renamed"
     shutil.copytree(here, moved)
     monkeypatch.chdir(tmp_path / "elsewhere")
-    prepare(["folder=./renamed/tree/", "imagefolder=renamed/../renamed/hf"], tmp_path / "b", size=16, workers=1)
+    prepare(
+        ["folder=./renamed/tree/", "imagefolder=renamed/../renamed/hf"],
+        tmp_path / "b",
+        PrepareConfig(size=16, workers=1),
+    )
     a, b = read_manifest(tmp_path / "a"), read_manifest(tmp_path / "b")
     assert a.sha256 == b.sha256
     assert (tmp_path / "a" / "manifest.parquet").read_bytes() == (tmp_path / "b" / "manifest.parquet").read_bytes()
     assert {r["origin"] for r in a.rows(label="covid")} == {"covid/0.png", "covid/1.png", "images/1.png"}
     assert a.meta["sources"] == ["folder", "imagefolder"]
     # Other settings or another split are another identity.
-    prepare(["folder=renamed/tree"], tmp_path / "c", size=16, workers=1, seed=1)
+    prepare(["folder=renamed/tree"], tmp_path / "c", PrepareConfig(size=16, workers=1, seed=1))
     assert read_manifest(tmp_path / "c").sha256 != a.sha256
 
 
@@ -83,7 +89,7 @@ def test_prepare_cache_follows_the_source_bytes_not_the_path_nor_stale_metadata(
     make_release(here / "zips", n_nc=2, n_pc=1)
     out = tmp_path / "out"
     with pytest.warns(ReleaseWarning):
-        prepare([f"release={here / 'zips'}", f"imagefolder={here / 'hf'}"], out, size=16, workers=1)
+        prepare([f"release={here / 'zips'}", f"imagefolder={here / 'hf'}"], out, PrepareConfig(size=16, workers=1))
     before = _mtimes(out)
     moved = tmp_path / "moved"
     shutil.move(here, moved)
@@ -92,7 +98,7 @@ def test_prepare_cache_follows_the_source_bytes_not_the_path_nor_stale_metadata(
     with zipfile.ZipFile(moved / "zips" / "G_PC.zip", "w") as zf:  # same member name, other bytes
         zf.writestr("G2/1_g2.jpg", (moved / "hf" / "images" / "2.png").read_bytes())
     with pytest.warns(ReleaseWarning):
-        prepare([f"release={moved / 'zips'}", f"imagefolder={moved / 'hf'}"], out, size=16, workers=1)
+        prepare([f"release={moved / 'zips'}", f"imagefolder={moved / 'hf'}"], out, PrepareConfig(size=16, workers=1))
     after = _mtimes(out)
     assert {name for name in before if after[name] != before[name]} == {"release_g_pc_1.png"}  # only new bytes
     rows = {r["id"]: r for r in read_manifest(out).rows()}
@@ -100,7 +106,7 @@ def test_prepare_cache_follows_the_source_bytes_not_the_path_nor_stale_metadata(
     assert rows["release_g_nc_1"]["origin"] == "G_NC.zip::G1/1.jpg"
     fresh = tmp_path / "fresh"
     with pytest.warns(ReleaseWarning):
-        prepare([f"release={moved / 'zips'}", f"imagefolder={moved / 'hf'}"], fresh, size=16, workers=1)
+        prepare([f"release={moved / 'zips'}", f"imagefolder={moved / 'hf'}"], fresh, PrepareConfig(size=16, workers=1))
     assert read_manifest(fresh).sha256 == read_manifest(out).sha256
 
 
@@ -108,7 +114,7 @@ def test_prepare_cache_follows_the_source_bytes_not_the_path_nor_stale_metadata(
 def other_split(tmp_path_factory) -> Path:
     """The session's phantom images prepared with another split: B, where `prepared` is A."""
     out = tmp_path_factory.mktemp("other-split")
-    prepare([PHANTOM], out, size=SIZE, seed=0, fractions=OTHER_FRACTIONS, workers=1)
+    prepare([PHANTOM], out, PrepareConfig(size=SIZE, seed=0, fractions=OTHER_FRACTIONS, workers=1))
     return out
 
 
@@ -118,7 +124,7 @@ def translated_elsewhere(synthetic, other_split, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("elsewhere")
     run = synthetic["normal2covid"].parents[1] / "runs" / "normal2covid"
     translate(other_split, run, root / "synthetic")
-    build_release([root / "synthetic"], root / "release", samples_per_shard=8)
+    build_release([root / "synthetic"], root / "release", BuildConfig(samples_per_shard=8))
     return root
 
 
@@ -160,7 +166,7 @@ def test_validate_against_the_training_manifest_passes_the_generator_check(relea
 
 def test_validate_with_unrelated_real_data_fails(release, prepared, tmp_path):
     unrelated = tmp_path / "unrelated"
-    prepare(["phantom=normal:6,pneumonia:6,covid:6"], unrelated, size=SIZE, seed=7, workers=1)
+    prepare(["phantom=normal:6,pneumonia:6,covid:6"], unrelated, PrepareConfig(size=SIZE, seed=7, workers=1))
     report = validate_release(release, real=unrelated)
     check = _check(report)
     assert not report.ok and not check.ok
@@ -177,7 +183,7 @@ def test_resume_with_another_prepared_folder_is_refused_naming_both_identities(
         train(other_split, "normal2covid", run, tiny_config(), resume=True)
     # The same images and split prepared into another folder are the same data: the run resumes (nothing left).
     again = tmp_path / "again"
-    prepare([PHANTOM], again, size=SIZE, seed=0, workers=1)
+    prepare([PHANTOM], again, PrepareConfig(size=SIZE, seed=0, workers=1))
     assert train(again, "normal2covid", run, tiny_config(), resume=True).steps > 0
 
 

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from builders.push import RemoteFile, git_blob_id, plan_push, push_release, remote_problems
-from builders.release import build_release
+from builders.release import BuildConfig, build_release
 from cli import app
 from cxr_dataset.checksums import read_checksums
 from cxr_dataset.errors import ReleaseError
@@ -31,7 +31,7 @@ def test_push_dry_run_offline_lists_every_file_and_says_deletions_are_unknown(re
 
 def test_push_plans_deleting_what_an_earlier_build_left_on_the_hub(release, synthetic, tmp_path):
     rebuilt = tmp_path / "rebuilt" / "covid-synthetic-cxr"
-    build_release([synthetic["normal2covid"]], rebuilt, samples_per_shard=4)  # fewer files: G_NC only
+    build_release([synthetic["normal2covid"]], rebuilt, BuildConfig(samples_per_shard=4))  # fewer files: G_NC only
     on_hub = [*_files(release), ".gitattributes"]  # the earlier, full build
     plan = plan_push(rebuilt, "someone/cxr", remote_files=on_hub, tag="v1.0.0")
     stale = sorted(set(_files(release)) - set(_files(rebuilt)))

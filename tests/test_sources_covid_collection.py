@@ -6,7 +6,7 @@ from PIL import Image
 
 from cxr_dataset.errors import SourceError
 from cxr_dataset.manifest import read_manifest
-from cxr_dataset.prepare import prepare
+from cxr_dataset.prepare import PrepareConfig, prepare
 from cxr_dataset.sources import SourceOptions
 from cxr_dataset.sources.covid_collection import CovidCollectionSource, finding_class
 from cxr_dataset.splits import paper_splits
@@ -127,7 +127,7 @@ def test_covid_collection_missing_columns_name_the_file(tmp_path):
 def test_covid_collection_missing_image_is_rejected_by_name(tmp_path):
     root = make_collection(tmp_path / "c")
     (root / "images" / "b.png").unlink()
-    result = prepare([f"covid-collection={root}"], tmp_path / "out", size=32, workers=1, skip_bad=True)
+    result = prepare([f"covid-collection={root}"], tmp_path / "out", PrepareConfig(size=32, workers=1, skip_bad=True))
     assert len(result.rejects) == 1 and "b.png: missing file" in result.rejects[0]["reason"]
 
 
@@ -136,7 +136,7 @@ needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/realcxr
 
 @needs_shared
 def test_covid_collection_real_june_2020_sample(tmp_path):
-    prepare([f"covid-collection={SHARED / 'covid-chestxray-dataset'}"], tmp_path, size=64, workers=2)
+    prepare([f"covid-collection={SHARED / 'covid-chestxray-dataset'}"], tmp_path, PrepareConfig(size=64, workers=2))
     rows = read_manifest(tmp_path).rows()
     assert len(rows) == 40 and {r["label"] for r in rows} == {"covid"}
     assert {r["view"] for r in rows} == {"PA", "AP"} and len({r["patient_id"] for r in rows}) == 40

@@ -10,7 +10,7 @@ from PIL import Image
 
 from cxr_dataset.errors import SourceError
 from cxr_dataset.manifest import read_manifest
-from cxr_dataset.prepare import prepare
+from cxr_dataset.prepare import PrepareConfig, prepare
 
 REHEARSAL = Path(__file__).resolve().parents[2] / "shared" / "cxr-rehearsal"
 
@@ -45,7 +45,7 @@ ROWS = [
 def test_imagefolder_keeps_patients_labels_and_every_other_column(tmp_path, metadata):
     root = _imagefolder(tmp_path / "data", ROWS, metadata)
     with pytest.warns(UserWarning, match="skipped 1 rows whose 'label' names no class"):
-        prepare([f"imagefolder={root}"], tmp_path / "out", size=64, workers=1)
+        prepare([f"imagefolder={root}"], tmp_path / "out", PrepareConfig(size=64, workers=1))
     rows = {Path(r["origin"]).name: r for r in read_manifest(tmp_path / "out").rows()}
     assert sorted(rows) == ["a.png", "b.png", "c.png", "d.png"]  # tuberculosis is no class of ours
     assert rows["a.png"]["patient_id"] == rows["b.png"]["patient_id"] != rows["c.png"]["patient_id"]
@@ -60,7 +60,7 @@ def test_imagefolder_path_out_of_the_folder_is_a_reject_not_a_read(tmp_path):
     rows = [*ROWS[:3], {**ROWS[3], "file_name": "../secret.png"}]
     root = _imagefolder(tmp_path / "data", rows)
     with pytest.raises(SourceError, match="resolves outside the source folder"):
-        prepare([f"imagefolder={root}"], tmp_path / "out", size=64, workers=1)
+        prepare([f"imagefolder={root}"], tmp_path / "out", PrepareConfig(size=64, workers=1))
     assert "secret.png" in (tmp_path / "out" / "rejects.csv").read_text()
 
 
@@ -68,14 +68,14 @@ def test_imagefolder_label_column_is_configurable_and_missing_columns_are_named(
     rows = [{"file_name": r["file_name"], "finding": r["label"]} for r in ROWS[:4]]
     root = _imagefolder(tmp_path / "data", rows)
     with pytest.raises(SourceError, match=r"missing columns \['label'\]"):
-        prepare([f"imagefolder={root}"], tmp_path / "a", size=64, workers=1)
-    prepare([f"imagefolder={root}"], tmp_path / "b", size=64, workers=1, imagefolder_label="finding")
+        prepare([f"imagefolder={root}"], tmp_path / "a", PrepareConfig(size=64, workers=1))
+    prepare([f"imagefolder={root}"], tmp_path / "b", PrepareConfig(size=64, workers=1, imagefolder_label="finding"))
     assert len(read_manifest(tmp_path / "b").rows()) == 4
 
 
 @pytest.mark.skipif(not REHEARSAL.is_dir(), reason="../shared/cxr-rehearsal is not here")
 def test_imagefolder_reads_the_real_rehearsal_set(tmp_path):
-    result = prepare([f"imagefolder={REHEARSAL}"], tmp_path / "out", size=64, workers=2)
+    result = prepare([f"imagefolder={REHEARSAL}"], tmp_path / "out", PrepareConfig(size=64, workers=2))
     rows = read_manifest(tmp_path / "out").rows()
     by_label = {label: sum(r["label"] == label for r in rows) for label in ("normal", "pneumonia", "covid")}
     assert by_label == {"normal": 307, "pneumonia": 281, "covid": 260} and not result.rejects

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from cxr_dataset.errors import SourceError
-from cxr_dataset.prepare import prepare
+from cxr_dataset.prepare import PrepareConfig, prepare
 from cxr_dataset.sources.phantom import render_phantom
 from cxr_dataset.sources.release import ReleaseSource, ReleaseWarning, check_release_zip
 
@@ -81,6 +81,6 @@ def test_release_unknown_asset_name_is_refused(tmp_path):
 def test_release_prepares_as_synthetic_covid_images(tmp_path):
     folder = make_release(tmp_path / "rel")
     with pytest.warns(ReleaseWarning):
-        result = prepare([f"release={folder}"], tmp_path / "out", size=64, workers=1)
+        result = prepare([f"release={folder}"], tmp_path / "out", PrepareConfig(size=64, workers=1))
     assert sum(n for (label, _), n in result.counts.items() if label == "covid") == 5
     assert np.asarray(Image.open(tmp_path / "out/images/covid/release_g_pc_2.png")).shape == (64, 64)

@@ -6,7 +6,7 @@ from PIL import Image
 
 from cxr_dataset.errors import SourceError
 from cxr_dataset.manifest import read_manifest
-from cxr_dataset.prepare import prepare
+from cxr_dataset.prepare import PrepareConfig, prepare
 from cxr_dataset.sources import SourceOptions
 from cxr_dataset.sources.rsna import RsnaSource
 from tests.conftest import SHARED
@@ -48,7 +48,7 @@ def make_rsna(root, images="dicom", class_info=True):
 @pytest.mark.parametrize("images", ["dicom", "jpg"])
 def test_rsna_one_image_per_patient_target0_normals(tmp_path, images):
     root = make_rsna(tmp_path / "rsna", images)
-    result = prepare([f"rsna={root}"], tmp_path / "out", size=32, workers=1)
+    result = prepare([f"rsna={root}"], tmp_path / "out", PrepareConfig(size=32, workers=1))
     rows = read_manifest(tmp_path / "out").rows()
     assert sorted((r["patient_id"], r["label"]) for r in rows) == [
         ("rsna_p1", "normal"),
@@ -80,7 +80,7 @@ def test_rsna_missing_image_is_rejected_naming_the_file(tmp_path):
     root = make_rsna(tmp_path / "rsna")
     (root / "stage_2_train_images" / "p3.dcm").unlink()
     with pytest.raises(SourceError, match="1 of 4 images rejected"):
-        prepare([f"rsna={root}"], tmp_path / "out", size=32, workers=1)
+        prepare([f"rsna={root}"], tmp_path / "out", PrepareConfig(size=32, workers=1))
     assert "p3.dcm: missing file" in (tmp_path / "out" / "rejects.csv").read_text()
 
 
@@ -123,7 +123,7 @@ def test_rsna_paper_split_on_the_stage2_structure_gives_16537_and_4758(tmp_path)
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/realcxr is not here")
 def test_rsna_real_stage1_dicoms(tmp_path):
     root = SHARED / "dicom" / "rsna"
-    result = prepare([f"rsna={root}"], tmp_path / "a", size=64, workers=2)
+    result = prepare([f"rsna={root}"], tmp_path / "a", PrepareConfig(size=64, workers=2))
     assert {k[0] for k in result.counts} == {"normal", "pneumonia"}
     rows = read_manifest(tmp_path / "a").rows()
     assert sum(r["label"] == "normal" for r in rows) == 11 and sum(r["label"] == "pneumonia" for r in rows) == 5

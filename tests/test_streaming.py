@@ -14,7 +14,7 @@ from PIL import Image
 from cxr_dataset.errors import ConfigError
 from cxr_dataset.loading import wds_release
 from cxr_dataset.release_folder import read_release
-from cxr_dataset.streaming import decode_gray, hf_dataset, random_access, wds_pipeline
+from cxr_dataset.streaming import StreamConfig, decode_gray, hf_dataset, random_access, wds_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,7 +24,7 @@ def _all_keys(release, config="all"):
 
 
 def test_streaming_set_epoch_reaches_persistent_workers(release):
-    pipeline = wds_pipeline(release, num_workers=2, seed=0)
+    pipeline = wds_pipeline(release, StreamConfig(num_workers=2, seed=0))
     loader = torch.utils.data.DataLoader(pipeline, batch_size=None, num_workers=2, persistent_workers=True)
     orders = []
     for epoch in range(2):
@@ -38,12 +38,13 @@ def test_streaming_set_epoch_reaches_persistent_workers(release):
 def test_streaming_fewer_shards_than_readers_is_a_clear_error(release):
     urls = [str(p) for p in read_release(release).shard_paths("g_nc")[:3]]
     with pytest.raises(ConfigError, match="3 shards cannot feed 2 ranks × 2 workers"):
-        wds_pipeline(urls, num_workers=2, rank=0, world_size=2)
-    assert len(list(wds_pipeline(urls, resampled=True, samples_per_rank=7, rank=0, world_size=2, num_workers=2))) == 4
+        wds_pipeline(urls, StreamConfig(num_workers=2, rank=0, world_size=2))
+    resampled = StreamConfig(resampled=True, samples_per_rank=7, rank=0, world_size=2, num_workers=2)
+    assert len(list(wds_pipeline(urls, resampled))) == 4
 
 
 def test_streaming_batches_are_uint8_tensors_with_provenance(release):
-    batch = next(iter(wds_pipeline(release, batch_size=4, shuffle=0)))
+    batch = next(iter(wds_pipeline(release, StreamConfig(batch_size=4, shuffle=0))))
     assert batch["image"].shape == (4, 1, 64, 64) and batch["image"].dtype == torch.uint8
     assert batch["label"].tolist() == [2, 2, 2, 2] and batch["meta"][0]["id"] == batch["key"][0]
 
@@ -69,14 +70,17 @@ def test_streaming_decode_gray_names_a_corrupt_png():
 
 
 def test_streaming_same_seed_same_order(release):
-    first = [s["key"] for s in wds_pipeline(release, seed=3)]
-    assert first == [s["key"] for s in wds_pipeline(release, seed=3)]
-    assert first != [s["key"] for s in wds_pipeline(release, seed=4)]
+    first = [s["key"] for s in wds_pipeline(release, StreamConfig(seed=3))]
+    assert first == [s["key"] for s in wds_pipeline(release, StreamConfig(seed=3))]
+    assert first != [s["key"] for s in wds_pipeline(release, StreamConfig(seed=4))]
 
 
 def test_streaming_hf_split_by_node_has_no_duplicates(release):
     def part(rank, **kw):
-        return [r["id"] for r in hf_dataset(release, "g_nc", streaming=True, rank=rank, world_size=2, **kw)]
+        return [
+            r["id"]
+            for r in hf_dataset(release, StreamConfig(config="g_nc", streaming=True, rank=rank, world_size=2, **kw))
+        ]
 
     unequal = [part(r, samples_per_rank=None) for r in range(2)]
     assert not set(unequal[0]) & set(unequal[1])
@@ -90,7 +94,7 @@ def test_streaming_hf_split_by_node_has_no_duplicates(release):
 def test_streaming_equal_rank_stream_pads_a_short_worker_by_repeating(release):
     from cxr_dataset.streaming import EqualRankStream
 
-    ds = hf_dataset(release, "g_pc", streaming=True, rank=0, world_size=2, samples_per_rank=None)
+    ds = hf_dataset(release, StreamConfig(config="g_pc", streaming=True, rank=0, world_size=2, samples_per_rank=None))
     rows = [r["id"] for r in ds]
     padded = [r["id"] for r in EqualRankStream(ds, len(rows) + 3)]
     assert padded == rows + rows[:3]
@@ -138,7 +142,8 @@ def test_streaming_hf_resumes_mid_epoch_through_a_stateful_dataloader(release):
     from torchdata.stateful_dataloader import StatefulDataLoader
 
     def loader():
-        ds = hf_dataset(release, streaming=True, rank=0, world_size=2)  # datasets 5.2 cannot resume a buffer
+        # datasets 5.2 cannot resume a buffer
+        ds = hf_dataset(release, StreamConfig(streaming=True, rank=0, world_size=2))
         return StatefulDataLoader(ds, batch_size=2, num_workers=2, collate_fn=_ids)
 
     whole = list(loader())
@@ -161,7 +166,7 @@ def test_streaming_wds_resumes_mid_epoch_through_a_stateful_dataloader(release, 
 
     def loader():
         kw = {"resampled": True, "samples_per_rank": 12} if resampled else {}
-        pipeline = wds_pipeline(release, batch_size=2, num_workers=2, seed=5, rank=1, world_size=2, **kw)
+        pipeline = wds_pipeline(release, StreamConfig(batch_size=2, num_workers=2, seed=5, rank=1, world_size=2, **kw))
         pipeline.set_epoch(3)
         return StatefulDataLoader(pipeline, batch_size=None, num_workers=2, collate_fn=_keys)
 

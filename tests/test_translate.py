@@ -4,7 +4,7 @@ from cxr_dataset.manifest import read_manifest
 from cxr_dataset.schema import PROVENANCE_FIELDS
 from cxr_dataset.tables import read_table
 from generator.checkpoint import load_checkpoint
-from generator.translate import translate
+from generator.translate import TranslateConfig, translate
 
 
 def test_translate_makes_one_image_per_training_source_image(prepared, synthetic):
@@ -52,7 +52,7 @@ def test_translate_seed_quirk_option_changes_the_outputs_and_is_recorded(prepare
     from cxr_dataset.tables import read_table
 
     run = synthetic["normal2covid"].parents[1] / "runs" / "normal2covid"
-    translate(prepared, run, tmp_path / "quirk", seed_quirk=True)
+    translate(prepared, run, tmp_path / "quirk", TranslateConfig(seed_quirk=True))
     table, meta = read_table(tmp_path / "quirk/provenance.parquet", PROVENANCE_FIELDS)
     plain, _ = read_table(synthetic["normal2covid"] / "provenance.parquet", PROVENANCE_FIELDS)
     assert meta["seed_quirk"] is True
@@ -66,9 +66,9 @@ def test_translate_at_another_size_than_training(prepared, synthetic, tmp_path):
     from cxr_dataset.errors import ConfigError
 
     run = synthetic["normal2covid"].parent.parent / "runs" / "normal2covid"
-    translate(prepared, run, tmp_path / "big", size=128)
+    translate(prepared, run, tmp_path / "big", TranslateConfig(size=128))
     rows = read_table(tmp_path / "big" / "provenance.parquet", PROVENANCE_FIELDS)[0].to_pylist()
     with Image.open(tmp_path / "big" / rows[0]["path"]) as img:
         assert img.size == (128, 128) and rows[0]["width"] == 128
     with pytest.raises(ConfigError, match="translation size 50"):
-        translate(prepared, run, tmp_path / "odd", size=50)
+        translate(prepared, run, tmp_path / "odd", TranslateConfig(size=50))
