@@ -148,9 +148,10 @@ def _train(
     opt_d = torch.optim.Adam(nets.discriminators(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), **fast)
     pools = (ImagePool(cfg.pool_size), ImagePool(cfg.pool_size))
 
-    step = 0
-    if ckpt is not None:
-        step = _restore(ckpt, cfg, steps_per_epoch, nets, opt_g, opt_d, pools, device, ddp)
+    state = TrainState(
+        cfg=cfg, task=task, manifest_sha256=manifest.sha256, nets=nets, opt_g=opt_g, opt_d=opt_d, pools=pools, ddp=ddp
+    )
+    step = 0 if ckpt is None else _restore(ckpt, state, steps_per_epoch)
     if ddp.is_main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / CONFIG_NAME, json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
@@ -199,7 +200,7 @@ def _train(
                     progress(f"train {task}", step, total, info)
             at_epoch_end = step % steps_per_epoch == 0 or step == total
             if (cfg.save_every and step % cfg.save_every == 0) or (not cfg.save_every and at_epoch_end):
-                _save(out, step, task, cfg, nets, opt_g, opt_d, pools, manifest.sha256, ddp)
+                _save(out, step, state)
             if ((cfg.sample_every and step % cfg.sample_every == 0) or step == total) and ddp.is_main:
                 _write_samples(sample_path(out, step), nets, domain_a, domain_b, cfg)
     finally:
@@ -232,8 +233,24 @@ def wrap_ddp(nets: CycleGAN, device: torch.device) -> DDPNets:
     return DDPNets(*(DistributedDataParallel(getattr(nets, name), device_ids=ids) for name in NET_NAMES))
 
 
-def _save(out, step, task, cfg, nets, opt_g, opt_d, pools, manifest_sha256, ddp: DistInfo) -> None:
+@dataclass(frozen=True, kw_only=True)
+class TrainState:
+    """What a checkpoint saves and a resume restores (the networks, their optimizers, this rank's image pools),
+    with the config, task and prepared manifest they belong to."""
+
+    cfg: TrainConfig
+    task: str
+    manifest_sha256: str
+    nets: CycleGAN  # unwrapped: rank 0 saves these, never the DDP wrappers
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    pools: tuple[ImagePool, ImagePool]  # this rank's pools of past fakes, A and B
+    ddp: DistInfo
+
+
+def _save(out: Path, step: int, state: TrainState) -> None:
     """Rank 0 writes unwrapped nets, optimizers and every rank's image pools; all ranks wait for it."""
+    cfg, nets, opt_g, opt_d, pools, ddp = state.cfg, state.nets, state.opt_g, state.opt_d, state.pools, state.ddp
     pool_images = ddp.gather([None if p.images is None else p.images.cpu() for p in pools])
     if ddp.is_main:
         tensors = {f"nets.{name}.{k}": v for name in NET_NAMES for k, v in getattr(nets, name).state_dict().items()}
@@ -248,21 +265,22 @@ def _save(out, step, task, cfg, nets, opt_g, opt_d, pools, manifest_sha256, ddp:
         meta = {
             "config": cfg.to_dict(),
             "config_sha256": cfg.sha256(),
-            "task": task,
+            "task": state.task,
             "param_groups": groups,
-            "manifest_sha256": manifest_sha256,
+            "manifest_sha256": state.manifest_sha256,
             "world_size": ddp.world_size,
         }
         save_checkpoint(out, step, tensors, meta, cfg.keep_last)
     ddp.barrier()
 
 
-def _restore(ckpt: Checkpoint, cfg, steps_per_epoch, nets, opt_g, opt_d, pools, device, ddp: DistInfo) -> int:
-    """Load nets, optimizers and this rank's pools; returns the step to continue from.
+def _restore(ckpt: Checkpoint, state: TrainState, steps_per_epoch: int) -> int:
+    """Load nets, optimizers and this rank's pools into `state`; returns the step to continue from.
 
     Only the schedule's length (and logging/saving cadence) may change: `--epochs N` extends a finished
     or stopped run, exactly as if planned from the start while no trained epoch's learning rate changes.
     """
+    cfg, nets, opt_g, opt_d, pools, ddp = state.cfg, state.nets, state.opt_g, state.opt_d, state.pools, state.ddp
     changed = config_differences(ckpt.config, cfg)
     refused = [k for k in changed if k not in RESUMABLE_CHANGES]
     if refused:
@@ -290,7 +308,7 @@ def _restore(ckpt: Checkpoint, cfg, steps_per_epoch, nets, opt_g, opt_d, pools, 
             f"{ckpt.json_path}: saved by {ckpt.meta['world_size']} processes; resume with the same number "
             f"(got {ddp.world_size}) so that every rank gets its image pool back"
         )
-    tensors = {k: v.to(device) for k, v in ckpt.tensors().items()}
+    tensors = {k: v.to(ddp.device) for k, v in ckpt.tensors().items()}
     for name in NET_NAMES:
         prefix = f"nets.{name}."
         state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
