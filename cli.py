@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
+from cxr_dataset.configs import from_dict, read_toml
 from cxr_dataset.errors import CxrdsError
 from cxr_dataset.progress import PlainProgress, ProgressFn
 from cxr_dataset.schema import SOURCE_CLASSES, TASKS
@@ -35,6 +36,10 @@ err_console = Console(stderr=True, quiet=_quiet)  # progress, warnings and error
 _debug = {"on": False}
 # The option that sets how many worker processes a command starts, for when one of them dies.
 _WORKER_OPTIONS = {"prepare": "--workers", "translate": "--encode-workers", "baselines": "--workers"}
+# Config keys whose option has another name.
+_OPTION_OF = {"covid_collection_classes": "covid_classes", "imagefolder_label": "label_column"}
+_OPTION_OF |= {"train_limits": "limit_train"}
+T = TypeVar("T")
 
 
 class _ErrorBoundary(TyperGroup):
@@ -68,6 +73,7 @@ SOURCE_HELP = (
     "folder (ROOT/<class>/*.png|jpg|dcm); imagefolder (Hugging Face imagefolder: metadata.csv with file_name, "
     "a label and patient_id); release (the seed's G_NC.zip/G_PC.zip or their folder)."
 )
+CONFIG_HELP = "TOML file of {} keys; options given on the command line win over it."
 PRECISION_HELP = "auto (bf16 where the device has it natively, else fp32), bf16 or fp32; runs record the resolved one."
 
 
@@ -169,6 +175,43 @@ def _ints(value: str, option: str) -> tuple[int, ...]:
         raise typer.BadParameter(f"expected comma-separated whole numbers, got {value!r}", param_hint=option) from None
 
 
+def _config(ctx: typer.Context, cls: type[T], **converted: Any) -> T:
+    """The stage config `cls` from this command's options (those named as its keys, then `converted` ones):
+    with ``--config FILE.toml`` the file's keys win over options left at their defaults, and options given on
+    the command line win over the file. `ConfigError` names a bad key."""
+    keys = {f.name for f in dataclasses.fields(cls)}
+    named = {k: _OPTION_OF.get(k, k) for k in keys}
+    options = {k: ctx.params[option] for k, option in named.items() if option in ctx.params} | converted
+    file = ctx.params.get("config")
+    given = {k: v for k, v in options.items() if _given(ctx, _OPTION_OF.get(k, k))}
+    return from_dict(cls, options | (read_toml(file) if file else {}) | given, where=str(file or "options"))
+
+
+def _options(ctx: typer.Context, *names: str) -> dict[str, Any]:
+    """This command's options `names`, by name (to hand on to the function of the same keywords)."""
+    return {name: ctx.params[name] for name in names}
+
+
+def _given(ctx: typer.Context, option: str) -> bool:
+    """Whether `option` was given (command line or environment) rather than left at its default."""
+    source = ctx.get_parameter_source(option)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
+def _train_config(ctx: typer.Context) -> Any:
+    """The preset, the --config overrides on it, then the options given (`cxrds train`)."""
+    from generator.config import load_preset
+
+    options = ctx.params
+    cfg = load_preset(options["preset"], options["config"])
+    cfg = cfg.with_size(options["size"]) if options["size"] else cfg
+    keys = ("epochs", "epochs_decay", "batch_size", "lr", "precision", "seed", "compile_mode")
+    given = {k: options[k] for k in keys} | {
+        "compile": options["compile"] or options["compile_mode"] is not None or None
+    }
+    return dataclasses.replace(cfg, **{k: v for k, v in given.items() if v is not None})
+
+
 def _table(title: str, rows: list[tuple], columns: tuple[str, ...]) -> Table:
     """A rich table showing titles and cells as written (a path may hold '[red]'); `Text` cells keep their style."""
     table = Table(title=escape(title), title_justify="left")
@@ -181,6 +224,7 @@ def _table(title: str, rows: list[tuple], columns: tuple[str, ...]) -> Table:
 
 @app.command()
 def prepare(
+    ctx: typer.Context,
     source: Annotated[list[str], typer.Option(help=SOURCE_HELP)],
     out: Annotated[Path, typer.Option(help="Writes OUT/images/<class>/*.png, manifest.parquet, rejects.csv.")],
     size: Annotated[int, typer.Option(help="Square output size in pixels.")] = 256,
@@ -211,39 +255,29 @@ def prepare(
         int | None, typer.Option(help="Worker processes (1 = in this process; default: one per core, up to 4).")
     ] = None,
     skip_bad: Annotated[bool, typer.Option(help="Keep going past unreadable images (listed in rejects.csv).")] = False,
+    config: Annotated[Path | None, typer.Option(help=CONFIG_HELP.format("PrepareConfig"))] = None,
 ) -> None:
     """Read sources, split them, and write 8-bit grayscale PNGs with a manifest (re-runs resume)."""
-    from cxr_dataset.prepare import REJECTS_NAME
+    from cxr_dataset.prepare import REJECTS_NAME, PrepareConfig
     from cxr_dataset.prepare import prepare as run
 
     with _run() as progress:
-        shares = dict(zip(("train", "validation", "test"), _floats(fractions, "--fractions")))
-        result = run(
-            source,
-            out,
-            size=size,
-            split=split,
-            seed=seed,
-            fractions=shares,
-            resize=resize,
+        cfg = _config(
+            ctx,
+            PrepareConfig,
+            fractions=dict(zip(("train", "validation", "test"), _floats(fractions, "--fractions"))),
             views=_items(views),
             covid_collection_classes=_items(covid_classes),
-            rsna_normal=rsna_normal,
-            imagefolder_label=label_column,
             train_limits=_counts(limit_train, "--limit-train"),
-            strict=strict,
             workers=workers or min(4, os.cpu_count() or 1),
-            skip_bad=skip_bad,
-            progress=progress,
         )
-    rows = sorted((c, s, n) for (c, s), n in result.counts.items())
-    console.print(_table(f"Prepared {result.manifest_path}", rows, ("class", "split", "images")))
-    if result.rejects:
-        console.print(f"[yellow]{len(result.rejects)} rejected[/yellow]: see {escape(str(out / REJECTS_NAME))}")
+        result = run(source, out, cfg, progress=progress)
+    _print_prepared(result, out / REJECTS_NAME)
 
 
 @app.command()
 def train(
+    ctx: typer.Context,
     prepared: Annotated[Path, typer.Option(help="A folder written by `cxrds prepare`.")],
     task: Annotated[str, typer.Option(help="normal2covid (G_NC) or pneumonia2covid (G_PC).")],
     out: Annotated[Path, typer.Option(help="Run folder: checkpoints/, samples/, log.jsonl.")],
@@ -272,37 +306,19 @@ def train(
 
     Under torchrun (`torchrun --nproc-per-node N -m cli train ...`) it trains with DDP.
     """
-    from generator.config import load_preset
     from generator.train import train as run
 
     with _run() as progress:
-        cfg = load_preset(preset, config)
-        cfg = cfg.with_size(size) if size else cfg
-        given = {
-            "epochs": epochs,
-            "epochs_decay": epochs_decay,
-            "batch_size": batch_size,
-            "lr": lr,
-            "precision": precision,
-            "seed": seed,
-            "compile": compile or compile_mode is not None or None,
-            "compile_mode": compile_mode,
-        }
-        cfg = dataclasses.replace(cfg, **{k: v for k, v in given.items() if v is not None})
-        result = run(prepared, task, out, cfg, resume=resume, progress=progress)
+        result = run(prepared, task, out, _train_config(ctx), resume=resume, progress=progress)
     rows = [(k, result.first_losses.get(k), result.last_losses.get(k)) for k in result.last_losses]
-    console.print(
-        _table(
-            f"Trained {task}: {result.steps} steps, {result.images_per_second:.1f} img/s",
-            rows,
-            ("loss", "first", "last"),
-        )
-    )
+    title = f"Trained {task}: {result.steps} steps, {result.images_per_second:.1f} img/s"
+    console.print(_table(title, rows, ("loss", "first", "last")))
     console.print(f"checkpoint: {escape(str(result.checkpoint))}")
 
 
 @app.command()
 def translate(
+    ctx: typer.Context,
     prepared: Annotated[Path, typer.Option(help="The folder the generator was trained from.")],
     checkpoint: Annotated[
         str,
@@ -318,22 +334,14 @@ def translate(
     size: Annotated[
         int | None, typer.Option(help="Output size (default: the training size); e.g. 256 from a 128² run.")
     ] = None,
+    config: Annotated[Path | None, typer.Option(help=CONFIG_HELP.format("TranslateConfig"))] = None,
 ) -> None:
     """Translate every training image of the task's source class into a synthetic COVID-19 image."""
+    from generator.translate import TranslateConfig
     from generator.translate import translate as run
 
     with _run() as progress:
-        result = run(
-            prepared,
-            checkpoint,
-            out,
-            batch_size=batch_size,
-            precision=precision,
-            seed_quirk=seed_quirk,
-            encode_workers=encode_workers,
-            size=size,
-            progress=progress,
-        )
+        result = run(prepared, checkpoint, out, _config(ctx, TranslateConfig), progress=progress)
     console.print(escape(f"{result.images} synthetic images ({result.task}) → {result.provenance_path}"))
 
 
@@ -352,6 +360,7 @@ def export(
 
 @app.command()
 def build(
+    ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="Release folder, e.g. release/covid-synthetic-cxr.")],
     synthetic: Annotated[list[Path] | None, typer.Option(help="A `cxrds translate` output folder; repeatable.")] = None,
     from_release: Annotated[
@@ -369,26 +378,26 @@ def build(
         int,
         typer.Option(help="Processes writing it (0: 1, 2, 4 or 8 as cores allow; 1 under 1,000 images). Same bytes."),
     ] = 0,
+    config: Annotated[Path | None, typer.Option(help=CONFIG_HELP.format("BuildConfig"))] = None,
 ) -> None:
     """Write the release: README.md card, data/<config>/*.parquet, webdataset/*.tar, croissant.json, SHA256SUMS."""
-    from builders.release import ReleaseVersion, build_release, build_release_from_zips
+    from builders.release import BuildConfig, build_release, build_release_from_zips
 
     if bool(synthetic) == bool(from_release):
         raise typer.BadParameter("give --synthetic folders or --from-release zips (one of the two)")
-    version = ReleaseVersion(dataset_version, date_published)
+    cfg = _config(ctx, BuildConfig)
     with _run() as progress:
         if from_release:
-            result = build_release_from_zips(
-                from_release, out, strict=strict, version=version, processes=processes, progress=progress
-            )
+            result = build_release_from_zips(from_release, out, cfg, progress=progress)
         else:
-            result = build_release(synthetic, out, version=version, processes=processes, progress=progress)
+            result = build_release(synthetic, out, cfg, progress=progress)
     rows = sorted(result.counts.items())
     console.print(_table(f"Built {result.root} ({result.files} files)", rows, ("config", "rows")))
 
 
 @app.command()
 def validate(
+    ctx: typer.Context,
     release: Annotated[Path, typer.Argument(help="A release folder written by `cxrds build`.")],
     real: Annotated[
         Path | None, typer.Option(help="The prepared real data (PREPARED): adds skew, leakage and duplicate checks.")
@@ -416,14 +425,8 @@ def validate(
     from validation_tools.validate import validate_release
 
     with _run() as progress:
-        report = validate_release(
-            release,
-            real=real,
-            near_duplicate_fraction=near_duplicate_fraction,
-            accept_unknown_provenance=accept_unknown_provenance,
-            trained_on=trained_on,
-            progress=progress,
-        )
+        options = _options(ctx, "real", "near_duplicate_fraction", "accept_unknown_provenance", "trained_on")
+        report = validate_release(release, **options, progress=progress)
     _print_report(report)
     if json_out:
         json_out.write_text(report.to_json())
@@ -465,6 +468,10 @@ def push(
 
     with _run():
         result = push_release(release, repo_id, dry_run=dry_run, private=private, tag=tag)
+    _print_pushed(result, repo_id, dry_run)
+
+
+def _print_pushed(result: Any, repo_id: str, dry_run: bool) -> None:
     plan = result.plan
     rows = [(path, f"{size:,}") for path, size in plan.upload]
     verb = "Would upload" if dry_run else "Uploaded"
@@ -483,6 +490,7 @@ def push(
 
 @app.command()
 def baselines(
+    ctx: typer.Context,
     release: Annotated[Path, typer.Option(help="A release folder (the synthetic positives).")],
     real: Annotated[Path, typer.Option(help="The prepared real data it was made from.")],
     out: Annotated[Path, typer.Option(help=f"Writes OUT/{baselines_folder.LISTING}.")],
@@ -519,27 +527,29 @@ def baselines(
 ) -> None:
     """Train baseline classifiers per regime (real, + G, + both, synthetic only, oversampled, class-weighted);
     score on real test images, with paired comparisons."""
-    from validation_tools.baselines import BaselinesConfig, run_baselines
+    from validation_tools.baselines import run_baselines
 
     with _run() as progress:
-        cfg = BaselinesConfig.for_protocol(
-            protocol,
-            models=_items(models) if models else None,
-            comparisons=_items(comparisons),
-            size=size,
-            epochs=epochs,
-            pretrained=pretrained,
-            seeds=_ints(seeds, "--seeds"),
-            controls=controls,
-            regimes=_items(regimes),
-            accept_unknown_provenance=accept_unknown_provenance,
-            workers=workers,
-        )
-        run_baselines(release, real, out, cfg, progress=progress)
+        run_baselines(release, real, out, _baselines_config(ctx), progress=progress)
     console.print(escape(baselines_folder.read_baselines(out).table_text()))
 
 
 app.command("benchmark", hidden=True, deprecated=True, help="Renamed: `cxrds baselines`.")(baselines)
+
+
+def _baselines_config(ctx: typer.Context) -> Any:
+    """`BaselinesConfig.for_protocol` of the `cxrds baselines` options."""
+    from validation_tools.baselines import BaselinesConfig
+
+    o = ctx.params
+    return BaselinesConfig.for_protocol(
+        o["protocol"],
+        models=_items(o["models"]) if o["models"] else None,
+        comparisons=_items(o["comparisons"]),
+        seeds=_ints(o["seeds"], "--seeds"),
+        regimes=_items(o["regimes"]),
+        **{k: o[k] for k in ("size", "epochs", "pretrained", "controls", "accept_unknown_provenance", "workers")},
+    )
 
 
 @app.command()
@@ -576,6 +586,12 @@ def demo(
 
     with _run() as progress:
         result = run_demo(out, size=size, phantom=phantom, epochs=epochs, seed=seed, progress=progress)
+    _print_demo(result, out)
+    if not result.validation.ok:
+        raise typer.Exit(1)
+
+
+def _print_demo(result: Any, out: Path) -> None:
     console.print(
         _table(
             "Prepared", sorted((c, s, n) for (c, s), n in result.prepared.counts.items()), ("class", "split", "images")
@@ -597,8 +613,13 @@ def demo(
             f"python -c 'import datasets; print(datasets.load_dataset(\"{result.release.name}\"))'"
         )
     )
-    if not result.validation.ok:
-        raise typer.Exit(1)
+
+
+def _print_prepared(result: Any, rejects: Path) -> None:
+    rows = sorted((c, s, n) for (c, s), n in result.counts.items())
+    console.print(_table(f"Prepared {result.manifest_path}", rows, ("class", "split", "images")))
+    if result.rejects:
+        console.print(f"[yellow]{len(result.rejects)} rejected[/yellow]: see {escape(str(rejects))}")
 
 
 def _print_report(report) -> None:
