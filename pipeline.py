@@ -18,6 +18,8 @@ from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.schema import TASKS
 from cxr_dataset.sources import open_source
 from cxr_dataset.sources.phantom import DEMO_SPEC
+from cxr_dataset.sources.phantom import MAX_SIZE as PHANTOM_MAX_SIZE
+from cxr_dataset.sources.phantom import MIN_SIZE as PHANTOM_MIN_SIZE
 from generator.config import Preset, TrainConfig, load_preset
 from generator.cyclegan import check_input_size
 from generator.train import TrainResult, train
@@ -57,8 +59,8 @@ def run_demo(
 ) -> DemoResult:
     """prepare → train (both tasks) → translate → build → validate → baselines → report → load, under `out`."""
     # Every option is checked before the folder is claimed.
-    if not 8 <= size <= 8192:
-        raise ConfigError(f"size must be in 8..8192 pixels, got {size}")
+    if not PHANTOM_MIN_SIZE <= size <= PHANTOM_MAX_SIZE:
+        raise ConfigError(f"size must be in {PHANTOM_MIN_SIZE}..{PHANTOM_MAX_SIZE} pixels (the phantom's), got {size}")
     check_input_size(_train_config(size, seed, epochs).model, size)
     open_source(f"phantom={phantom}")
     # The demo owns this folder and starts each stage's folder afresh.
