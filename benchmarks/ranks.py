@@ -1,4 +1,4 @@
-"""Rows per rank when a release streams through `hf_dataset(..., streaming=True)` under DDP, measured.
+"""Rows per rank when a release streams through `hf_dataset` (`StreamConfig(streaming=True)`) under DDP, measured.
 
     python benchmarks/ranks.py [--world-sizes 2,3,4,8]
 
