@@ -422,14 +422,18 @@ def validate(
     ] = None,
 ) -> None:
     """Check integrity (counts, decoding, checksums) and, with --real, class skew, leakage and duplicates."""
+    from cxr_dataset.ownership import check_output_file, write_output_file
     from validation_tools.validate import validate_release
 
+    inputs = [release, *([real] if real else []), *(trained_on or [])]
+    if json_out:
+        check_output_file(json_out, "validation", inputs)  # before the work, not after
     with _run() as progress:
         options = _options(ctx, "real", "near_duplicate_fraction", "accept_unknown_provenance", "trained_on")
         report = validate_release(release, **options, progress=progress)
     _print_report(report)
     if json_out:
-        json_out.write_text(report.to_json())
+        write_output_file(json_out, "validation", {"ok": report.ok, **dataclasses.asdict(report)}, inputs)
     if not report.ok:
         raise typer.Exit(1)
 
