@@ -16,29 +16,25 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-# As in generator.py: this folder's generator.py would shadow the `generator` package.
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from builders.release import build_release  # noqa: E402
-from cxr_dataset.imaging import read_gray_batch  # noqa: E402
-from cxr_dataset.manifest import read_manifest  # noqa: E402
-from cxr_dataset.prepare import PrepareConfig, prepare  # noqa: E402
-from cxr_dataset.synthetic_folder import synthetic_rows, verified_images  # noqa: E402
-from generator.config import load_preset  # noqa: E402
-from generator.train import train  # noqa: E402
-from generator.translate import TranslateConfig, translate  # noqa: E402
-from validation_tools.baselines import BaselinesConfig, run_baselines  # noqa: E402
-from validation_tools.baselines_folder import classifier_path  # noqa: E402
-from validation_tools.classifiers import load_classifier  # noqa: E402
-from validation_tools.explain import fid, judged_covid_share, kid_spread, penultimate_features  # noqa: E402
+from builders.release import build_release
+from cxr_dataset.imaging import read_gray_batch
+from cxr_dataset.manifest import read_manifest
+from cxr_dataset.prepare import PrepareConfig, prepare
+from cxr_dataset.synthetic_folder import synthetic_rows, verified_images
+from generator.config import load_preset
+from generator.train import train
+from generator.translate import TranslateConfig, translate
+from validation_tools.baselines import BaselinesConfig, run_baselines
+from validation_tools.baselines_folder import classifier_path
+from validation_tools.classifiers import load_classifier
+from validation_tools.explain import fid, judged_covid_share, kid_spread, penultimate_features
 
 COMPARISON, REGIME = "normal vs covid", "real"
 

@@ -5,7 +5,7 @@
 #   translate  `cxrds translate` of RELEASE images at 256² end to end (read, generator, PNG encoding,
 #              provenance); without the train stage, a 1-epoch run under torchrun gives the checkpoint;
 #   build      `cxrds build` of those images;
-#   bench      benchmarks/generator.py at 128² and 256²: reference vs ours (batch 4 and 16), eager, compiled
+#   bench      benchmarks/generator_speed.py at 128² and 256²: reference vs ours (batch 4 and 16), eager, compiled
 #              and with CUDA graphs (compile mode reduce-overhead), with MFU and peak memory.
 #
 #     [STAGES="translate bench"] [SIZES="128 256"] [BATCHES="4 16"] [STAGE_LIMIT=S] [SIZE=256] [PRECISION=bf16] bash benchmarks/cuda_check.sh WORKDIR [NORMALS] [RELEASE]
@@ -123,9 +123,9 @@ echo "build: $(took "$t")"
 }
 
 bench_stage() {
-echo "== generator throughput (benchmarks/generator.py)"
+echo "== generator throughput (benchmarks/generator_speed.py)"
 # shellcheck disable=SC2086
-"$python" benchmarks/generator.py --sizes $sizes --batch $batches --compile default reduce-overhead --no-loop
+"$python" benchmarks/generator_speed.py --sizes $sizes --batch $batches --compile default reduce-overhead --no-loop
 }
 
 for stage in train translate build bench; do

@@ -7,8 +7,8 @@ this run on this device; ratios are ours / reference. FLOPs per step are counted
 `torch.utils.flop_counter`; MFU is achieved FLOP/s over the device's peak (`--peak-tflops`, or a table/estimate).
 The last rows time the whole `cxrds train` loop (data, augmentation, logging, checkpoints) on phantom images.
 
-    python benchmarks/generator.py                  # 128² on CPU: median of 3 runs per setting
-    python benchmarks/generator.py --sizes 128 256  # on CUDA: also peak memory and the projected 21,295-image time
+    python benchmarks/generator_speed.py                  # 128² on CPU: median of 3 runs a setting
+    python benchmarks/generator_speed.py --sizes 128 256  # CUDA: also peak memory, projected 21,295-image time
 """
 
 from __future__ import annotations
@@ -17,27 +17,22 @@ import argparse
 import dataclasses
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-# Run as a script, this file's folder comes first on sys.path and this module would shadow the
-# `generator` package it benchmarks; drop that entry before importing.
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-import torch  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
-
-from cxr_dataset.devices import describe  # noqa: E402
-from cxr_dataset.prepare import PrepareConfig, prepare  # noqa: E402
-from generator.config import TrainConfig, load_preset  # noqa: E402
-from generator.cyclegan import NET_NAMES, CycleGAN, ImagePool, train_step  # noqa: E402
-from generator.distributed import DistInfo  # noqa: E402
-from generator.networks import build_generator  # noqa: E402
-from generator.precision import autocast, cpu_has_native_bf16, resolve_precision  # noqa: E402
-from generator.run_folder import read_log  # noqa: E402
-from generator.train import seeded, train  # noqa: E402
+from cxr_dataset.devices import describe
+from cxr_dataset.prepare import PrepareConfig, prepare
+from generator.config import TrainConfig, load_preset
+from generator.cyclegan import NET_NAMES, CycleGAN, ImagePool, train_step
+from generator.distributed import DistInfo
+from generator.networks import build_generator
+from generator.precision import autocast, cpu_has_native_bf16, resolve_precision
+from generator.run_folder import read_log
+from generator.train import seeded, train
 
 RELEASE_IMAGES = 21_295
 # Dense peak TFLOP/s by CUDA device name: (bf16 tensor cores, fp32 with TF32 tensor cores).
