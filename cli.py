@@ -586,7 +586,7 @@ def demo(
     phantom: Annotated[str, typer.Option(help="Phantom images per class.")] = DEMO_SPEC,
 ) -> None:
     """Run prepare → train → translate → build → validate → baselines → report → load on phantom data, on CPU."""
-    from pipeline import run_demo
+    from demo import run_demo
 
     with _run() as progress:
         result = run_demo(out, size=size, phantom=phantom, epochs=epochs, seed=seed, progress=progress)

@@ -63,14 +63,14 @@ def mismatches(claims: dict[str, set[str]], real: dict[str, set[str]]) -> list[s
 
 def test_architecture_import_table_matches_the_real_imports():
     claims = claimed((REPO / "docs" / "architecture.md").read_text())
-    assert {"cxr_dataset", "generator", "builders", "validation_tools", "cli", "pipeline"} <= claims.keys()
+    assert {"cxr_dataset", "generator", "builders", "validation_tools", "cli", "demo"} <= claims.keys()
     assert not mismatches(claims, actual(REPO)), "docs/architecture.md, 'Who imports what', is wrong"
 
 
 def test_a_wrong_claim_is_caught():
     real = actual(REPO)
     claims = {unit: set(names) for unit, names in real.items()}
-    claims["benchmarks"] = claims["benchmarks"] - {"validation_tools"}  # "only cli and pipeline import it"
+    claims["benchmarks"] = claims["benchmarks"] - {"validation_tools"}  # "only cli and the demo import it"
     claims["cxr_dataset"] = claims["cxr_dataset"] | {"generator"}
     del claims["examples"]
     assert mismatches(claims, real) == [

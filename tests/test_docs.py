@@ -16,10 +16,10 @@ def test_imports_go_upstream_only():
 
     root = Path(__file__).resolve().parents[1]
     forbidden = {
-        "cxr_dataset": {"generator", "builders", "validation_tools", "cli", "pipeline"},
-        "generator": {"builders", "validation_tools", "cli", "pipeline"},
-        "builders": {"generator", "validation_tools", "cli", "pipeline"},
-        "validation_tools": {"generator", "builders", "cli", "pipeline"},
+        "cxr_dataset": {"generator", "builders", "validation_tools", "cli", "demo"},
+        "generator": {"builders", "validation_tools", "cli", "demo"},
+        "builders": {"generator", "validation_tools", "cli", "demo"},
+        "validation_tools": {"generator", "builders", "cli", "demo"},
     }
     wrong = []
     for package, banned in forbidden.items():

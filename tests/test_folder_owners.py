@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SCANNED = (
     "cli.py",
-    "pipeline.py",
+    "demo.py",
     "cxr_dataset",
     "generator",
     "builders",

@@ -22,10 +22,10 @@ from cxr_dataset.ownership import (
     read_marker,
 )
 from cxr_dataset.prepare import PrepareConfig, prepare
+from demo import run_demo
 from generator.export import export_generators
 from generator.train import train
 from generator.translate import translate
-from pipeline import run_demo
 from tests.conftest import tiny_config
 from validation_tools.baselines import BaselinesConfig, run_baselines
 from validation_tools.report import write_report
