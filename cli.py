@@ -71,7 +71,7 @@ SOURCE_HELP = (
     "KIND=PATH, repeatable. Kinds: phantom (PATH = N, or 'normal:N,pneumonia:N,covid:N'); covid-collection "
     "(covid-chestxray-dataset folder); rsna (RSNA challenge folder, DICOM or JPG); "
     "folder (ROOT/<class>/*.png|jpg|dcm); imagefolder (Hugging Face imagefolder: metadata.csv with file_name, "
-    "a label and patient_id); release (the seed's G_NC.zip/G_PC.zip or their folder)."
+    "a label and patient_id); seed-zips (the seed's v0.1 G_NC.zip/G_PC.zip or their folder; old name: release)."
 )
 CONFIG_HELP = "TOML file of {} keys; options given on the command line win over it."
 PRECISION_HELP = "auto (bf16 where the device has it natively, else fp32), bf16 or fp32; runs record the resolved one."
@@ -243,7 +243,7 @@ def prepare(
     rsna_normal: Annotated[
         str, typer.Option(help="RSNA normals: target0 (every Target-0 patient, the seed's) or normal-only.")
     ] = "target0",
-    strict: Annotated[bool, typer.Option(help="Refuse release zips whose MD5 differs from the published.")] = False,
+    strict: Annotated[bool, typer.Option(help="Refuse seed zips whose MD5 differs from the published.")] = False,
     label_column: Annotated[
         str, typer.Option(help="imagefolder sources: the metadata column with the class.")
     ] = "label",
@@ -363,11 +363,12 @@ def build(
     ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="Release folder, e.g. release/covid-synthetic-cxr.")],
     synthetic: Annotated[list[Path] | None, typer.Option(help="A `cxrds translate` output folder; repeatable.")] = None,
-    from_release: Annotated[
+    from_seed_zips: Annotated[
         list[Path] | None,
-        typer.Option(help="Instead: the seed's G_NC.zip / G_PC.zip (or their folder); repeatable."),
+        typer.Option(help="Instead: the seed's v0.1 G_NC.zip / G_PC.zip (or their folder); repeatable."),
     ] = None,
-    strict: Annotated[bool, typer.Option(help="With --from-release: refuse zips whose MD5 differs.")] = False,
+    from_release: Annotated[list[Path] | None, typer.Option(hidden=True, help="Old name of --from-seed-zips.")] = None,
+    strict: Annotated[bool, typer.Option(help="With --from-seed-zips: refuse zips whose MD5 differs.")] = False,
     dataset_version: Annotated[
         str, typer.Option(help="The dataset's version, MAJOR.MINOR.PATCH (card, Croissant, `push --tag`).")
     ] = "1.0.0",
@@ -383,12 +384,13 @@ def build(
     """Write the release: README.md card, data/<config>/*.parquet, webdataset/*.tar, croissant.json, SHA256SUMS."""
     from builders.release import BuildConfig, build_release, build_release_from_zips
 
-    if bool(synthetic) == bool(from_release):
-        raise typer.BadParameter("give --synthetic folders or --from-release zips (one of the two)")
+    zips = [*(from_seed_zips or []), *(from_release or [])]
+    if bool(synthetic) == bool(zips):
+        raise typer.BadParameter("give --synthetic folders or --from-seed-zips zips (one of the two)")
     cfg = _config(ctx, BuildConfig)
     with _run() as progress:
-        if from_release:
-            result = build_release_from_zips(from_release, out, cfg, progress=progress)
+        if zips:
+            result = build_release_from_zips(zips, out, cfg, progress=progress)
         else:
             result = build_release(synthetic, out, cfg, progress=progress)
     rows = sorted(result.counts.items())

@@ -19,7 +19,7 @@ from typing import Any
 
 from builders.card import render_card, source_titles
 from builders.croissant import DatasetInfo, write_croissant
-from builders.from_release import synthetic_from_release
+from builders.from_seed_zips import synthetic_from_seed_zips
 from builders.hf_parquet import ROWS_PER_FILE
 from builders.licences import summarise
 from builders.release_rows import ReleaseRows, read_release_rows
@@ -127,7 +127,7 @@ def build_release_from_zips(
     out, version = Path(out), cfg.version()
     check_output(out, "release", inputs=zips)
     with build_lock(out), _staging(out.with_name(f".{out.name}.from-release")) as workdir:
-        synthetic = synthetic_from_release(zips, workdir.root, strict=cfg.strict, progress=progress)
+        synthetic = synthetic_from_seed_zips(zips, workdir.root, strict=cfg.strict, progress=progress)
         return _write_release(read_release_rows(synthetic), out, cfg, version, progress)
 
 

@@ -17,7 +17,7 @@ from cxr_dataset.options import check_seed, check_workers
 from cxr_dataset.ownership import claimed_output, note_write
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.schema import CLASSES
-from cxr_dataset.sources import Source, SourceImage, SourceOptions, open_source, source_path
+from cxr_dataset.sources import KIND_ALIASES, Source, SourceImage, SourceOptions, open_source, source_path
 from cxr_dataset.sources.base import DEFAULT_VIEWS
 from cxr_dataset.sources.files import confined
 from cxr_dataset.splits import (
@@ -190,7 +190,8 @@ def _assign_splits(
 def recorded_source(spec: str) -> str:
     """A ``KIND=PATH`` spec as the manifest records it: the kind alone, since where a source lies and how its
     path was typed say nothing about the images (a phantom's spec, which makes them, is kept whole)."""
-    return spec if source_path(spec) is None else spec.partition("=")[0]
+    kind = spec.partition("=")[0]
+    return spec if source_path(spec) is None else KIND_ALIASES.get(kind, kind)
 
 
 def recorded_origin(src: Source, rec: SourceImage) -> str:

@@ -106,12 +106,12 @@ def test_audit_near_duplicates_separate_copies_from_other_patients():
 def test_audit_synthetic_images_without_a_source_patient_fail_unless_accepted(prepared, tmp_path):
     """The seed's v0.1 zips record no source patient: the audit must say it cannot check them, not 'clean'."""
     from builders.release import build_release_from_zips
-    from cxr_dataset.sources.release import ReleaseWarning
-    from tests.test_sources_release import make_release
+    from cxr_dataset.sources.seed_zips import SeedZipWarning
+    from tests.test_sources_seed_zips import make_seed_zips
 
-    zips = make_release(tmp_path / "zips", n_nc=5, n_pc=3)
+    zips = make_seed_zips(tmp_path / "zips", n_nc=5, n_pc=3)
     release = tmp_path / "rel" / "covid-synthetic-cxr"
-    with pytest.warns(ReleaseWarning):
+    with pytest.warns(SeedZipWarning):
         build_release_from_zips([zips / "G_NC.zip", zips / "G_PC.zip"], release)
     refused = validate_release(release, real=prepared)
     check = next(c for c in refused.checks if c.name == "leakage: synthetic of unknown source")
@@ -125,13 +125,13 @@ def test_audit_synthetic_images_without_a_source_patient_fail_unless_accepted(pr
 
 def test_baselines_refuse_synthetic_images_without_a_source_patient_unless_accepted(prepared, tmp_path):
     from builders.release import build_release_from_zips
-    from cxr_dataset.sources.release import ReleaseWarning
-    from tests.test_sources_release import make_release
+    from cxr_dataset.sources.seed_zips import SeedZipWarning
+    from tests.test_sources_seed_zips import make_seed_zips
     from validation_tools.baselines_data import synthetic_images
 
-    zips = make_release(tmp_path / "zips", n_nc=5, n_pc=3)
+    zips = make_seed_zips(tmp_path / "zips", n_nc=5, n_pc=3)
     release = tmp_path / "rel" / "covid-synthetic-cxr"
-    with pytest.warns(ReleaseWarning):
+    with pytest.warns(SeedZipWarning):
         build_release_from_zips([zips / "G_NC.zip", zips / "G_PC.zip"], release)
     with pytest.raises(ConfigError, match="8 synthetic images name no source patient.*--accept-unknown-provenance"):
         synthetic_images(release, {}, 32)
@@ -145,13 +145,13 @@ def test_v01_source_set_audit_flags_a_planted_held_out_source_patient(tmp_path):
     Under --split paper the set is all in training; move one source patient to test and the audit names it."""
     from builders.release import build_release_from_zips
     from cxr_dataset.prepare import PrepareConfig, prepare
-    from cxr_dataset.sources.release import ReleaseWarning
+    from cxr_dataset.sources.seed_zips import SeedZipWarning
     from tests.conftest import PHANTOM, SIZE
-    from tests.test_sources_release import make_release
+    from tests.test_sources_seed_zips import make_seed_zips
 
-    zips = make_release(tmp_path / "zips", n_nc=5, n_pc=3)
+    zips = make_seed_zips(tmp_path / "zips", n_nc=5, n_pc=3)
     release = tmp_path / "rel" / "covid-synthetic-cxr"
-    with pytest.warns(ReleaseWarning):
+    with pytest.warns(SeedZipWarning):
         build_release_from_zips([zips / "G_NC.zip", zips / "G_PC.zip"], release)
     real = tmp_path / "paper"
     prepare([PHANTOM], real, PrepareConfig(size=SIZE, seed=0, split="paper", workers=1))

@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from cxr_dataset.checksums import write_checksums
 from cxr_dataset.errors import CheckpointError, ConfigError, SourceError
 from cxr_dataset.fileio import sha256_file
-from cxr_dataset.sources import release
+from cxr_dataset.sources import seed_zips
 from cxr_dataset.sources.dicom import read_dicom
 from generator.checkpoint import load_checkpoint, save_checkpoint
 from generator.config import MAX_PARAMETERS, ModelConfig, TrainConfig, footprint, load_preset
@@ -130,7 +130,7 @@ def _png(side: int = 8) -> bytes:
 
 READ_MEMBER = """
     import zipfile
-    from cxr_dataset.sources.release import read_member_image
+    from cxr_dataset.sources.seed_zips import read_member_image
 """
 
 
@@ -164,7 +164,7 @@ def test_an_unidentified_image_stream_is_named_by_its_zip_and_member_never_by_a_
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("G1/1.jpg", b"\xff\xd8\xff" + b"\x00" * 64)  # a JPEG's signature, then nothing a decoder reads
     with zipfile.ZipFile(path) as zf, pytest.raises(SourceError) as error:
-        release.read_member_image(zf, path, "G1/1.jpg")
+        seed_zips.read_member_image(zf, path, "G1/1.jpg")
     assert str(error.value).startswith(f"{path}::G1/1.jpg: not a readable image")
     assert "<_io." not in str(error.value) and "ZipExtFile" not in str(error.value)
 
@@ -201,8 +201,8 @@ def test_checking_a_release_zip_is_linear_in_its_members(tmp_path):
     is at most 4.5 × (a quadratic check would be 16 ×)."""
     small, large = _tiny_zip(tmp_path / "500" / "G_NC.zip", 500), _tiny_zip(tmp_path / "2000" / "G_NC.zip", 2000)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", release.ReleaseWarning)  # not the published MD5
-        work = [_lines_executed(release.check_release_zip, path) for path in (small, large)]
+        warnings.simplefilter("ignore", seed_zips.SeedZipWarning)  # not the published MD5
+        work = [_lines_executed(seed_zips.check_seed_zip, path) for path in (small, large)]
     assert work[1] <= 4.5 * work[0], work
 
 
@@ -214,7 +214,7 @@ def test_checking_a_release_zip_still_finds_a_repeated_member(tmp_path):
             for name in ("G1/1.jpg", "G1/2.jpg", "G1/2.jpg", "G1/3.jpg"):
                 zf.writestr(name, b"x")
         with pytest.raises(SourceError, match=r"members \['G1/2.jpg'\] occur twice; refused"):
-            release.check_release_zip(path)
+            seed_zips.check_seed_zip(path)
 
 
 @pytest.mark.parametrize(("members", "directory", "declared"), [(11, None, "11 members"), (5, 3000, "5 members")])
@@ -227,9 +227,9 @@ def test_a_zip_declaring_more_members_or_directory_than_the_limit_is_refused_bef
         end = data.rindex(b"PK\x05\x06")
         data[end + 12 : end + 16] = struct.pack("<L", directory)
         path.write_bytes(bytes(data))
-    monkeypatch.setattr(release, "MAX_ZIP_MEMBERS", 10)
+    monkeypatch.setattr(seed_zips, "MAX_ZIP_MEMBERS", 10)
     with pytest.raises(SourceError, match=f"declares {declared} in a .*; at most 10 members and 2,560 bytes"):
-        release.check_release_zip(path)
+        seed_zips.check_seed_zip(path)
 
 
 # --- configs: sized before anything is built --------------------------------------------------------------

@@ -239,12 +239,12 @@ def test_build_killed_midway_and_rerun_is_byte_identical(synthetic, tmp_path):
 
 def test_build_from_the_seeds_release_zips(tmp_path):
     from builders.release import build_release_from_zips
-    from cxr_dataset.sources.release import ReleaseWarning
-    from tests.test_sources_release import make_release
+    from cxr_dataset.sources.seed_zips import SeedZipWarning
+    from tests.test_sources_seed_zips import make_seed_zips
 
-    zips = make_release(tmp_path / "zips", n_nc=5, n_pc=3)
+    zips = make_seed_zips(tmp_path / "zips", n_nc=5, n_pc=3)
     out = tmp_path / "rel" / "covid-synthetic-cxr"
-    with pytest.warns(ReleaseWarning):
+    with pytest.warns(SeedZipWarning):
         result = build_release_from_zips([zips / "G_NC.zip", zips / "G_PC.zip"], out)
     assert result.counts == {"all": 8, "g_nc": 5, "g_pc": 3}
     ds = load_release(out, "g_nc")["train"]
@@ -257,9 +257,9 @@ def test_build_from_the_seeds_release_zips(tmp_path):
 def test_build_from_release_refuses_a_zip_slip_member(tmp_path):
     from builders.release import build_release_from_zips
     from cxr_dataset.errors import SourceError
-    from tests.test_sources_release import make_release
+    from tests.test_sources_seed_zips import make_seed_zips
 
-    zips = make_release(tmp_path / "zips", extra=[("../../evil.jpg", b"x", 0o644)])
+    zips = make_seed_zips(tmp_path / "zips", extra=[("../../evil.jpg", b"x", 0o644)])
     with pytest.raises(SourceError, match="unsafe member"):
         build_release_from_zips([zips / "G_NC.zip"], tmp_path / "rel" / "covid-synthetic-cxr")
     assert not (tmp_path / "evil.jpg").exists() and not (tmp_path / "rel" / "covid-synthetic-cxr").exists()

@@ -507,10 +507,10 @@ def test_release_zip_defects_are_one_line_errors(tmp_path, case, message):
 
 def test_release_zip_member_over_the_byte_limit_is_refused_before_reading(tmp_path, monkeypatch):
     from cxr_dataset.errors import SourceError
-    from cxr_dataset.sources import release
+    from cxr_dataset.sources import seed_zips
 
     path = _zip_with(tmp_path, [("G1/1.jpg", bytes(4096))])
-    monkeypatch.setattr(release, "MAX_FILE_BYTES", 1024)
+    monkeypatch.setattr(seed_zips, "MAX_FILE_BYTES", 1024)
     with pytest.raises(SourceError, match="unpacks to 4,096 bytes, over the limit"):
         _warned(_build_from, [path], tmp_path)
 

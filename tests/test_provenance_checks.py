@@ -22,13 +22,13 @@ from cxr_dataset.manifest import read_manifest
 from cxr_dataset.prepare import PrepareConfig, prepare
 from cxr_dataset.schema import PROVENANCE_FIELDS
 from cxr_dataset.sources.imagefolder import ImageFolderSource
-from cxr_dataset.sources.release import ReleaseWarning
+from cxr_dataset.sources.seed_zips import SeedZipWarning
 from cxr_dataset.synthetic_folder import PROVENANCE_NAME
 from cxr_dataset.tables import read_table
 from generator.train import train
 from generator.translate import translate
 from tests.conftest import PHANTOM, SIZE, tiny_config
-from tests.test_sources_release import make_release
+from tests.test_sources_seed_zips import make_seed_zips
 from validation_tools.audit import training_patients_held_out
 from validation_tools.validate import GENERATORS_CHECK, validate_release
 
@@ -86,9 +86,9 @@ def test_prepare_cache_follows_the_source_bytes_not_the_path_nor_stale_metadata(
     """Zips moved elsewhere are reused from the cache, a member with new bytes is not (the cache is keyed by the
     members' bytes, not their paths), and an edited patient id is never answered from the cache."""
     here = _sources(tmp_path / "here")
-    make_release(here / "zips", n_nc=2, n_pc=1)
+    make_seed_zips(here / "zips", n_nc=2, n_pc=1)
     out = tmp_path / "out"
-    with pytest.warns(ReleaseWarning):
+    with pytest.warns(SeedZipWarning):
         prepare([f"release={here / 'zips'}", f"imagefolder={here / 'hf'}"], out, PrepareConfig(size=16, workers=1))
     before = _mtimes(out)
     moved = tmp_path / "moved"
@@ -97,15 +97,15 @@ def test_prepare_cache_follows_the_source_bytes_not_the_path_nor_stale_metadata(
     metadata.write_text(metadata.read_text().replace('"p0"', '"p9"'))
     with zipfile.ZipFile(moved / "zips" / "G_PC.zip", "w") as zf:  # same member name, other bytes
         zf.writestr("G2/1_g2.jpg", (moved / "hf" / "images" / "2.png").read_bytes())
-    with pytest.warns(ReleaseWarning):
-        prepare([f"release={moved / 'zips'}", f"imagefolder={moved / 'hf'}"], out, PrepareConfig(size=16, workers=1))
+    with pytest.warns(SeedZipWarning):
+        prepare([f"seed-zips={moved / 'zips'}", f"imagefolder={moved / 'hf'}"], out, PrepareConfig(size=16, workers=1))
     after = _mtimes(out)
     assert {name for name in before if after[name] != before[name]} == {"release_g_pc_1.png"}  # only new bytes
     rows = {r["id"]: r for r in read_manifest(out).rows()}
     assert rows["imagefolder_images-0"]["patient_id"] == "imagefolder_p9"
     assert rows["release_g_nc_1"]["origin"] == "G_NC.zip::G1/1.jpg"
     fresh = tmp_path / "fresh"
-    with pytest.warns(ReleaseWarning):
+    with pytest.warns(SeedZipWarning):
         prepare([f"release={moved / 'zips'}", f"imagefolder={moved / 'hf'}"], fresh, PrepareConfig(size=16, workers=1))
     assert read_manifest(fresh).sha256 == read_manifest(out).sha256
 
@@ -188,9 +188,9 @@ def test_resume_with_another_prepared_folder_is_refused_naming_both_identities(
 
 
 def test_release_from_the_seeds_zips_cannot_be_checked_and_fails(prepared, tmp_path):
-    zips = make_release(tmp_path / "zips", n_nc=3, n_pc=2)
+    zips = make_seed_zips(tmp_path / "zips", n_nc=3, n_pc=2)
     release = tmp_path / "rel" / "covid-synthetic-cxr"
-    with pytest.warns(ReleaseWarning):
+    with pytest.warns(SeedZipWarning):
         build_release_from_zips([zips / "G_NC.zip", zips / "G_PC.zip"], release)
     report = validate_release(release, real=prepared)
     check = _check(report)

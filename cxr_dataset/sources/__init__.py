@@ -21,9 +21,9 @@ from cxr_dataset.sources.covid_collection import CovidCollectionSource
 from cxr_dataset.sources.folder import FolderSource
 from cxr_dataset.sources.imagefolder import ImageFolderSource
 from cxr_dataset.sources.phantom import PhantomSource
-from cxr_dataset.sources.release import DATASET_NAME as RELEASE_DATASET
-from cxr_dataset.sources.release import ReleaseSource
 from cxr_dataset.sources.rsna import RsnaSource
+from cxr_dataset.sources.seed_zips import DATASET_NAME as SEED_ZIPS_DATASET
+from cxr_dataset.sources.seed_zips import SeedZipSource
 
 SOURCE_KINDS: dict[str, Callable[[str, SourceOptions], Source]] = {
     "phantom": lambda arg, opt: PhantomSource.from_spec(arg, seed=opt.seed),
@@ -31,8 +31,10 @@ SOURCE_KINDS: dict[str, Callable[[str, SourceOptions], Source]] = {
     "rsna": lambda arg, opt: RsnaSource(Path(arg), opt),
     "folder": lambda arg, opt: FolderSource(Path(arg)),
     "imagefolder": lambda arg, opt: ImageFolderSource(Path(arg), opt.imagefolder_label),
-    "release": lambda arg, opt: ReleaseSource(Path(arg), strict=opt.strict),
+    "seed-zips": lambda arg, opt: SeedZipSource(Path(arg), strict=opt.strict),
 }
+KIND_ALIASES = {"release": "seed-zips"}  # old names, still accepted; manifests record the current one
+SOURCE_KINDS.update({old: SOURCE_KINDS[new] for old, new in KIND_ALIASES.items()})
 
 # What each kind names in the `source_dataset` column stands for, for cards and Croissant.
 SOURCE_TITLES: dict[str, str] = {
@@ -41,7 +43,7 @@ SOURCE_TITLES: dict[str, str] = {
     "rsna": "RSNA Pneumonia Detection Challenge (Kaggle, 2018)",
     "folder": "local image folder",
     "imagefolder": "local imagefolder dataset (metadata.csv)",
-    RELEASE_DATASET: "Synthetic COVID-19 Chest X-ray Dataset v0.1 (Zunair & Hamza, 2021)",
+    SEED_ZIPS_DATASET: "Synthetic COVID-19 Chest X-ray Dataset v0.1 (Zunair & Hamza, 2021)",
 }
 
 

@@ -42,7 +42,7 @@ _MEMBER_ERRORS += (zlib.error, lzma.LZMAError)
 
 
 @dataclass(frozen=True)
-class ReleaseAsset:
+class SeedZipAsset:
     name: str
     config: str
     task: str
@@ -55,7 +55,7 @@ class ReleaseAsset:
 ASSETS = {
     a.name: a
     for a in (
-        ReleaseAsset(
+        SeedZipAsset(
             "G_NC.zip",
             "g_nc",
             "normal2covid",
@@ -63,7 +63,7 @@ ASSETS = {
             "bd82149d00283fca892bc41e997a3070",
             16_537,
         ),
-        ReleaseAsset(
+        SeedZipAsset(
             "G_PC.zip",
             "g_pc",
             "pneumonia2covid",
@@ -75,12 +75,12 @@ ASSETS = {
 }
 
 
-class ReleaseWarning(UserWarning):
+class SeedZipWarning(UserWarning):
     """A release zip differs from the published one (MD5) but has the expected layout."""
 
 
 @dataclass(frozen=True)
-class ReleaseMember:
+class SeedZipMember:
     number: int
     name: str
 
@@ -93,7 +93,7 @@ def md5_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def check_release_zip(path: Path, *, strict: bool = False) -> tuple[ReleaseAsset, list[ReleaseMember], str]:
+def check_seed_zip(path: Path, *, strict: bool = False) -> tuple[SeedZipAsset, list[SeedZipMember], str]:
     """Identify a release zip by name, verify its MD5 and layout; returns the asset, its members sorted by
     number, and the zip's MD5."""
     asset = ASSETS.get(path.name)
@@ -123,7 +123,7 @@ def check_release_zip(path: Path, *, strict: bool = False) -> tuple[ReleaseAsset
             raise SourceError(f"{path}: member {name!r} uses compression method {info.compress_type}; unsupported")
         if info.file_size > MAX_FILE_BYTES:
             raise SourceError(f"{path}: member {name!r} unpacks to {info.file_size:,} bytes, over the limit")
-        members.append(ReleaseMember(int(match.group(1)), name))
+        members.append(SeedZipMember(int(match.group(1)), name))
     counts = Counter(m.number for m in members)  # one pass: the release has 16,537 members
     repeated = sorted({m.name for m in members if counts[m.number] > 1})
     if repeated:
@@ -136,7 +136,7 @@ def check_release_zip(path: Path, *, strict: bool = False) -> tuple[ReleaseAsset
         )
         if strict:
             raise SourceError(message + "; refused (--strict)")
-        warnings.warn(message, ReleaseWarning, stacklevel=2)
+        warnings.warn(message, SeedZipWarning, stacklevel=2)
     return asset, sorted(members, key=lambda m: m.number), actual
 
 
@@ -162,11 +162,11 @@ def check_directory_size(path: Path) -> None:
         raise SourceError(
             f"{path}: declares {members:,} members in a {directory:,}-byte directory; at most "
             f"{MAX_ZIP_MEMBERS:,} members and {MAX_ZIP_MEMBERS * DIRECTORY_BYTES_PER_MEMBER:,} bytes are read "
-            "(`cxr_dataset.sources.release.MAX_ZIP_MEMBERS`)"
+            "(`cxr_dataset.sources.seed_zips.MAX_ZIP_MEMBERS`)"
         )
 
 
-def release_zips(path: Path) -> list[Path]:
+def seed_zip_paths(path: Path) -> list[Path]:
     """`path` itself if it is a zip, else the release assets found in the folder."""
     if path.is_file():
         return [path]
@@ -176,7 +176,7 @@ def release_zips(path: Path) -> list[Path]:
     return found
 
 
-def iter_release_images(path: Path, members: list[ReleaseMember]) -> Iterator[tuple[ReleaseMember, np.ndarray]]:
+def iter_seed_zip_images(path: Path, members: list[SeedZipMember]) -> Iterator[tuple[SeedZipMember, np.ndarray]]:
     """Each member decoded to 2-D uint8 (the release's JPEGs are RGB with near-equal channels)."""
     with zipfile.ZipFile(path) as zf:
         for m in members:
@@ -221,7 +221,7 @@ def _open_zip(path: str) -> zipfile.ZipFile:
 
 
 @dataclass(frozen=True)
-class ReleaseSource:
+class SeedZipSource:
     """The release's images as a prepare source: every image is class covid and its own 'patient'."""
 
     path: Path
@@ -230,8 +230,8 @@ class ReleaseSource:
 
     def records(self) -> list[SourceImage]:
         out = []
-        for zip_path in release_zips(self.path):
-            asset, members, _ = check_release_zip(zip_path, strict=self.strict)
+        for zip_path in seed_zip_paths(self.path):
+            asset, members, _ = check_seed_zip(zip_path, strict=self.strict)
             for m in members:
                 key = make_key(KIND, asset.config, str(m.number))
                 out.append(
