@@ -96,7 +96,7 @@ def _main(
 
 
 @contextmanager
-def _run() -> Iterator[ProgressFn]:
+def _progress() -> Iterator[ProgressFn]:
     """Show progress (rich bars on a terminal, plain lines with rate and ETA otherwise: logs, CI, SLURM) and
     warnings; an error stops the bars and goes on to `_ErrorBoundary`."""
     with Progress(
@@ -259,9 +259,9 @@ def prepare(
 ) -> None:
     """Read sources, split them, and write 8-bit grayscale PNGs with a manifest (re-runs resume)."""
     from cxr_dataset.prepare import REJECTS_NAME, PrepareConfig
-    from cxr_dataset.prepare import prepare as run
+    from cxr_dataset.prepare import prepare as prepare_images
 
-    with _run() as progress:
+    with _progress() as progress:
         cfg = _config(
             ctx,
             PrepareConfig,
@@ -271,7 +271,7 @@ def prepare(
             train_limits=_counts(limit_train, "--limit-train"),
             workers=workers or min(4, os.cpu_count() or 1),
         )
-        result = run(source, out, cfg, progress=progress)
+        result = prepare_images(source, out, cfg, progress=progress)
     _print_prepared(result, out / REJECTS_NAME)
 
 
@@ -306,10 +306,10 @@ def train(
 
     Under torchrun (`torchrun --nproc-per-node N -m cli train ...`) it trains with DDP.
     """
-    from generator.train import train as run
+    from generator.train import train as train_generators
 
-    with _run() as progress:
-        result = run(prepared, task, out, _train_config(ctx), resume=resume, progress=progress)
+    with _progress() as progress:
+        result = train_generators(prepared, task, out, _train_config(ctx), resume=resume, progress=progress)
     rows = [(k, result.first_losses.get(k), result.last_losses.get(k)) for k in result.last_losses]
     title = f"Trained {task}: {result.steps} steps, {result.images_per_second:.1f} img/s"
     console.print(_table(title, rows, ("loss", "first", "last")))
@@ -338,10 +338,10 @@ def translate(
 ) -> None:
     """Translate every training image of the task's source class into a synthetic COVID-19 image."""
     from generator.translate import TranslateConfig
-    from generator.translate import translate as run
+    from generator.translate import translate as translate_images
 
-    with _run() as progress:
-        result = run(prepared, checkpoint, out, _config(ctx, TranslateConfig), progress=progress)
+    with _progress() as progress:
+        result = translate_images(prepared, checkpoint, out, _config(ctx, TranslateConfig), progress=progress)
     console.print(escape(f"{result.images} synthetic images ({result.task}) → {result.provenance_path}"))
 
 
@@ -353,7 +353,7 @@ def export(
     """Write the two generators as an inference-only model folder (publish it with `cxrds push`)."""
     from generator.export import export_generators
 
-    with _run():
+    with _progress():
         result = export_generators(run, out)
     console.print(escape(f"exported {result.root}: {result.files} files, generators {result.bytes / 1e6:.1f} MB"))
 
@@ -388,7 +388,7 @@ def build(
     if bool(synthetic) == bool(zips):
         raise typer.BadParameter("give --synthetic folders or --from-seed-zips zips (one of the two)")
     cfg = _config(ctx, BuildConfig)
-    with _run() as progress:
+    with _progress() as progress:
         if zips:
             result = build_release_from_zips(zips, out, cfg, progress=progress)
         else:
@@ -430,7 +430,7 @@ def validate(
     inputs = [release, *([real] if real else []), *(trained_on or [])]
     if json_out:
         check_output_file(json_out, "validation", inputs)  # before the work, not after
-    with _run() as progress:
+    with _progress() as progress:
         options = _options(ctx, "real", "near_duplicate_fraction", "accept_unknown_provenance", "trained_on")
         report = validate_release(release, **options, progress=progress)
     _print_report(report)
@@ -447,7 +447,7 @@ def verify(
     """Re-check SHA256SUMS, the counts the card declares, and that every image decodes; exit 1 on any failure."""
     from cxr_dataset.verify import verify_release
 
-    with _run() as progress:
+    with _progress() as progress:
         report = verify_release(release, progress=progress)
     _print_report(report)
     if not report.ok:
@@ -472,7 +472,7 @@ def push(
     delete every other file, check the Hub's checksums, tag (token from HF_TOKEN or `hf auth login`)."""
     from builders.push import push_release
 
-    with _run():
+    with _progress():
         result = push_release(release, repo_id, dry_run=dry_run, private=private, tag=tag)
     _print_pushed(result, repo_id, dry_run)
 
@@ -535,7 +535,7 @@ def baselines(
     score on real test images, with paired comparisons."""
     from validation_tools.baselines import run_baselines
 
-    with _run() as progress:
+    with _progress() as progress:
         run_baselines(release, real, out, _baselines_config(ctx), progress=progress)
     console.print(escape(baselines_folder.read_baselines(out).table_text()))
 
@@ -572,7 +572,7 @@ def report(
     """Write report.md with the metrics tables and figures (class balance, ROC curves, real vs synthetic)."""
     from validation_tools.report import write_report
 
-    with _run() as progress:
+    with _progress() as progress:
         result = write_report(baselines, release, real, out, inception=inception_weights, progress=progress)
     console.print(escape(f"report: {result.path} ({', '.join(p.name for p in result.figures)})"))
 
@@ -590,7 +590,7 @@ def demo(
     """Run prepare → train → translate → build → validate → baselines → report → load on phantom data, on CPU."""
     from demo import run_demo
 
-    with _run() as progress:
+    with _progress() as progress:
         result = run_demo(out, size=size, phantom=phantom, epochs=epochs, seed=seed, progress=progress)
     _print_demo(result, out)
     if not result.validation.ok:

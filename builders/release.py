@@ -22,9 +22,9 @@ from builders.croissant import DatasetInfo, write_croissant
 from builders.from_seed_zips import synthetic_from_seed_zips
 from builders.hf_parquet import ROWS_PER_FILE
 from builders.licences import summarise
+from builders.portion_process import PortionProcess
+from builders.portions import split_portions, write_portions
 from builders.release_rows import ReleaseRows, read_release_rows
-from builders.share_process import ShareProcess
-from builders.shares import split_shares, write_shares
 from builders.webdataset import SAMPLES_PER_SHARD, write_shard_index
 from cxr_dataset.errors import ReleaseError
 from cxr_dataset.fileio import atomic_write_text
@@ -138,36 +138,37 @@ def _write_release(
     The caller holds the build's lock."""
     with _staging(out.with_name(f".{out.name}.building")) as claim:
         staging = claim.root
-        # Each process writes both formats for its share of every config's rows (its own read of the provenance
-        # and of its images, its own GIL); this one writes the first share, then the card and croissant.json.
+        # Each process writes both formats for its portion of every config's rows (its own read of the provenance
+        # and of its images, its own GIL); this one writes the first portion, then the card and croissant.json.
         rows, metas, parts = release.rows, release.metas, release.parts()
         sizes = {name: len(part) for name, part in parts.items()}
         counts = {ALL_CONFIG: len(rows), **sizes}  # rows per config, `all` included
         rows_per_file, samples_per_shard = cfg.rows_per_file, cfg.samples_per_shard
-        shares = split_shares(sizes, rows_per_file, samples_per_shard, cfg.processes or build_processes(len(rows)))
-        others: list[ShareProcess] = []
+        portions = split_portions(sizes, rows_per_file, samples_per_shard, cfg.processes or build_processes(len(rows)))
+        others: list[PortionProcess] = []
         try:
-            for share in shares[1:]:
-                if any(s.rows for s in share):
+            for portion in portions[1:]:
+                if any(s.rows for s in portion):
                     others.append(
-                        ShareProcess(
+                        PortionProcess(
                             staging,
                             RELEASE_SPLIT,
                             release.folders,
                             release.digests,
-                            share,
+                            portion,
                             rows_per_file=rows_per_file,
                             per_shard=samples_per_shard,
                         )
                     )
             if others:
                 _import_card_libraries()
-            total = sum(len(share.rows) for share in shares[0])  # progress is this share's; the others keep pace
-            written = write_shares(
+            # Progress is this process's portion; the others keep pace.
+            total = sum(len(portion.rows) for portion in portions[0])
+            written = write_portions(
                 staging,
                 RELEASE_SPLIT,
                 parts,
-                shares[0],
+                portions[0],
                 rows_per_file=rows_per_file,
                 per_shard=samples_per_shard,
                 on_image=lambda done: progress("build", done, total),
@@ -208,7 +209,7 @@ def _write_release(
 
 def build_processes(rows: int) -> int:
     """How many processes write a build of `rows` by default: one per usable core, as a power of two (so that
-    the shares are equal) up to 8; one below `ONE_PROCESS_BELOW` rows."""
+    the portions are equal) up to 8; one below `ONE_PROCESS_BELOW` rows."""
     if rows < ONE_PROCESS_BELOW:
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -216,8 +217,8 @@ def build_processes(rows: int) -> int:
 
 
 def _import_card_libraries() -> None:
-    """Import what the card and croissant.json are made with (about a second) while the share processes start:
-    they are made after every share is written, on the build's last stretch, where one core works."""
+    """Import what the card and croissant.json are made with (about a second) while the portion processes start:
+    they are made after every portion is written, on the build's last stretch, where one core works."""
     import jinja2  # noqa: F401
     import mlcroissant  # noqa: F401
     import yaml  # noqa: F401

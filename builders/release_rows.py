@@ -1,6 +1,6 @@
 """The rows a release is built from: every synthetic folder's provenance, merged, sorted by id, split by config.
 
-Every process of a build reads them here (`builders.release`, and `builders.share_process` for a second share of
+Every process of a build reads them here (`builders.release`, and `builders.portion_process` for a second portion of
 the rows) and they compare what each read by the provenance tables' SHA-256.
 """
 

@@ -87,15 +87,15 @@ def test_build_processes_default_to_a_power_of_two_up_to_eight_and_one_for_small
     "counts, rows_per_file, per_shard",
     [({"g_nc": 16_537, "g_pc": 4_758}, 2000, 1000), ({"g_nc": 20, "g_pc": 5}, 8, 4), ({"g_nc": 99}, 7, 5)],
 )
-def test_shares_cut_where_both_formats_files_end_and_cover_every_row_once(counts, rows_per_file, per_shard):
+def test_portions_cut_where_both_formats_files_end_and_cover_every_row_once(counts, rows_per_file, per_shard):
     from builders.partition import part_bounds, part_sizes
-    from builders.shares import split_shares
+    from builders.portions import split_portions
 
     for processes in (1, 2, 3, 4, 8):
-        shares = split_shares(counts, rows_per_file, per_shard, processes)
-        assert len(shares) == processes
+        portions = split_portions(counts, rows_per_file, per_shard, processes)
+        assert len(portions) == processes
         for config, count in counts.items():
-            runs = [s for share in shares for s in share if s.config == config]
+            runs = [s for portion in portions for s in portion if s.config == config]
             assert [r.rows.start for r in runs[1:]] == [r.rows.stop for r in runs[:-1]]
             assert runs[0].rows.start == 0 and runs[-1].rows.stop == count
             for run in runs:
@@ -103,9 +103,9 @@ def test_shares_cut_where_both_formats_files_end_and_cover_every_row_once(counts
                 assert run.rows.start in part_bounds(part_sizes(count, per_shard))
             assert [r.files(per_shard).start for r in runs[1:]] == [r.files(per_shard).stop for r in runs[:-1]]
     for processes in (2, 4, 8):  # a config of 8 files or more of each format is cut into equal runs
-        shares = split_shares({"g_nc": 16_537, "g_pc": 4_758}, 2000, 1000, processes)
-        for share in shares:
-            assert [len(s.rows) for s in share] in (
+        portions = split_portions({"g_nc": 16_537, "g_pc": 4_758}, 2000, 1000, processes)
+        for portion in portions:
+            assert [len(s.rows) for s in portion] in (
                 [16_537 // processes, 4_758 // processes],
                 [16_537 // processes + 1, 4_758 // processes],
                 [16_537 // processes, 4_758 // processes + 1],
@@ -141,23 +141,23 @@ def test_build_refuses_a_folder_without_provenance_before_writing_anything(synth
     assert not out.parent.exists()
 
 
-def test_share_process_refuses_to_write_from_a_provenance_table_the_build_did_not_read(synthetic, tmp_path):
-    """The share process reads the provenance itself and compares the tables' SHA-256 with the build's read."""
+def test_portion_process_refuses_to_write_from_a_provenance_table_the_build_did_not_read(synthetic, tmp_path):
+    """The portion process reads the provenance itself and compares the tables' SHA-256 with the build's read."""
+    from builders.portion_process import PortionProcess
+    from builders.portions import split_portions
     from builders.release_rows import read_release_rows
-    from builders.share_process import ShareProcess
-    from builders.shares import split_shares
 
     folders = list(synthetic.values())
     read = read_release_rows(folders)
-    _, theirs = split_shares({name: len(part) for name, part in read.parts().items()}, 8, 4, 2)
-    share = ShareProcess(tmp_path / "same", "train", folders, read.digests, theirs, rows_per_file=8, per_shard=4)
-    written = share.result()
+    _, theirs = split_portions({name: len(part) for name, part in read.parts().items()}, 8, 4, 2)
+    portion = PortionProcess(tmp_path / "same", "train", folders, read.digests, theirs, rows_per_file=8, per_shard=4)
+    written = portion.result()
     assert sorted(written.shards) == sorted(read.parts()) and all(written.shards.values())
 
     changed = [read.digests[0].replace(read.digests[0][0], "x"), *read.digests[1:]]
-    share = ShareProcess(tmp_path / "changed", "train", folders, changed, theirs, rows_per_file=8, per_shard=4)
+    portion = PortionProcess(tmp_path / "changed", "train", folders, changed, theirs, rows_per_file=8, per_shard=4)
     with pytest.raises(ReleaseError, match=f"{folders[0]}: its provenance table changed while the build ran"):
-        share.result()
+        portion.result()
     assert not (tmp_path / "changed").exists()
 
 

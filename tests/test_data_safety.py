@@ -92,7 +92,7 @@ def test_build_into_an_empty_folder_replaces_it(synthetic, tmp_path):
 
 
 @pytest.mark.parametrize("processes", [1, 2])
-@pytest.mark.parametrize("which", [0, -1], ids=["first-share", "last-share"])
+@pytest.mark.parametrize("which", [0, -1], ids=["first-portion", "last-portion"])
 def test_build_failure_names_the_image_and_removes_its_staging_folder(synthetic, tmp_path, processes, which):
     broken = tmp_path / "synthetic"
     shutil.copytree(synthetic["normal2covid"], broken)
@@ -682,14 +682,14 @@ def test_pool_workers_die_with_a_sigkilled_parent(tmp_path):
     assert not any(_alive(p) for p in workers)
 
 
-def test_builds_share_process_dies_with_a_sigkilled_parent(synthetic, tmp_path):
+def test_builds_portion_process_dies_with_a_sigkilled_parent(synthetic, tmp_path):
     import signal
     import subprocess
     import sys
     import time
     from pathlib import Path
 
-    # Every image is a FIFO that nobody writes: the share process blocks on its first one until its parent is
+    # Every image is a FIFO that nobody writes: the portion process blocks on its first one until its parent is
     # killed, and the test sees it waiting there (alive, not failed) before the kill.
     folder = tmp_path / "synthetic"
     shutil.copytree(synthetic["normal2covid"], folder)
@@ -700,14 +700,14 @@ def test_builds_share_process_dies_with_a_sigkilled_parent(synthetic, tmp_path):
         "import sys, time\n"
         "from pathlib import Path\n"
         "from builders.release_rows import read_release_rows\n"
-        "from builders.share_process import ShareProcess\n"
-        "from builders.shares import split_shares\n"
+        "from builders.portion_process import PortionProcess\n"
+        "from builders.portions import split_portions\n"
         "folder = Path(sys.argv[1])\n"
         "read = read_release_rows([folder])\n"
-        "theirs = split_shares({n: len(p) for n, p in read.parts().items()}, 8, 4, 1)[0]\n"
-        "share = ShareProcess(folder.parent / 'rel', 'train', [folder], read.digests, theirs, rows_per_file=8, "
+        "theirs = split_portions({n: len(p) for n, p in read.parts().items()}, 8, 4, 1)[0]\n"
+        "portion = PortionProcess(folder.parent / 'rel', 'train', [folder], read.digests, theirs, rows_per_file=8, "
         "per_shard=4)\n"
-        "print(share.process.pid, flush=True)\n"
+        "print(portion.process.pid, flush=True)\n"
         "time.sleep(600)\n"
     )
     parent = subprocess.Popen(

@@ -1,9 +1,9 @@
-"""A build's rows in shares, one per process: each process writes both formats' files for its rows of every
+"""A build's rows in portions, one per process: each process writes both formats' files for its rows of every
 config, reading and checking each image once.
 
-A share of a config is a run of rows that starts and ends where a parquet file and a shard both do (both are
+A portion of a config is a run of rows that starts and ends where a parquet file and a shard both do (both are
 cut into a multiple of 8 equal parts, so a config's halves, quarters and eighths are such places), so each
-process makes whole files and the release is the same bytes however many processes share its rows.
+process makes whole files and the release is the same bytes however many processes portion its rows.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from cxr_dataset.synthetic_folder import verified_images
 
 
 @dataclass(frozen=True)
-class Share:
+class Portion:
     """The rows of `config` (of `count` in the release) that one process writes: whole files of both formats."""
 
     config: str
@@ -34,17 +34,17 @@ class Share:
         return range(bounds.index(self.rows.start), bounds.index(self.rows.stop))
 
 
-def split_shares(counts: dict[str, int], rows_per_file: int, per_shard: int, processes: int) -> list[list[Share]]:
+def split_portions(counts: dict[str, int], rows_per_file: int, per_shard: int, processes: int) -> list[list[Portion]]:
     """Each config cut into `processes` runs of rows where both formats' files end, nearest to equal runs
     (equal to a row when `processes` divides 8 and the config has 8 rows or more, as both formats then have a
-    multiple of 8 files): share `i` holds the `i`-th run of every config (a run may be empty)."""
-    shares: list[list[Share]] = [[] for _ in range(processes)]
+    multiple of 8 files): portion `i` holds the `i`-th run of every config (a run may be empty)."""
+    portions: list[list[Portion]] = [[] for _ in range(processes)]
     for config, count in counts.items():
         common = set(part_bounds(part_sizes(count, rows_per_file))) & set(part_bounds(part_sizes(count, per_shard)))
         cuts = [min(sorted(common), key=lambda c: abs(c - i * count / processes)) for i in range(processes + 1)]
-        for share, start, stop in zip(shares, cuts, cuts[1:], strict=False):
-            share.append(Share(config, count, range(start, stop)))
-    return shares
+        for portion, start, stop in zip(portions, cuts, cuts[1:], strict=False):
+            portion.append(Portion(config, count, range(start, stop)))
+    return portions
 
 
 @dataclass
@@ -66,34 +66,44 @@ class Written:
         )
 
 
-def write_shares(
+def write_portions(
     root: Path,
     split: str,
     parts: dict[str, list[dict[str, Any]]],
-    shares: list[Share],
+    portions: list[Portion],
     *,
     rows_per_file: int,
     per_shard: int,
     on_image: Callable[[int], None] = lambda done: None,
 ) -> Written:
-    """Write the parquet files and shards of `shares` of each config's rows (`parts`) into the release folder
+    """Write the parquet files and shards of `portions` of each config's rows (`parts`) into the release folder
     `root`, each image read once and checked against its provenance."""
     written, done = Written(), 0
-    for share in shares:
+    for portion in portions:
         with (
             ParquetFiles(
-                root, share.config, split, share.count, parts=share.files(rows_per_file), rows_per_file=rows_per_file
+                root,
+                portion.config,
+                split,
+                portion.count,
+                parts=portion.files(rows_per_file),
+                rows_per_file=rows_per_file,
             ) as parquet,
             TarShards(
-                root / WDS_DIR, share.config, split, share.count, parts=share.files(per_shard), per_shard=per_shard
+                root / WDS_DIR,
+                portion.config,
+                split,
+                portion.count,
+                parts=portion.files(per_shard),
+                per_shard=per_shard,
             ) as tars,
         ):
-            rows = parts[share.config][share.rows.start : share.rows.stop]
+            rows = parts[portion.config][portion.rows.start : portion.rows.stop]
             for row, data in verified_images(rows, lambda n, before=done: on_image(before + n)):
                 parquet.add(row, data)
                 tars.add(row, data)
         done += len(rows)
-        written.parquet[share.config] = {p.relative_to(root).as_posix(): d for p, d in parquet.digests.items()}
-        written.num_bytes[share.config] = parquet.num_bytes
-        written.shards[share.config] = tars.entries
+        written.parquet[portion.config] = {p.relative_to(root).as_posix(): d for p, d in parquet.digests.items()}
+        written.num_bytes[portion.config] = parquet.num_bytes
+        written.shards[portion.config] = tars.entries
     return written

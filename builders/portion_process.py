@@ -1,10 +1,10 @@
-"""Write the second share of a release's rows (`builders.shares`) in a Python process of its own, beside a
+"""Write the second portion of a release's rows (`builders.portions`) in a Python process of its own, beside a
 build that writes the first.
 
-Each process has its own GIL, so the build runs on two cores. The share process reads the synthetic folders'
+Each process has its own GIL, so the build runs on two cores. The portion process reads the synthetic folders'
 provenance and its images itself (each image checked against its record, as the build does its own) and
 refuses to write unless each provenance table's SHA-256 is what the build read.
-A plain subprocess running ``python -m builders.share_process`` (not `multiprocessing`, whose start methods
+A plain subprocess running ``python -m builders.portion_process`` (not `multiprocessing`, whose start methods
 either re-run the caller's script or fork a threaded process); the job goes in as JSON on stdin, what it
 wrote comes back on stdout.
 """
@@ -19,14 +19,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from builders.portions import Portion, Written, write_portions
 from builders.release_rows import read_release_rows
-from builders.shares import Share, Written, write_shares
 from cxr_dataset.errors import CxrdsError, ReleaseError
 from cxr_dataset.workers import die_with_parent
 
 
-class ShareProcess:
-    """`write_shares` of `shares` of the release rows of `synthetic` into the release folder `root`, started at
+class PortionProcess:
+    """`write_portions` of `portions` of the release rows of `synthetic` into the release folder `root`, started at
     once in a subprocess; `digests`: the SHA-256 of each provenance table as the build read it. `result()`
     waits for what it wrote."""
 
@@ -36,7 +36,7 @@ class ShareProcess:
         split: str,
         synthetic: list[Path],
         digests: list[str],
-        shares: list[Share],
+        portions: list[Portion],
         *,
         rows_per_file: int,
         per_shard: int,
@@ -46,7 +46,7 @@ class ShareProcess:
             "split": split,
             "synthetic": [str(p) for p in synthetic],
             "digests": digests,
-            "shares": [[s.config, s.count, s.rows.start, s.rows.stop] for s in shares],
+            "portions": [[s.config, s.count, s.rows.start, s.rows.stop] for s in portions],
             "rows_per_file": rows_per_file,
             "per_shard": per_shard,
         }
@@ -54,7 +54,7 @@ class ShareProcess:
         code_root = str(Path(__file__).resolve().parents[1])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [code_root, os.environ.get("PYTHONPATH")]))}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "builders.share_process"],
+            [sys.executable, "-m", "builders.portion_process"],
             env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -69,13 +69,13 @@ class ShareProcess:
         self.process.stdin = None  # sent: `communicate` only reads from now on
 
     def result(self) -> Written:
-        """What the share process wrote."""
+        """What the portion process wrote."""
         out, err = self.process.communicate()
         if self.process.returncode != 0:
             reply = _parsed(out)
             if reply and "error" in reply:
                 raise ReleaseError(reply["error"])
-            raise ReleaseError(f"the share process failed (exit {self.process.returncode}): {err.decode()[-2000:]}")
+            raise ReleaseError(f"the portion process failed (exit {self.process.returncode}): {err.decode()[-2000:]}")
         return Written(**json.loads(out))
 
     def stop(self) -> None:
@@ -99,12 +99,12 @@ def main() -> None:
         for folder, theirs, mine in zip(job["synthetic"], job["digests"], release.digests, strict=True):
             if mine != theirs:
                 raise ReleaseError(f"{folder}: its provenance table changed while the build ran; build again")
-        shares = [Share(config, count, range(start, stop)) for config, count, start, stop in job["shares"]]
-        written = write_shares(
+        portions = [Portion(config, count, range(start, stop)) for config, count, start, stop in job["portions"]]
+        written = write_portions(
             Path(job["root"]),
             job["split"],
             release.parts(),
-            shares,
+            portions,
             rows_per_file=job["rows_per_file"],
             per_shard=job["per_shard"],
         )
