@@ -231,3 +231,16 @@ def test_validate_json_replaces_only_its_own_report(release, prepared, tmp_path)
         written = runner.invoke(app, ["validate", str(release), "--json", str(tmp_path / "v.json")])
         assert written.exit_code == 0, written.output
     assert json.loads((tmp_path / "v.json").read_text())["cxrds_output"] == "validation"
+
+
+def test_a_users_file_named_like_cxrds_bookkeeping_is_not_taken_for_it(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / JOURNAL_NAME).write_text("notes.txt\n")  # a journal with no marker of ours names nothing
+    with pytest.raises(OwnershipError, match=f"{JOURNAL_NAME}: not written by cxrds"):
+        check_output(out, "report")
+    (out / JOURNAL_NAME).unlink()
+    (out / ".cxrds-lock").write_text("the user's")  # a lock file is bookkeeping only while it is empty
+    with pytest.raises(OwnershipError, match=".cxrds-lock: not written by cxrds"):
+        check_output(out, "report")
+    assert (out / ".cxrds-lock").read_text() == "the user's"
