@@ -232,7 +232,12 @@ def prepare(
         str, typer.Option(help="patient (seeded, patient-level) or paper (the seed's order).")
     ] = "patient",
     seed: Annotated[int, typer.Option(help="Seed of the split (and of phantom pixels).")] = 0,
-    resize: Annotated[str, typer.Option(help="Non-square images: pad (black borders) or crop (centre).")] = "pad",
+    resize: Annotated[
+        str,
+        typer.Option(
+            help="Non-square images: crop (centre; adds no border), pad (black borders) or stretch (aspect changes)."
+        ),
+    ] = "crop",
     fractions: Annotated[str, typer.Option(help="train,validation,test fractions of --split patient.")] = "0.7,0.1,0.2",
     views: Annotated[
         str, typer.Option(help="covid-collection views to keep (add L for laterals).")

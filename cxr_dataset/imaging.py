@@ -12,16 +12,20 @@ from PIL import Image
 
 from cxr_dataset.workers import process_pool
 
-RESIZE_MODES = ("pad", "crop")
+RESIZE_MODES = ("crop", "pad", "stretch")
+DEFAULT_RESIZE = "crop"  # adds no border: padding gave non-square sources (one class's, often) a black edge
 
 
-def to_square(pixels: np.ndarray, size: int, mode: str = "pad") -> np.ndarray:
-    """Resize a 2-D uint8 image to `size`×`size`: pad the short side with black, or centre-crop."""
+def to_square(pixels: np.ndarray, size: int, mode: str = DEFAULT_RESIZE) -> np.ndarray:
+    """Resize a 2-D uint8 image to `size`×`size`: centre-crop the long side, pad the short side with black,
+    or stretch (change the aspect ratio)."""
     if mode not in RESIZE_MODES:
         raise ValueError(f"resize mode must be one of {list(RESIZE_MODES)}, got {mode!r}")
     h, w = pixels.shape
     if (h, w) == (size, size):
         return pixels
+    if mode == "stretch":
+        return np.asarray(Image.fromarray(pixels, mode="L").resize((size, size), Image.Resampling.LANCZOS))
     side = max(h, w) if mode == "pad" else min(h, w)
     square = np.zeros((side, side), dtype=np.uint8)
     # Paste (pad) or cut (crop) the centred overlap of the two frames.

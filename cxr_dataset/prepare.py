@@ -11,7 +11,7 @@ from typing import Any
 
 from cxr_dataset.errors import ConfigError, CxrdsError, SourceError
 from cxr_dataset.fileio import atomic_write_bytes, atomic_write_text, sha256_bytes, sha256_file
-from cxr_dataset.imaging import RESIZE_MODES, encode_png, to_square
+from cxr_dataset.imaging import DEFAULT_RESIZE, RESIZE_MODES, encode_png, to_square
 from cxr_dataset.manifest import MANIFEST_NAME, prepared_image_path, write_manifest
 from cxr_dataset.options import check_seed, check_workers
 from cxr_dataset.ownership import claimed_output, note_write
@@ -51,7 +51,7 @@ class PrepareConfig:
     split: str = "patient"  # "patient" (seeded, patient-level) or "paper" (the seed's order)
     seed: int = 0  # seeds the split (and phantom pixels)
     fractions: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_FRACTIONS))  # of split "patient"
-    resize: str = "pad"  # non-square images: "pad" (black borders) or "crop" (centre)
+    resize: str = DEFAULT_RESIZE  # non-square images: "crop" (centre), "pad" (black borders) or "stretch"
     views: tuple[str, ...] = DEFAULT_VIEWS  # covid-collection views kept
     covid_collection_classes: tuple[str, ...] = ("covid",)  # covid-collection classes: covid, normal, pneumonia
     rsna_normal: str = "target0"  # RSNA normals: every Target-0 patient (the seed's) or "normal-only"

@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from cxr_dataset.errors import SchemaError, SourceError
+from cxr_dataset.imaging import to_square
 from cxr_dataset.manifest import read_manifest
 from cxr_dataset.prepare import PrepareConfig, prepare
 from tests.test_dicom import RAMP8, write_dicom
@@ -64,14 +65,29 @@ def test_prepare_rejects_bad_files_and_fails_without_skip_bad(tmp_path, name, co
     assert sum(result.counts.values()) == 6 and len(result.rejects) == 1
 
 
-def test_prepare_folder_pads_to_square_and_maps_class_names(tmp_path):
+@pytest.mark.parametrize("resize", ["pad", "crop", "stretch", None])
+def test_prepare_folder_squares_as_asked_and_maps_class_names(tmp_path, resize):
     _class_tree(tmp_path / "src")
-    prepare([f"folder={tmp_path / 'src'}"], tmp_path / "out", PrepareConfig(size=32, workers=1))
-    rows = read_manifest(tmp_path / "out").rows()
+    cfg = PrepareConfig(size=32, workers=1) if resize is None else PrepareConfig(size=32, workers=1, resize=resize)
+    prepare([f"folder={tmp_path / 'src'}"], tmp_path / "out", cfg)
+    manifest = read_manifest(tmp_path / "out")
+    rows = manifest.rows()
     assert sorted({r["label"] for r in rows}) == ["covid", "normal"]
+    assert manifest.meta["resize"] == (resize or "crop")  # the default adds no border, and is recorded
     with Image.open(tmp_path / "out" / rows[-1]["path"]) as img:
         top_row = np.asarray(img)[0]
-    assert img.size == (32, 32) and top_row.max() == 0  # 40×60 padded with black above and below
+    # 40×60 of grey 100: padding adds black above and below; cropping and stretching add nothing
+    assert img.size == (32, 32) and top_row.max() == (0 if resize == "pad" else 100)
+
+
+def test_to_square_crops_the_long_side_or_stretches_it_whole():
+    pixels = np.full((40, 60), 200, np.uint8)
+    pixels[:, :10] = 0  # a black band at the left, outside the centred 40×40
+    assert to_square(pixels, 20, "crop").min() > 150  # the band is cut off
+    assert to_square(pixels, 20, "stretch")[:, 0].max() < 50  # the band is kept, narrower
+    assert to_square(pixels, 20, "pad")[0].max() == 0  # black rows added above and below
+    with pytest.raises(ValueError, match="resize mode"):
+        to_square(pixels, 20, "squash")
 
 
 def test_prepare_16bit_images_are_scaled_not_clipped(tmp_path):
