@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cxr_dataset.errors import ReleaseError
-from cxr_dataset.release_folder import check_config, read_release
+from cxr_dataset.release_folder import Release, check_config, read_release
 
 if TYPE_CHECKING:
     import webdataset
@@ -37,7 +37,13 @@ def load_release(
 
 
 def release_source(release: Path | str) -> str:
-    """`release` as `load_dataset` should see it: a checked local release folder, or a Hub id OWNER/NAME.
+    """`release` as `load_dataset` should see it: a checked local release folder, or a Hub id OWNER/NAME."""
+    folder = local_release(release)
+    return str(release) if folder is None else str(folder.root)
+
+
+def local_release(release: Path | str) -> Release | None:
+    """The checked local release folder `release` names, or None when it is a Hub id OWNER/NAME.
 
     A `Path`, anything that starts like a path (``/``, ``.``, ``~``), has more than one ``/``, or whose first
     part is a local folder is local: it must be a release folder."""
@@ -51,12 +57,12 @@ def release_source(release: Path | str) -> str:
         or Path(head).is_dir()
     )
     if not local:
-        return text
+        return None
     path = Path(text).expanduser()
     if not path.is_dir():
         hint = "" if text.count("/") != 1 else f" (for the Hub repository {text}, run from a folder without {head}/)"
         raise ReleaseError(f"{path}: no such release folder; build one with `cxrds build`{hint}")
-    return str(read_release(path).root)
+    return read_release(path)
 
 
 def wds_release(release: Path, config: str = "all", split: str = "train") -> webdataset.WebDataset:

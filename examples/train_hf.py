@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from train_wds_ddp import small_cnn
 
-from cxr_dataset.streaming import StreamConfig, hf_dataset
+from cxr_dataset import StreamConfig, open_release
 
 
 def main() -> None:
@@ -27,7 +27,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.manual_seed(0)
-    ds = hf_dataset(args.release, StreamConfig(config=args.config))
+    ds = open_release(args.release).torch(StreamConfig(config=args.config))
     loader = torch.utils.data.DataLoader(
         ds, batch_size=args.batch_size, shuffle=True, generator=torch.Generator().manual_seed(0)
     )

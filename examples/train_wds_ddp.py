@@ -18,7 +18,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from cxr_dataset.streaming import StreamConfig, wds_pipeline
+from cxr_dataset import StreamConfig, open_release
 
 
 def small_cnn(classes: int = 2) -> nn.Module:
@@ -50,8 +50,7 @@ def main() -> None:
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
 
-    pipeline = wds_pipeline(
-        args.release,
+    pipeline = open_release(args.release).webdataset(
         StreamConfig(
             config=args.config,
             batch_size=args.batch_size,
