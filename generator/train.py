@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cxr_dataset.devices import describe
 from cxr_dataset.errors import ConfigError
 from cxr_dataset.fileio import atomic_write_bytes, atomic_write_text
 from cxr_dataset.imaging import encode_png, read_gray
@@ -164,6 +165,7 @@ def _train(
     first: dict[str, float] = {}
     last: dict[str, float] = {}
     started, seen = time.perf_counter(), 0
+    measured_on = describe(device)  # every timing in the log names what it was measured on
     if ddp.is_main:
         note_write(out / LOG_NAME)  # appended to, so journaled by hand
     log = open(out / LOG_NAME, "a") if ddp.is_main else None  # noqa: SIM115 (closed in finally)
@@ -194,7 +196,7 @@ def _train(
                 rate = seen / elapsed
                 if log is not None:
                     entry = {"step": step, "epoch": epoch, **last, "img_per_s": round(rate, 2)}
-                    log.write(json.dumps({**entry, "elapsed_s": round(elapsed, 3)}) + "\n")
+                    log.write(json.dumps({**entry, "elapsed_s": round(elapsed, 3), "device": measured_on}) + "\n")
                     log.flush()
                     info = f"cycle {last['cycle_A']:.3f} D {last['D_A']:.3f} {rate:.1f} img/s"
                     progress(f"train {task}", step, total, info)

@@ -72,10 +72,20 @@ def test_checkpoint_corrupt_tensors_are_detected_by_hash(prepared, tmp_path):
         load_checkpoint(tmp_path)
 
 
+def test_every_logged_timing_names_the_device_it_was_measured_on(prepared, tmp_path):
+    from cxr_dataset.devices import describe
+    from generator.run_folder import read_log
+
+    train(prepared, "normal2covid", tmp_path, tiny_config())
+    entries = read_log(tmp_path)
+    assert entries and all(e["device"] == describe("cpu") and "img_per_s" in e for e in entries)
+
+
 def _losses_by_step(run):
     """The last logged losses of every step (a resumed run re-logs the steps after its checkpoint)."""
     entries = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    return {e["step"]: {k: v for k, v in e.items() if k not in ("img_per_s", "elapsed_s", "epoch")} for e in entries}
+    varying = ("img_per_s", "elapsed_s", "epoch", "device")
+    return {e["step"]: {k: v for k, v in e.items() if k not in varying} for e in entries}
 
 
 @pytest.mark.parametrize("save_every", [3])  # mid-epoch (epoch ends: test_resume_with_more_epochs_...)
