@@ -40,6 +40,7 @@ from validation_tools.report_figures import (
 )
 from validation_tools.report_quality import images_of, quality_rows, source_confounding
 from validation_tools.report_render import Figure, ReportContent, to_html, to_markdown
+from validation_tools.shortcut_probes import shortcut_probes
 
 FIGURES = ("balance.png", "roc.png", "pairs.png", "samples.png", "cam.png", "umap.png")
 WIDE_INTERVAL = 0.5  # a sensitivity CI wider than this is a warning: the test set cannot tell regimes apart
@@ -87,7 +88,8 @@ def _write_report(
     inputs: ReportInputs, out: Path, samples: int, inception: Path | None, progress: ProgressFn
 ) -> ReportResult:
     results = inputs.baselines.results
-    progress("report", 0, 5, "class balance, ROC curves")
+    progress("report", 0, 5, "shortcut probes, class balance, ROC curves")
+    probes = shortcut_probes(inputs.manifest, inputs.rows)
     figures = [balance_figure(results, out / "balance.png"), roc_figure(inputs.baselines.predictions, out / "roc.png")]
     progress("report", 1, 5, "source → synthetic pairs, sample grid")
     figures += [pairs_figure(inputs.release, inputs.manifest, inputs.rows, out / "pairs.png", samples)]
@@ -106,6 +108,7 @@ def _write_report(
         quality=quality,
         figures=[f for f in figures if f is not None],
         flags=_interval_flags(results),
+        probes=probes,
     )
     atomic_write_text(out / "report.md", to_markdown(content))
     atomic_write_text(out / "report.html", to_html(content))
@@ -137,8 +140,8 @@ def _header(inputs: ReportInputs) -> list[tuple[str, str]]:
         ),
         (
             "real data",
-            f"{sources}; split {manifest.meta.get('split', '?')}; manifest {manifest.sha256[:12]}…; "
-            + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
+            f"{sources}; split {manifest.meta.get('split', '?')}; resize {manifest.meta.get('resize', '?')}; "
+            f"manifest {manifest.sha256[:12]}…; " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
         ),
         (
             "classifiers",

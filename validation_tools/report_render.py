@@ -14,6 +14,7 @@ from typing import Any
 
 from cxr_dataset.user_text import markdown_text
 from validation_tools.metrics import METRIC_NAMES, wilson_interval
+from validation_tools.shortcut_probes import TaskShortcuts, probe_html, probe_markdown
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class ReportContent:
     quality: list[dict[str, Any]]
     figures: list[Figure]
     flags: list[str]  # report-wide warnings (e.g. tiny test sets)
+    probes: list[TaskShortcuts] = field(default_factory=list)  # shortcut probes per task: the first section
 
 
 GUIDES = {
@@ -67,6 +69,7 @@ def to_markdown(content: ReportContent) -> str:
     md = markdown_text
     lines = ["# cxrds evaluation report", ""]
     lines += [f"- **{md(what)}**: {md(value)}" for what, value in content.header]
+    lines += probe_markdown(content.probes)  # first: can the tasks be solved without the disease?
     lines += [""] + [f"> {md(note)}" for note in content.notes] + ([""] if content.notes else [])
     lines += [f"> **Warning.** {md(flag)}" for flag in content.flags] + ([""] if content.flags else [])
     lines += ["## Headline: each regime over seeds, and against the controls", "", GUIDES["headline"], ""]
@@ -104,6 +107,7 @@ def to_html(content: ReportContent) -> str:
         "<main>",
         "<h1>cxrds evaluation report</h1>",
         "<dl>" + "".join(f"<dt>{e(w)}</dt><dd>{e(v)}</dd>" for w, v in content.header) + "</dl>",
+        *probe_html(content.probes),
     ]
     parts += [f'<p class="note">{e(note)}</p>' for note in content.notes]
     parts += [f'<p class="flag"><strong>Warning.</strong> {e(flag)}</p>' for flag in content.flags]
