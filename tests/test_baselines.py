@@ -78,13 +78,20 @@ def test_baselines_table_gives_mean_and_sd_over_seeds_and_paired_differences(bas
     assert "| real + G_NC | real (oversampled) |" in table
 
 
-def test_baselines_leak_free_protocol_carves_validation_from_a_paper_split(release, tmp_path):
-    """--split paper has no validation split: leak-free carves one from training patients, seeded and recorded."""
+@pytest.fixture(scope="module")
+def paper(tmp_path_factory):
+    """The phantom prepared with --split paper (no validation split; three images per patient)."""
     from cxr_dataset.prepare import PrepareConfig, prepare
     from tests.conftest import PHANTOM, SIZE
 
-    paper = tmp_path / "paper"
-    prepare([PHANTOM], paper, PrepareConfig(size=SIZE, seed=0, split="paper", workers=1))
+    out = tmp_path_factory.mktemp("paper")
+    prepare([PHANTOM], out, PrepareConfig(size=SIZE, seed=0, split="paper", workers=1))
+    return out
+
+
+def test_baselines_leak_free_protocol_carves_validation_from_a_paper_split(release, paper, tmp_path):
+    """--split paper has no validation split: leak-free carves one from training patients, seeded and recorded;
+    no patient is on both sides (the phantom has three images per patient)."""
     cfg = BaselinesConfig(comparisons=("normal vs covid",), epochs=1, bootstrap=5, controls=False)
     results = run_baselines(release, paper, tmp_path / "out", cfg)
     saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
@@ -95,18 +102,34 @@ def test_baselines_leak_free_protocol_carves_validation_from_a_paper_split(relea
         r["split"] == "train" and r["label"] == "normal" for r in read_manifest(paper).rows()
     )
     assert train_patients
+    carved = set(saved["carved_validation_ids"])
+    rows = read_manifest(paper).rows()
+    validation = {r["patient_id"] for r in rows if r["id"] in carved}
+    training = {r["patient_id"] for r in rows if r["split"] == "train" and r["id"] not in carved}
+    assert validation and training and not validation & training
 
 
-def test_baselines_seed_protocol_labels_every_table_optimistic(release, prepared, tmp_path):
+def test_baselines_seed_protocol_labels_every_table_optimistic(release, paper, tmp_path):
+    """The seed's protocol on the seed's split: optimistic, SEN/SPE at 0.5 only, no paired tables or McNemar."""
     cfg = BaselinesConfig.for_protocol(
         "seed", models=("small-cnn",), size=64, epochs=1, pretrained=False, bootstrap=5, controls=False
     )
     assert (cfg.optimizer, cfg.batch_size) == ("adadelta", 16)
-    results = run_baselines(release, prepared, tmp_path, cfg)
-    assert (tmp_path / "table.md").read_text().startswith("**Protocol `seed`: OPTIMISTIC.**")
+    results = run_baselines(release, paper, tmp_path, cfg)
+    table = (tmp_path / "table.md").read_text()
+    assert table.startswith("**Protocol `seed`: OPTIMISTIC.**") and "by image, not patient" in table
     assert {r["protocol"] for r in results} == {"seed (optimistic)"}
     assert "seed (optimistic)" in (tmp_path / "metrics.csv").read_text()
     assert [r["regime"] for r in results if r["comparison"] == "pneumonia vs covid"][-1] == "synthetic only"
+    assert not any("threshold" in k for r in results for k in r)
+    assert "@val" not in table and "paired differences" not in table and "McNemar" not in table
+    assert (tmp_path / "comparisons.csv").read_text() == ""
+
+
+def test_baselines_seed_protocol_refuses_a_patient_split(release, prepared, tmp_path):
+    cfg = BaselinesConfig.for_protocol("seed", models=("small-cnn",), size=64, epochs=1, pretrained=False)
+    with pytest.raises(ConfigError, match=rf"{prepared}: protocol seed .* --split patient"):
+        run_baselines(release, prepared, tmp_path / "out", cfg)
 
 
 def test_cluster_bootstrap_is_wider_than_the_image_bootstrap_on_clustered_data():
@@ -277,7 +300,7 @@ def test_report_includes_grad_cam_and_synthetic_quality(report):
     assert {"cam.png", "umap.png"} <= {p.name for p in report.figures}
     text = report.path.read_text()
     assert "## Synthetic image quality" in text and "| features | pair | n | FID | KID (mean ± SD) |" in text
-    assert "| G_NC vs real COVID-19" in text and "reference: real COVID-19 vs real COVID-19 (two halves)" in text
+    assert "| G_NC vs real COVID-19" in text and "reference: real COVID-19 vs real COVID-19 (two halves, by patient)" in text
     assert "reference: G_PC vs real pneumonia (its source)" in text and "⚠ small n" in text
 
 

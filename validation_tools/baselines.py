@@ -138,6 +138,12 @@ def _run_baselines(
     release: Path, real: Path, out: Path, cfg: BaselinesConfig, progress: ProgressFn
 ) -> list[dict[str, Any]]:
     manifest = read_manifest(real)
+    if cfg.protocol == "seed" and manifest.meta.get("split") != "paper":
+        raise ConfigError(
+            f"{real}: protocol seed repeats the seed's paper split, but this data was prepared with --split "
+            f"{manifest.meta.get('split', '?')}; prepare it with `cxrds prepare --split paper` or use --protocol "
+            "leak-free"
+        )
     rows = manifest.rows()
     splits, validation_note = classifier_splits(rows, cfg.protocol, cfg.validation_fraction, min(cfg.seeds))
     held = held_out_patients([r | {"split": splits[r["id"]]} for r in rows])
@@ -175,8 +181,10 @@ def _run_baselines(
             predictions.append(prediction)
             done += 1
             progress("baselines", done, total, f"{comparison}, {regime}, {model_name}")
-    comparisons = paired_comparisons(predictions, cfg.bootstrap)
-    context = {"validation": validation_note, "synthetic": provenance}
+    # The seed protocol tuned on the test set: no paired tables or McNemar on top of it.
+    comparisons = paired_comparisons(predictions, cfg.bootstrap) if cfg.protocol != "seed" else []
+    carved = sorted(r["id"] for r in rows if splits[r["id"]] == "validation" != r["split"])
+    context = {"validation": validation_note, "carved_validation_ids": carved, "synthetic": provenance}
     _write_outputs(Path(out), results, predictions, comparisons, cfg, context, device)
     return results
 
@@ -200,8 +208,10 @@ def _train_and_score(
     seed = run["seed"]
     p_val, p_test, epochs_run, model = _fit_and_score(run["model"], x, y, val[:2], test[0], cfg, seed, device, weights)
     path = classifier_path(out, run["comparison"], run["regime"], run["model"], seed)
-    save_classifier(model, path, run | {"size": cfg.size})  # everything needed to rebuild it
-    threshold = youden_threshold(val[1].numpy(), p_val)
+    # everything needed to rebuild it
+    save_classifier(model, path, run | {"size": cfg.size, "normalisation": model.normalisation})
+    # The seed protocol's validation is the test set: SEN/SPE at 0.5 only, no threshold tuned on it.
+    threshold = youden_threshold(val[1].numpy(), p_val) if cfg.protocol != "seed" else 0.5
     result = (
         run
         | {"protocol": cfg.protocol + (" (optimistic)" if cfg.protocol == "seed" else "")}
@@ -209,6 +219,8 @@ def _train_and_score(
         | {"skew": truncate(len(neg_x) / len(positives)), "epochs": epochs_run}
         | _scores(test[1].numpy(), np.asarray(test[2]), p_test, threshold, cfg.bootstrap, seed)
     )
+    if cfg.protocol == "seed":
+        result = {k: v for k, v in result.items() if "threshold" not in k}
     prediction = (
         run
         | {"threshold": threshold, "y_true": test[1].tolist(), "patient_id": test[2]}
@@ -304,7 +316,7 @@ def _fit_and_score(model_name, x, y, val, test_x, cfg: BaselinesConfig, seed: in
     """Train with early stopping on the validation loss; return the best model's P(covid) on the validation and
     test images, the epochs run and the model. `weights`: per-class loss weights (the class-weight control)."""
     torch.manual_seed(seed)  # torchvision builds its weights from the global generator
-    model = build_model(model_name, cfg.pretrained).to(device)
+    model = build_model(model_name, cfg.pretrained, input_normalisation(model_name, cfg)).to(device)
     plateau = None
     if cfg.optimizer == "adadelta":  # the seed's Keras setup: Adadelta, the rate cut on a validation plateau
         optimizer = torch.optim.Adadelta(model.parameters(), lr=cfg.lr, rho=0.95, eps=1e-7)
@@ -321,7 +333,7 @@ def _fit_and_score(model_name, x, y, val, test_x, cfg: BaselinesConfig, seed: in
             if len(index) < 2:
                 continue  # BatchNorm needs two samples
             with device_autocast(device):
-                logits = model(normalise(x[index], device))
+                logits = model(normalise(x[index], device, model.normalisation))
             loss = F.cross_entropy(logits.float(), y[index].to(device), weight=weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -343,6 +355,12 @@ def _fit_and_score(model_name, x, y, val, test_x, cfg: BaselinesConfig, seed: in
     batch = cfg.batch_size * 4
     p_val = predict_proba(model, val[0], device=device, batch=batch)[:, 1]
     return p_val, predict_proba(model, test_x, device=device, batch=batch)[:, 1], epochs_run, model
+
+
+def input_normalisation(model_name: str, cfg: BaselinesConfig) -> str:
+    """ImageNet statistics for the torchvision models under the seed protocol or ImageNet weights (the seed's
+    Keras models); the small CNN's one gray channel is centred."""
+    return "imagenet" if model_name != "small-cnn" and (cfg.protocol == "seed" or cfg.pretrained) else "centred"
 
 
 def _write_outputs(

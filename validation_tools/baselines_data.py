@@ -23,7 +23,12 @@ def classifier_splits(
     `leak-free` carves a `fraction` of the training patients (seeded by `seed`) when there is no validation split."""
     splits = {r["id"]: r["split"] for r in rows}
     if protocol == "seed":
-        return splits, "the TEST split (the seed's protocol): early stopping, checkpoint and threshold saw it"
+        train = {r["patient_id"] for r in rows if r["split"] == "train"}
+        shared = {r["patient_id"] for r in rows if r["split"] == "test"} & train
+        return splits, (
+            "the TEST split (the seed's protocol): early stopping and the checkpoint saw it; "
+            f"{len(shared)} test patients also have training images (the paper split is by image, not patient)"
+        )
     if any(s == "validation" for s in splits.values()):
         return splits, "the prepared validation split"
     carved = carve_validation(rows, fraction, seed=seed)

@@ -16,6 +16,12 @@ from cxr_dataset.fileio import atomic_open
 
 MODELS = ("small-cnn", "vgg16", "resnet50", "densenet121")
 MIN_SIZE = 32  # pixels: the smallest image every model takes
+# Input scales, as per-channel (mean, std) of pixels in 0..1: "centred" maps gray 0..255 to -2..2 (one channel);
+# "imagenet" repeats the gray channel as RGB and uses ImageNet's statistics, as the seed's Keras models did.
+NORMALISATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "centred": ((0.5,), (0.25,)),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
 
 
 class SmallCNN(nn.Module):
@@ -35,10 +41,26 @@ class SmallCNN(nn.Module):
         return self.head(self.features(x).mean(dim=(2, 3)))
 
 
-def build_model(name: str, pretrained: bool = False) -> nn.Module:
-    """A 2-class classifier taking N×1×H×W; torchvision models see the gray channel repeated three times."""
+def build_model(name: str, pretrained: bool = False, normalisation: str = "centred") -> nn.Module:
+    """A 2-class classifier taking N×1×H×W (or N×3×H×W under "imagenet" normalisation); torchvision models see the
+    gray channel repeated three times. Every head is the seed's: global average pooling and one dense layer to the
+    two classes (softmax in the loss), VGG16's too (not torchvision's 4096-4096 classifier). `normalisation`
+    (`NORMALISATIONS`) is kept on the model as `model.normalisation`: `predict_proba` scales inputs by it."""
+    if normalisation not in NORMALISATIONS:
+        raise ValueError(f"normalisation must be one of {list(NORMALISATIONS)}, got {normalisation!r}")
     if name == "small-cnn":
-        return SmallCNN()
+        if normalisation != "centred":
+            raise ValueError("small-cnn takes one channel: its normalisation is 'centred'")
+        model: nn.Module = SmallCNN()
+    else:
+        model = nn.Sequential(_GrayToRGB(), _torchvision_model(name, pretrained))
+    model.normalisation = normalisation
+    return model
+
+
+def _torchvision_model(name: str, pretrained: bool) -> nn.Module:
+    """torchvision's VGG16, ResNet50 or DenseNet121 with a global-average-pooling head to two classes; ImageNet
+    weights for the convolutions when `pretrained` (torchvision downloads them once: opt-in)."""
     import torchvision
 
     factory = {
@@ -46,20 +68,20 @@ def build_model(name: str, pretrained: bool = False) -> nn.Module:
         "resnet50": torchvision.models.resnet50,
         "densenet121": torchvision.models.densenet121,
     }[name]
-    if not pretrained:
-        net = factory(num_classes=2)
-    else:
-        net = factory(weights="DEFAULT")
-        if name == "vgg16":
-            net.classifier[6] = nn.Linear(net.classifier[6].in_features, 2)
-        elif name == "resnet50":
-            net.fc = nn.Linear(net.fc.in_features, 2)
-        else:
-            net.classifier = nn.Linear(net.classifier.in_features, 2)
-    return nn.Sequential(_GrayToRGB(), net)
+    net = factory(weights="DEFAULT" if pretrained else None)
+    if name == "vgg16":  # Keras VGG16(include_top=False, pooling="avg") + Dense(2, softmax)
+        net.avgpool = nn.AdaptiveAvgPool2d(1)
+        net.classifier = nn.Linear(512, 2)
+    elif name == "resnet50":  # already global average pooling + fc
+        net.fc = nn.Linear(net.fc.in_features, 2)
+    else:  # densenet121: already global average pooling + classifier
+        net.classifier = nn.Linear(net.classifier.in_features, 2)
+    return net
 
 
 class _GrayToRGB(nn.Module):
+    """N×1×H×W → N×3×H×W (three-channel inputs pass unchanged)."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.expand(-1, 3, -1, -1)
 
@@ -80,7 +102,7 @@ def load_classifier(path: Path) -> tuple[nn.Module, dict[str, Any]]:
     with safe_open(str(path), "pt") as f:
         meta = json.loads(f.metadata()["cxrds"])
         state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
-    model = build_model(meta["model"])
+    model = build_model(meta["model"], normalisation=meta.get("normalisation", "centred"))
     model.load_state_dict(state)
     return model.eval(), meta
 
@@ -91,7 +113,8 @@ def predict_proba(model: nn.Module, x: torch.Tensor, *, device=None, batch: int 
     device = device or next(model.parameters()).device
     model.eval()
     with device_autocast(device):
-        parts = [F.softmax(model(normalise(b, device)).float(), dim=1).cpu() for b in x.split(batch)]
+        scale = getattr(model, "normalisation", "centred")
+        parts = [F.softmax(model(normalise(b, device, scale)).float(), dim=1).cpu() for b in x.split(batch)]
     return torch.cat(parts).numpy().astype(np.float64)
 
 
@@ -100,9 +123,11 @@ def device_autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
 
 
-def normalise(x: torch.Tensor, device=None) -> torch.Tensor:
-    """uint8 N×1×H×W → the classifiers' input scale."""
-    return (x.to(device).float() / 255 - 0.5) / 0.25
+def normalise(x: torch.Tensor, device=None, normalisation: str = "centred") -> torch.Tensor:
+    """uint8 N×1×H×W → the classifiers' input scale (`NORMALISATIONS`): N×1×H×W centred, N×3×H×W for ImageNet."""
+    mean, std = (torch.tensor(v, device=device).view(1, -1, 1, 1) for v in NORMALISATIONS[normalisation])
+    x = x.to(device).float() / 255
+    return (x.expand(-1, len(mean.flatten()), -1, -1) - mean) / std
 
 
 def image_batch(pixels: np.ndarray) -> torch.Tensor:
