@@ -8,7 +8,7 @@ from typing import Any
 from builders.licences import Licences, per_manifest, summarise
 from cards import responsible_ai
 from cxr_dataset.licences import MIXED_NAME
-from cxr_dataset.schema import ALL_CONFIG, FIELDS, TASK_CONFIG, to_card_features
+from cxr_dataset.schema import ALL_CONFIG, FIELDS, RELEASE_PRESET, TASK_CONFIG, to_card_features
 from cxr_dataset.sources import source_title
 from cxr_dataset.user_text import markdown_text
 
@@ -135,7 +135,16 @@ def render_card(
         imbalance=", ".join(f"{by_class[c]} from {c}" for c in sorted(by_class)),
         task_configs=TASK_CONFIG,
         settings=[_settings(m) for m in sorted(made_with, key=lambda m: m.get("task", ""))],
+        provenance=provenance_summary(rows),
     )
+
+
+def provenance_summary(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """How many rows carry provenance (a source patient and a generator checkpoint) and how many do not, so the
+    card says what the rows hold; `seed_zips`: how many came from the seed's v0.1 zips, which record none."""
+    traced = sum(bool(r["source_patient_id"] and r["checkpoint_sha256"]) for r in rows)
+    seed_zips = sum(r["preset"] == RELEASE_PRESET for r in rows)
+    return {"total": len(rows), "traced": traced, "untraced": len(rows) - traced, "seed_zips": seed_zips}
 
 
 def source_titles(rows: list[dict[str, Any]]) -> list[str]:

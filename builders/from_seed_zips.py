@@ -11,7 +11,7 @@ from cxr_dataset.errors import SourceError
 from cxr_dataset.fileio import atomic_write_bytes, sha256_bytes
 from cxr_dataset.imaging import encode_png
 from cxr_dataset.progress import ProgressFn, no_progress
-from cxr_dataset.schema import PROVENANCE_FIELDS, RELEASE_PRESET, TASK_SOURCE_CLASS, make_key
+from cxr_dataset.schema import NATIVE_PATIENT_ID, PROVENANCE_FIELDS, RELEASE_PRESET, TASK_SOURCE_CLASS, make_key
 from cxr_dataset.sources.seed_zips import DATASET_NAME, check_seed_zip, iter_seed_zip_images, seed_zip_paths
 from cxr_dataset.synthetic_folder import PROVENANCE_NAME, image_path
 from cxr_dataset.tables import write_table
@@ -43,6 +43,7 @@ def synthetic_from_seed_zips(
                     "source_dataset": DATASET_NAME,
                     "source_image_id": f"{path.name}/{member.name}",
                     "source_patient_id": "",
+                    NATIVE_PATIENT_ID: "",
                     "source_md5": md5,
                     "source_license": "",  # the release does not record which real image each came from
                     "source_class": TASK_SOURCE_CLASS[asset.task],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from cxr_dataset.manifest import MANIFEST_NAME, prepared_image_path, write_manif
 from cxr_dataset.options import check_seed, check_workers
 from cxr_dataset.ownership import claimed_output, note_write
 from cxr_dataset.progress import ProgressFn, no_progress
-from cxr_dataset.schema import CLASSES
+from cxr_dataset.schema import CLASSES, NATIVE_PATIENT_ID
 from cxr_dataset.sources import KIND_ALIASES, Source, SourceImage, SourceOptions, open_source, source_path
 from cxr_dataset.sources.base import DEFAULT_VIEWS
 from cxr_dataset.sources.files import confined
@@ -27,6 +28,7 @@ from cxr_dataset.splits import (
     limit_training,
     paper_splits,
     patient_splits,
+    per_image_warning,
 )
 from cxr_dataset.user_text import csv_text
 from cxr_dataset.workers import process_pool
@@ -171,6 +173,9 @@ def _prepare_into(sources: list[str], out: Path, cfg: PrepareConfig, progress: P
         "options": dataclasses.asdict(options),
     }
     path = write_manifest(rows, out, meta)
+    note = per_image_warning(rows)
+    if note:
+        warnings.warn(f"{out / MANIFEST_NAME}: {note}", stacklevel=2)
     return PrepareResult(path, dict(Counter((r["label"], r["split"]) for r in rows)), rejects)
 
 
@@ -245,6 +250,7 @@ def _prepare_one(task) -> tuple[SourceImage, dict[str, Any] | None, str]:
     row = {
         "id": rec.id,
         "patient_id": rec.patient_id,
+        NATIVE_PATIENT_ID: rec.native_patient_id,
         "label": rec.label,
         "source": rec.source,
         "origin": recorded_origin(src, rec),

@@ -41,6 +41,10 @@ RELEASE_PRESET = "seed-v0.1"  # the `preset` of rows read from the seed's releas
 # The folders' file names are owned by each folder's module: `manifest` (prepared), `synthetic_folder`,
 # `release_folder`, `checksums`, `export_folder`, and in the generator package `run_folder`.
 
+# The source's own patient id, kept beside the namespaced `patient_id` key in every table (manifest, provenance,
+# release), so that an audit can match patients across readers that namespace them differently.
+NATIVE_PATIENT_ID = "native_patient_id"
+
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
 
@@ -81,7 +85,19 @@ _CATALOGUE: dict[str, Field] = {
             "string",
             "Split the seed's rule (`--split paper`) gives the image, whatever `--split` chose: the v0.1 audit's key.",
         ),
-        Field("patient_id", "string", "Patient identifier within its source dataset."),
+        Field(
+            "patient_id",
+            "string",
+            "Patient key for joins, namespaced by reader (e.g. 'covid-collection_19'); the image's own id where the "
+            "source names no patients.",
+        ),
+        Field(
+            NATIVE_PATIENT_ID,
+            "string",
+            "The patient id as the source dataset writes it, not namespaced (of the real source image, for synthetic "
+            "rows): what the leakage audit joins on across readers. Empty: the source names no patients (a class "
+            "folder, an imagefolder without patient_id, the seed's v0.1 zips), so splits and bootstraps are per image.",
+        ),
         Field("source", "string", "Source kind and dataset, e.g. 'phantom' or 'rsna'."),
         Field(
             "origin",
@@ -100,7 +116,7 @@ _CATALOGUE: dict[str, Field] = {
         Field("height", "int64", "Image height in pixels."),
         Field("source_dataset", "string", "Dataset of the real source image."),
         Field("source_image_id", "string", "Manifest id of the real source image."),
-        Field("source_patient_id", "string", "Patient of the real source image."),
+        Field("source_patient_id", "string", "Patient key (the manifest's `patient_id`) of the real source image."),
         Field("source_md5", "string", "MD5 of the archive the image was read from (the seed's v0.1 zips), else empty."),
         Field(
             "source_license", "string", "Licence of the real source image, as its dataset states it (empty: unknown)."
@@ -125,6 +141,7 @@ _PROVENANCE_NAMES = (
     "source_dataset",
     "source_image_id",
     "source_patient_id",
+    NATIVE_PATIENT_ID,
     "source_md5",
     "source_license",
     "source_class",
@@ -151,6 +168,7 @@ MANIFEST_FIELDS: tuple[Field, ...] = _pick(
     (
         "id",
         "patient_id",
+        NATIVE_PATIENT_ID,
         "label",
         "split",
         "paper_split",

@@ -3,16 +3,34 @@
 from __future__ import annotations
 
 import math
-from collections import defaultdict
-from collections.abc import Sequence
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from cxr_dataset.errors import ConfigError
+from cxr_dataset.schema import NATIVE_PATIENT_ID
 from cxr_dataset.sources.base import PAPER_TRAIN_FRACTION, SourceImage
 
 SPLIT_MODES = ("patient", "paper")
 DEFAULT_FRACTIONS = {"train": 0.7, "validation": 0.1, "test": 0.2}
+
+
+def per_image_warning(rows: Iterable[Mapping[str, str]]) -> str | None:
+    """A one-line warning naming each source whose images (manifest rows) name no patient, or None when every
+    image names one: each such image is its own patient, so its split and bootstrap are per image."""
+    total: Counter[str] = Counter()
+    without: Counter[str] = Counter()
+    for r in rows:
+        total[r["source"]] += 1
+        without[r["source"]] += not r[NATIVE_PATIENT_ID]
+    parts = [f"{source}: {without[source]} of {total[source]}" for source in sorted(total) if without[source]]
+    if not parts:
+        return None
+    return (
+        f"images that name no patient ({', '.join(parts)}) each count as their own patient: the split and the "
+        "bootstrap intervals are per image for them, so one patient's images may sit in two splits"
+    )
 
 
 def check_split_fractions(fractions: dict[str, float]) -> None:

@@ -28,6 +28,7 @@ from cxr_dataset.options import check_workers
 from cxr_dataset.ownership import claimed_output, writing_into
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.schema import (
+    NATIVE_PATIENT_ID,
     PROVENANCE_FIELDS,
     SPLITS,
     SYNTHETIC_LABEL,
@@ -177,6 +178,7 @@ def _translate(
                             "source_dataset": row["source"],
                             "source_image_id": row["id"],
                             "source_patient_id": row["patient_id"],
+                            NATIVE_PATIENT_ID: row[NATIVE_PATIENT_ID],
                             "source_license": row["license"],
                             "sha256": digest,
                             "path": rel,

@@ -5,6 +5,11 @@ real validation or test split, a model trained on the synthetic image has seen t
 that made it carries every patient it was trained on the same way, so the manifest it was trained on must be the
 one given (or none of its training patients held out there). Duplicates (exact by SHA-256, near by a 64-bit
 difference hash) across splits leak the same way.
+
+Patients are matched on their keys (`patient_id`, namespaced by reader) and on the ids their sources write
+(`native_patient_id`), so a release made through one reader still meets its patients in a manifest prepared through
+another. Two datasets that happen to use one id for different patients then read as one patient: a false alarm,
+never a missed leak.
 """
 
 from __future__ import annotations
@@ -17,9 +22,46 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from cxr_dataset.schema import RELEASE_PRESET, TASK_CONFIG, TASK_SOURCE_CLASS, TASKS
+from cxr_dataset.schema import NATIVE_PATIENT_ID, RELEASE_PRESET, TASK_CONFIG, TASK_SOURCE_CLASS, TASKS
+from cxr_dataset.sources.seed_zips import ASSETS
 
 HELD_OUT = ("validation", "test")
+# Real training images per class of the seed's paper split (SEED-FACTS): what its v0.1 images derive from.
+SEED_PAPER_TRAIN = {TASK_SOURCE_CLASS[a.task]: a.count for a in ASSETS.values()} | {"covid": 180}
+
+PatientKey = tuple[str, str]
+
+
+def patient_keys(patient_id: str, native_patient_id: str) -> set[PatientKey]:
+    """What one patient is matched on: its namespaced key and, where its source names it, its native id."""
+    keys = {("key", patient_id)} if patient_id else set()
+    return keys | ({("native", native_patient_id)} if native_patient_id else set())
+
+
+def _real_keys(row: dict) -> set[PatientKey]:
+    return patient_keys(row["patient_id"], row.get(NATIVE_PATIENT_ID, ""))
+
+
+def _source_keys(row: dict) -> set[PatientKey]:
+    """A synthetic row's source patient; none when it names no source patient (the seed's v0.1 zips)."""
+    if not row["source_patient_id"]:
+        return set()
+    return patient_keys(row["source_patient_id"], row.get(NATIVE_PATIENT_ID, ""))
+
+
+def held_out_keys(manifest_rows: Iterable[dict]) -> dict[PatientKey, str]:
+    """Every key of every patient with an image in a validation or test split → that split."""
+    return {k: r["split"] for r in manifest_rows if r["split"] in HELD_OUT for k in _real_keys(r)}
+
+
+def source_patient_overlap(release_rows: Iterable[dict], manifest_rows: Iterable[dict]) -> tuple[int, int]:
+    """(source patients the release names, how many of them are patients of the manifest, any split)."""
+    real = {k for r in manifest_rows for k in _real_keys(r)}
+    named: dict[str, set[PatientKey]] = {}
+    for r in release_rows:
+        if r["source_patient_id"]:
+            named.setdefault(r["source_patient_id"], set()).update(_source_keys(r))
+    return len(named), sum(bool(keys & real) for keys in named.values())
 
 
 def held_out_patients(manifest_rows: Iterable[dict]) -> dict[str, str]:
@@ -29,8 +71,8 @@ def held_out_patients(manifest_rows: Iterable[dict]) -> dict[str, str]:
 
 def synthetic_leaks(release_rows: Iterable[dict], manifest_rows: Sequence[dict]) -> list[str]:
     """Ids of synthetic images whose source patient is held out in the real data."""
-    held = held_out_patients(manifest_rows)
-    return [r["id"] for r in release_rows if r["source_patient_id"] in held]
+    held = held_out_keys(manifest_rows)
+    return [r["id"] for r in release_rows if _source_keys(r) & held.keys()]
 
 
 def training_patients(manifest_rows: Iterable[dict], tasks: Iterable[str]) -> set[str]:
@@ -45,8 +87,15 @@ def training_patients_held_out(
 ) -> dict[str, str]:
     """patient id → split, for each patient the generators of `tasks` trained on (in `training_rows`, the manifest
     they were trained on) that is a validation or test patient in `manifest_rows`."""
-    held = held_out_patients(manifest_rows)
-    return {p: held[p] for p in sorted(training_patients(training_rows, tasks)) if p in held}
+    held = held_out_keys(manifest_rows)
+    labels = {TASK_SOURCE_CLASS[t] for t in tasks} | {"covid"}
+    out: dict[str, str] = {}
+    for r in training_rows:
+        if r["split"] == "train" and r["label"] in labels:
+            splits = [held[k] for k in sorted(_real_keys(r)) if k in held]
+            if splits:
+                out[r["patient_id"]] = splits[0]
+    return dict(sorted(out.items()))
 
 
 def unknown_provenance(release_rows: Iterable[dict]) -> list[str]:
@@ -113,11 +162,22 @@ def v01_source_set(release_rows: Sequence[dict], manifest_rows: Sequence[dict]) 
     The seed translated every image its paper split trained on (G_NC: the training normals; G_PC: the training
     pneumonias) towards its training COVID-19 images. So if any of those real images is a validation or test
     image here, up to that many v0.1 images derive from it, and a target COVID-19 image held out here was seen
-    by the generator. None when the release holds no v0.1 rows."""
+    by the generator. None when the release holds no v0.1 rows.
+
+    A manifest's `paper_split` says only which rule it applied: the set is the seed's only when the rule kept
+    exactly the seed's training images per class (`SEED_PAPER_TRAIN`). `seed_counts` says whether it did; when
+    it did not, the numbers are about other images and say nothing of what the v0.1 images came from."""
     v01 = Counter(r["task"] for r in release_rows if r["preset"] == RELEASE_PRESET)
     if not v01:
         return None
-    out: dict[str, Any] = {"tasks": {}}
+    labels = [TASK_SOURCE_CLASS[TASKS[t]] for t in sorted(v01)] + ["covid"]
+    found = Counter(r["label"] for r in manifest_rows if r["paper_split"] == "train")
+    out: dict[str, Any] = {
+        "tasks": {},
+        "paper_train": {label: found[label] for label in labels},
+        "seed_paper_train": {label: SEED_PAPER_TRAIN[label] for label in labels},
+    }
+    out["seed_counts"] = out["paper_train"] == out["seed_paper_train"]
     for task, count in sorted(v01.items()):
         label = TASK_SOURCE_CLASS[TASKS[task]]
         sources = [r for r in manifest_rows if r["label"] == label and r["paper_split"] == "train"]

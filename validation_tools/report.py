@@ -26,6 +26,7 @@ from cxr_dataset.ownership import claimed_output
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.release_folder import Release, read_release
 from cxr_dataset.schema import TASKS
+from cxr_dataset.splits import per_image_warning
 from validation_tools.balance import comparison_title, seed_skew_comparison
 from validation_tools.baselines_folder import BaselinesRecord, read_baselines
 from validation_tools.baselines_tables import protocol_note, seed_layout_table, summary_blocks
@@ -172,6 +173,9 @@ def _notes(inputs: ReportInputs) -> list[str]:
             "radiographs; they are not diagnostic accuracy and do not show that synthetic images help "
             "clinically."
         )
+    per_image = per_image_warning(inputs.rows)
+    if per_image is not None:
+        notes.append(f"Warning: {per_image}.")
     limits = inputs.manifest.meta.get("train_limits") or {}
     if limits:
         notes.append(

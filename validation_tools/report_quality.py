@@ -19,25 +19,33 @@ def quality_rows(
     manifest: Manifest, rows: list[dict[str, Any]], synthetic: dict[str, Any], size: int, spaces: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """FID and KID (mean ± SD over subsets) per generator against real COVID-19 images it did not train towards,
-    with reference rows in the same feature space: real vs real (two halves of those COVID-19 images), each
-    generator against its own source class, and the real source classes against COVID-19. n on every row.
-    `rows`: the manifest's; `spaces`: name → (features of images, the classifier judging them or None)."""
+    with reference rows in the same feature space: real vs real (two halves of those COVID-19 images, split by
+    patient so no patient is on both sides), each generator against its own source class, and the real source
+    classes against COVID-19. FID depends on n, so every set is subsampled (seeded) to one common n, the
+    smallest set's, and every row prints it. `rows`: the manifest's; `spaces`: name → (features of images, the
+    classifier judging them or None)."""
     from validation_tools.explain import fid, judged_covid_share, kid_spread
 
-    real, targets_note = _real_references(manifest, rows, size)
-    half = np.random.default_rng(0).permutation(len(real["covid"]))
-    halves = {"half a": half[: len(half) // 2], "half b": half[len(half) // 2 :]}  # of the COVID-19 features
+    real, targets_note, covid_rows = _real_references(manifest, rows, size)
+    half_a, half_b = patient_halves(covid_rows)
+    sizes = {k: len(v) for k, v in (real | synthetic).items()}
+    if min(len(half_a), len(half_b)) >= 2:  # else no reference halves (one patient): the row is left out
+        sizes |= {"half a": len(half_a), "half b": len(half_b)}
+    n = common_n(sizes)
+    picks = {key: _subsample(count, n, key) for key, count in sizes.items()}
+    for key, half in (("half a", half_a), ("half b", half_b)):  # indices into the COVID-19 set
+        picks[key] = half[picks[key]] if key in picks else half[:0]
     pairs = _pairs(synthetic, real, targets_note)
     out = []
     for space, (features, classifier) in spaces.items():
-        cache: dict[str, np.ndarray] = {}
+        full: dict[str, np.ndarray] = {}
         for name, (a_name, a), (b_name, b) in pairs:
             for key, images in ((a_name, a), (b_name, b), ("covid", real["covid"])):
-                if images is not None and key not in cache:
-                    cache[key] = features(images)
-            for key, index in halves.items():
-                cache[key] = cache["covid"][index]
-            fa, fb = cache[a_name], cache[b_name]
+                if images is not None and key not in full:
+                    full[key] = features(images)
+            source = {"half a": "covid", "half b": "covid"}
+            fa = full[source.get(a_name, a_name)][picks[a_name]]
+            fb = full[source.get(b_name, b_name)][picks[b_name]]
             if len(fa) < 2 or len(fb) < 2:
                 continue
             kid_mean, kid_sd = kid_spread(fa, fb)
@@ -50,9 +58,36 @@ def quality_rows(
     return out
 
 
-def _real_references(manifest: Manifest, rows: list[dict[str, Any]], size: int) -> tuple[dict[str, Any], str]:
-    """Real images per class to measure against (held-out ones where there are any), and what the COVID-19
-    ones are."""
+def patient_halves(rows: list[dict[str, Any]], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Indices into `rows` of two halves that share no patient: patients shuffled with `seed`, each added to
+    the half with fewer images so far (deterministic; the halves differ by at most one patient's images)."""
+    by_patient: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        by_patient.setdefault(r["patient_id"], []).append(i)
+    patients = sorted(by_patient)
+    halves: tuple[list[int], list[int]] = ([], [])
+    for p in np.random.default_rng(seed).permutation(len(patients)):
+        smaller = halves[0] if len(halves[0]) <= len(halves[1]) else halves[1]
+        smaller.extend(by_patient[patients[p]])
+    return np.array(sorted(halves[0]), dtype=int), np.array(sorted(halves[1]), dtype=int)
+
+
+def common_n(sizes: dict[str, int]) -> int:
+    """The n every quality row is measured at: the smallest set's (FID's bias depends on n)."""
+    return min(sizes.values(), default=0)
+
+
+def _subsample(count: int, n: int, key: str) -> np.ndarray:
+    """`n` of `count` indices, sorted, drawn with a seed named by `key` (so each set's draw is stable)."""
+    rng = np.random.default_rng(list(key.encode()))
+    return np.sort(rng.permutation(count)[:n])
+
+
+def _real_references(
+    manifest: Manifest, rows: list[dict[str, Any]], size: int
+) -> tuple[dict[str, Any], str, list[dict[str, Any]]]:
+    """Real images per class to measure against (held-out ones where there are any), what the COVID-19 ones
+    are, and their rows."""
     held = [r for r in rows if r["label"] == "covid" and r["split"] != "train"]
     targets_note = "COVID-19 not trained towards (validation + test)"
     if len(held) < 4:  # nothing held out: the generator's own targets are all there is
@@ -64,7 +99,7 @@ def _real_references(manifest: Manifest, rows: list[dict[str, Any]], size: int) 
         ]
         if chosen:
             real[label] = images_of(manifest, chosen, size)
-    return real, targets_note
+    return real, targets_note, held
 
 
 def _pairs(synthetic: dict[str, Any], real: dict[str, Any], targets_note: str) -> list[tuple[str, tuple, tuple]]:
@@ -82,7 +117,9 @@ def _pairs(synthetic: dict[str, Any], real: dict[str, Any], targets_note: str) -
                     (source, real[source]),
                 )
             )
-    pairs.append(("reference: real COVID-19 vs real COVID-19 (two halves)", ("half a", None), ("half b", None)))
+    pairs.append(
+        ("reference: real COVID-19 vs real COVID-19 (two halves, by patient)", ("half a", None), ("half b", None))
+    )
     for label in ("normal", "pneumonia"):
         if label in real:
             pairs.append((f"reference: real {label} vs real COVID-19", (label, real[label]), ("covid", real["covid"])))

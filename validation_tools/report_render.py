@@ -55,8 +55,10 @@ GUIDES = {
     "cells do not describe the released G_PC.",
     "quality": "FID/KID per generator against real COVID-19 images it did not train towards, in the feature space "
     "named in the first column (a real-only classifier's, or Inception-v3's when weights were given); lower is "
-    "closer. Read each against the reference rows of the same space: two halves of the same real COVID-19 images "
-    "(the score of no difference at this n: FID is biased upward at small n, ⚠ below 1,000 a side), each "
+    "closer. Every row is measured at one n, the smallest set's (column n; each set subsampled, seeded), since FID "
+    "depends on n. Read each against the reference rows of the same space: two halves of the same real COVID-19 "
+    "images, split by patient (the score of no difference at this n: FID is biased upward at small n, ⚠ below "
+    "1,000 a side), each "
     "generator against its own source class (did it move away from it?), and the real source classes against "
     "COVID-19 (how far it had to go). KID: mean ± SD over 20 random subsets. Judged COVID-19: the share of a "
     "generator's images the real-only classifier calls COVID-19. Scores on a small classifier's features are "

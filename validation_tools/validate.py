@@ -4,6 +4,7 @@ made from, the skew table, the leakage audit (the generators' training data incl
 from __future__ import annotations
 
 import io
+import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,8 @@ from cxr_dataset.manifest import Manifest, read_manifest
 from cxr_dataset.options import check_fraction
 from cxr_dataset.progress import ProgressFn, no_progress
 from cxr_dataset.release_folder import read_release
-from cxr_dataset.schema import TASK_CONFIG, TASKS
+from cxr_dataset.schema import NATIVE_PATIENT_ID, TASK_CONFIG, TASKS
+from cxr_dataset.splits import per_image_warning
 from cxr_dataset.verify import IntegrityReport, verify_release
 from validation_tools.audit import (
     DEFAULT_NEAR_FRACTION,
@@ -23,6 +25,7 @@ from validation_tools.audit import (
     dhash_file,
     near_duplicate_pairs,
     patients_in_several_splits,
+    source_patient_overlap,
     synthetic_leaks,
     training_patients,
     training_patients_held_out,
@@ -40,6 +43,7 @@ class ValidationReport(IntegrityReport):
     skew: list[dict[str, Any]] = field(default_factory=list)  # `balance.skew_table` rows, with --real
     # near-duplicate pairs found with --real: {"check", "a", "a_split", "b", "b_split", "differing_bits"}
     near_duplicates: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # what passes but limits the checks (also warned)
 
     @classmethod
     def of(cls, integrity: IntegrityReport) -> ValidationReport:
@@ -86,8 +90,13 @@ def _audit_against_real(
     release = read_release(root)
     # A release built before the column existed records no training manifest: it reads as not recorded.
     stored = _stored_columns(release)
-    columns = [c for c in ("id", "source_patient_id", "task", "preset", "image", TRAIN_MANIFEST) if c in stored]
-    synthetic = [{TRAIN_MANIFEST: "", **r} for r in release.iter_rows(columns)]
+    wanted = ("id", "source_patient_id", NATIVE_PATIENT_ID, "task", "preset", "image", TRAIN_MANIFEST)
+    columns = [c for c in wanted if c in stored]
+    synthetic = [{TRAIN_MANIFEST: "", NATIVE_PATIENT_ID: "", **r} for r in release.iter_rows(columns)]
+    note = per_image_warning(real_rows)
+    if note:
+        report.warnings.append(f"{manifest.root}: {note}")
+        warnings.warn(report.warnings[-1], stacklevel=2)
     train_counts = Counter(r["label"] for r in real_rows if r["split"] == "train")
     per_config = Counter(TASK_CONFIG[TASKS[r["task"]]] for r in synthetic)
     report.skew = skew_table(dict(train_counts), dict(per_config))
@@ -112,23 +121,9 @@ def _audit_against_real(
             f"none of them can be checked against the held-out patients{accepted}"
             + ("" if accept_unknown else "; pass --accept-unknown-provenance to accept that knowingly"),
         )
+    _audit_source_patients(report, synthetic, real_rows)
     _audit_generators(report, synthetic, manifest, training, accept_unknown)
-    v01 = v01_source_set(synthetic, real_rows)
-    if v01 is not None:
-        parts = [
-            f"{config.upper()}: {t['synthetic']} v0.1 images translated from the {t['possible_sources']} real images "
-            f"the seed's split trained on, {t['held_out_sources']} of them validation/test images here"
-            for config, t in v01["tasks"].items()
-        ]
-        parts.append(
-            f"{v01['held_out_targets']} of the {v01['targets']} COVID-19 generator targets are validation/test "
-            "images here"
-        )
-        report.add(
-            "leakage: v0.1 source set",
-            not v01["held_out_targets"] and not any(t["held_out_sources"] for t in v01["tasks"].values()),
-            "; ".join(parts) + " (prepare with --split paper to keep them all in training)",
-        )
+    _audit_v01(report, synthetic, real_rows, accept_unknown)
     crossing = patients_in_several_splits(real_rows)
     report.add(
         "leakage: patients in two splits",
@@ -177,7 +172,67 @@ def _audit_against_real(
 
 
 TRAIN_MANIFEST = "train_manifest_sha256"
+SOURCE_PATIENTS_CHECK = "provenance: source patients in this data"
+V01_CHECK = "leakage: v0.1 source set"
 GENERATORS_CHECK = "leakage: generators' training data"
+
+
+def _audit_source_patients(report: ValidationReport, synthetic: list[dict], real_rows: list[dict]) -> None:
+    """A release whose source patients are none of the manifest's was not made from this data: then every
+    leakage check against it passes without meaning anything, so the audit fails."""
+    named, found = source_patient_overlap(synthetic, real_rows)
+    if not named:
+        return
+    report.add(
+        SOURCE_PATIENTS_CHECK,
+        found > 0,
+        f"{found} of the {named} source patients the release names are patients of this data"
+        + (" (matched on keys and on the sources' own patient ids)" if found else "")
+        + (
+            ""
+            if found
+            else ": these images do not come from this data, so no leakage check against it means anything; "
+            "validate against the prepared data the release was made from"
+        ),
+    )
+
+
+def _audit_v01(report: ValidationReport, synthetic: list[dict], real_rows: list[dict], accept_unknown: bool) -> None:
+    """The seed's v0.1 images came from its paper split's training images: checkable only against a manifest
+    whose paper split holds exactly the seed's counts, otherwise "cannot check" (a failure unless accepted)."""
+    v01 = v01_source_set(synthetic, real_rows)
+    if v01 is None:
+        return
+    if not v01["seed_counts"]:
+        found = ", ".join(f"{n:,} {label}" for label, n in v01["paper_train"].items())
+        seed = ", ".join(f"{n:,} {label}" for label, n in v01["seed_paper_train"].items())
+        accepted = " (accepted with --accept-unknown-provenance: NOT checked)" if accept_unknown else ""
+        report.add(
+            V01_CHECK,
+            accept_unknown,
+            f"cannot check: this data's paper split trains on {found} images, the seed's on {seed}, so it is not "
+            f"the set the v0.1 images were translated from{accepted}"
+            + (
+                ""
+                if accept_unknown
+                else "; prepare the seed's sources with --split paper, or pass "
+                "--accept-unknown-provenance to accept that knowingly"
+            ),
+        )
+        return
+    parts = [
+        f"{config.upper()}: {t['synthetic']} v0.1 images translated from the {t['possible_sources']} real images "
+        f"the seed's split trained on, {t['held_out_sources']} of them validation/test images here"
+        for config, t in v01["tasks"].items()
+    ]
+    parts.append(
+        f"{v01['held_out_targets']} of the {v01['targets']} COVID-19 generator targets are validation/test images here"
+    )
+    report.add(
+        V01_CHECK,
+        not v01["held_out_targets"] and not any(t["held_out_sources"] for t in v01["tasks"].values()),
+        "; ".join(parts) + " (prepare with --split paper to keep them all in training)",
+    )
 
 
 def _stored_columns(release) -> set[str]:

@@ -20,7 +20,7 @@ class SourceImage:
     """One real image before preparation; `origin` tells the reader how to load its pixels."""
 
     id: str
-    patient_id: str
+    patient_id: str  # the namespaced join key (e.g. ``imagefolder_P1``); the image's own id where none is known
     label: str
     source: str
     origin: str
@@ -29,6 +29,7 @@ class SourceImage:
     doi: str = ""
     url: str = ""
     extra: str = ""  # the source's other metadata columns, as a JSON object
+    native_patient_id: str = ""  # the patient id as the source writes it; empty: the source names no patients
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -106,6 +106,7 @@ class CovidCollectionSource:
                 SourceImage(
                     id=key,
                     patient_id=make_key(KIND, row["patientid"]),
+                    native_patient_id=row["patientid"].strip(),
                     label=label,
                     source=KIND,
                     origin=str(path),

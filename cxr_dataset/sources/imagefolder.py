@@ -55,6 +55,7 @@ class ImageFolderSource:
                 SourceImage(
                     id=key,
                     patient_id=make_key(KIND, patient) if patient else key,
+                    native_patient_id=patient,
                     label=label,
                     source=KIND,
                     origin=str(self.root / name),  # confined to the root when loaded

@@ -82,6 +82,7 @@ class PhantomSource:
                     SourceImage(
                         id=f"{pid}-{k}",
                         patient_id=pid,
+                        native_patient_id=pid,
                         label=label,
                         source=self.kind,
                         origin=f"phantom:{self.seed}:{label}:{patient}:{k}" + self._strength_suffix(),

@@ -84,6 +84,7 @@ class RsnaSource:
                 SourceImage(
                     id=key,
                     patient_id=key,
+                    native_patient_id=pid,
                     label=label,
                     source=KIND,
                     origin=str(self._image_path(stage, pid)),
