@@ -472,13 +472,16 @@ def push(
     tag: Annotated[
         str | None, typer.Option(help="Tag the commit, e.g. v1.0.0 (must match the release's dataset version).")
     ] = None,
+    force_tag: Annotated[
+        bool, typer.Option(help="Move --tag to this push when the repository has it already (else refused).")
+    ] = False,
 ) -> None:
     """Verify the release, then publish it to the Hugging Face Hub in one commit: upload what SHA256SUMS lists,
     delete every other file, check the Hub's checksums, tag (token from HF_TOKEN or `hf auth login`)."""
     from builders.push import push_release
 
     with _progress():
-        result = push_release(release, repo_id, dry_run=dry_run, private=private, tag=tag)
+        result = push_release(release, repo_id, dry_run=dry_run, private=private, tag=tag, force_tag=force_tag)
     _print_pushed(result, repo_id, dry_run)
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cxr_dataset.checksums import CHECKSUMS_NAME, checksum_problems, read_checksums
 from cxr_dataset.errors import ReleaseError
@@ -136,29 +137,55 @@ def git_blob_id(path: Path) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
 
 
-def push_release(
-    root: Path, repo_id: str, *, dry_run: bool = False, private: bool = False, tag: str | None = None
-) -> PushResult:
-    """Plan (reading the Hub's file list when it can), then unless `dry_run` upload, delete, tag and check.
+@dataclass(frozen=True)
+class RemoteState:
+    """A repository as read before a push: its head commit ("" when it does not exist yet), its files at that
+    commit and its tags (name → commit)."""
 
-    The token comes from huggingface_hub's usual places (``HF_TOKEN``, the login cache). A dry run that cannot
-    read the repository says so in `PushResult.note`; a real push that cannot reach it raises one line."""
+    head: str
+    files: list[RemoteFile]
+    tags: dict[str, str]
+
+
+def push_release(
+    root: Path,
+    repo_id: str,
+    *,
+    dry_run: bool = False,
+    private: bool = False,
+    tag: str | None = None,
+    force_tag: bool = False,
+) -> PushResult:
+    """Plan (reading the Hub when it can), then unless `dry_run` upload, delete, tag and check.
+
+    The commit names the head it was planned against (`parent_commit`), so a push that raced another is refused
+    by the Hub rather than deleting files it never saw. A tag that exists is refused before anything is committed,
+    unless `force_tag` moves it. The token comes from huggingface_hub's usual places (``HF_TOKEN``, the login
+    cache). A dry run that cannot read the repository says so in `PushResult.note`; a real push raises one line."""
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
     check_push_options(repo_id, tag)
     api, repo_type = HfApi(), folder_repo_type(root)
+    repo = f"{repo_type}s/{repo_id}"
     try:
-        listed, note = _remote_listing(api, repo_id, repo_type), ""
+        state, note = _remote_state(api, repo_id, repo_type), ""
     except ReleaseError as e:
-        listed, note = None, str(e)
-    plan = plan_push(root, repo_id, remote_files=None if listed is None else [f.path for f in listed], tag=tag)
+        if not dry_run:
+            raise
+        state, note = None, str(e)
+    plan = plan_push(root, repo_id, remote_files=None if state is None else [f.path for f in state.files], tag=tag)
+    if state is not None and tag in state.tags and not force_tag:
+        raise ReleaseError(
+            f"{repo}: tag {tag} already exists (commit {state.tags[tag][:8]}); nothing was committed. Build a new "
+            "--dataset-version, or pass --force-tag to move the tag to this push"
+        )
     if dry_run:
         return PushResult(plan, note=note)
-    with _hub_errors(f"{repo_type}s/{repo_id}"):
-        api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
-        if listed is None:
-            remote = _remote_listing(api, repo_id, repo_type)
-            plan = plan_push(root, repo_id, remote_files=[f.path for f in remote], tag=tag)
+    with _hub_errors(repo):
+        if not state.head:  # a new repository: created with a first commit of its own
+            api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+            state = _remote_state(api, repo_id, repo_type)
+            plan = plan_push(root, repo_id, remote_files=[f.path for f in state.files], tag=tag)
         operations = [CommitOperationAdd(path_in_repo=n, path_or_fileobj=str(Path(root) / n)) for n, _ in plan.upload]
         operations += [CommitOperationDelete(path_in_repo=name) for name in plan.delete]
         commit = api.create_commit(
@@ -167,28 +194,69 @@ def push_release(
             commit_message=f"cxrds build {plan.version}: {len(plan.upload)} files, {len(plan.delete)} removed",
             commit_description=plan.description,
             repo_type=repo_type,
+            parent_commit=state.head,
         )
-        problems = remote_problems(root, _remote_listing(api, repo_id, repo_type, revision=commit.oid))
+        problems = remote_problems(root, _remote_files(api, repo_id, repo_type, commit.oid))
         if problems:
-            raise ReleaseError(
-                f"datasets/{repo_id}@{commit.oid[:8]}: the Hub's copy differs: {'; '.join(problems[:5])}"
-            )
+            raise ReleaseError(f"{repo}@{commit.oid[:8]}: the Hub's copy differs: {'; '.join(problems[:5])}")
         if tag:
-            api.create_tag(repo_id, tag=tag, revision=commit.oid, repo_type="dataset", tag_message=plan.description)
+            if tag in state.tags:
+                api.delete_tag(repo_id, tag=tag, repo_type=repo_type)
+            api.create_tag(repo_id, tag=tag, revision=commit.oid, repo_type=repo_type, tag_message=plan.description)
     return PushResult(plan, str(commit.commit_url))
 
 
-def _remote_listing(api, repo_id: str, repo_type: str, revision: str | None = None) -> list[RemoteFile]:
-    """The repository's files with the Hub's checksums; `ReleaseError` when it cannot be read."""
+def _remote_state(api, repo_id: str, repo_type: str) -> RemoteState:
+    """The repository's head, files and tags (all empty when it does not exist); `ReleaseError` when the Hub
+    cannot be read. The endpoint is tried once first, so an unreachable one fails at once, not after retries."""
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    check_reachable(api.endpoint, f"{repo_type}s/{repo_id}")
+    with _hub_errors(f"{repo_type}s/{repo_id}"):
+        try:
+            head = api.repo_info(repo_id, repo_type=repo_type).sha or ""
+        except RepositoryNotFoundError:
+            return RemoteState("", [], {})
+        refs = api.list_repo_refs(repo_id, repo_type=repo_type)
+    return RemoteState(head, _remote_files(api, repo_id, repo_type, head), {t.name: t.target_commit for t in refs.tags})
+
+
+def _remote_files(api, repo_id: str, repo_type: str, revision: str) -> list[RemoteFile]:
+    """The repository's files at `revision` with the Hub's checksums; `ReleaseError` when it cannot be read."""
     from huggingface_hub.hf_api import RepoFile
 
     with _hub_errors(f"{repo_type}s/{repo_id}"):
-        entries = api.list_repo_tree(repo_id, recursive=True, expand=True, revision=revision, repo_type=repo_type)
+        entries = api.list_repo_tree(repo_id, recursive=True, revision=revision, repo_type=repo_type)
         return [
             RemoteFile(e.path, e.size, e.lfs.sha256 if e.lfs else None, e.blob_id)
             for e in entries
             if isinstance(e, RepoFile)
         ]
+
+
+def check_reachable(endpoint: str, repo: str, timeout: float = 10.0) -> None:
+    """`ReleaseError` naming `endpoint` (or the proxy in front of it) unless one TCP connection to it opens.
+
+    huggingface_hub retries a refused connection for ~20 s; a single try says at once that nothing is there."""
+    import socket
+    import urllib.request
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        raise ReleaseError(f"{repo}: HF_HUB_OFFLINE is set, so the Hub is not asked; unset it to push")
+    parts = urlsplit(endpoint)
+    proxy = None if urllib.request.proxy_bypass(parts.hostname or "") else urllib.request.getproxies().get(parts.scheme)
+    target = urlsplit(proxy) if proxy else parts
+    port = target.port or (443 if target.scheme == "https" else 80)
+    try:
+        socket.create_connection((target.hostname, port), timeout=timeout).close()
+    except OSError as e:
+        via = f" through the proxy {proxy}" if proxy else ""
+        raise ReleaseError(
+            f"{repo}: cannot reach {endpoint}{via} ({e.strerror or e}); nothing was sent. Check the network, "
+            "HF_ENDPOINT or the proxy settings"
+        ) from None
 
 
 @contextmanager

@@ -14,6 +14,7 @@ from builders.release import BuildConfig, build_release
 from cli import app
 from cxr_dataset.checksums import read_checksums
 from cxr_dataset.errors import ReleaseError
+from tests.hub_standin import HubStandIn
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,7 +27,7 @@ def test_push_dry_run_offline_lists_every_file_and_says_deletions_are_unknown(re
     result = push_release(release, "someone/covid-synthetic-cxr", dry_run=True)
     listed = [path for path, _ in result.plan.upload]
     assert listed == _files(release) and not result.url
-    assert not result.plan.remote_listed and "could not be read" in result.note
+    assert not result.plan.remote_listed and "HF_HUB_OFFLINE is set" in result.note
 
 
 def test_push_plans_deleting_what_an_earlier_build_left_on_the_hub(release, synthetic, tmp_path):
@@ -92,7 +93,7 @@ def test_cli_push_dry_run_prints_the_plan_and_a_real_push_offline_is_one_line(re
     assert "files to delete unknown" in dry.output and "tag v1.0.0" in dry.output
     real = CliRunner().invoke(app, ["push", str(release), "--repo-id", "someone/cxr"])
     assert real.exit_code == 1 and "Traceback" not in real.output
-    assert "datasets/someone/cxr: the Hub could not be read or written" in real.output
+    assert "datasets/someone/cxr: HF_HUB_OFFLINE is set" in real.output
 
 
 def test_push_revision_reaches_the_hub_request(tmp_path):
@@ -126,3 +127,100 @@ def test_push_revision_reaches_the_hub_request(tmp_path):
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "/datasets/someone/covid-synthetic-cxr/resolve/v1.2.3/" in run.stdout, run.stdout
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """A local stand-in for the Hub (tests/hub_standin.py), with huggingface_hub pointed at it."""
+    from huggingface_hub import constants
+
+    with HubStandIn() as stand_in:
+        monkeypatch.setattr(constants, "ENDPOINT", stand_in.url)
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setenv("HF_TOKEN", "hf_standin")
+        yield stand_in
+
+
+def _posts(hub: HubStandIn) -> list[str]:
+    return [path for method, path in hub.requests if method != "GET"]
+
+
+def test_push_publishes_tags_and_names_the_head_it_planned_against(release, hub):
+    first = push_release(release, "someone/cxr", tag="v1.0.0")
+    repo = hub.repos[("datasets", "someone/cxr")]
+    assert set(repo.commits[repo.head]) == {".gitattributes", *read_checksums(release), "SHA256SUMS"}
+    assert repo.tags == {"v1.0.0": repo.head} and first.url.endswith(repo.head)
+    planned_against = hub.commit_headers[-1]["parentCommit"]
+    assert planned_against and planned_against != repo.head  # the repository's first commit, not None
+
+
+def test_push_refuses_an_existing_tag_before_committing_anything(release, hub):
+    push_release(release, "someone/cxr", tag="v1.0.0")
+    repo = hub.repos[("datasets", "someone/cxr")]
+    tagged, posts = repo.head, len(_posts(hub))
+    with pytest.raises(ReleaseError, match="tag v1.0.0 already exists.*nothing was committed"):
+        push_release(release, "someone/cxr", tag="v1.0.0")
+    with pytest.raises(ReleaseError, match="tag v1.0.0 already exists"):
+        push_release(release, "someone/cxr", tag="v1.0.0", dry_run=True)
+    assert len(_posts(hub)) == posts and repo.head == tagged  # main did not move past the tag
+
+    push_release(release, "someone/cxr", tag="v1.0.0", force_tag=True)
+    assert repo.tags["v1.0.0"] == repo.head
+
+
+def test_a_push_that_raced_another_commit_is_refused_by_the_hub(release, hub, monkeypatch):
+    """The commit carries the head the deletions were planned against: a commit in between makes it fail."""
+    from huggingface_hub import HfApi
+
+    hub.create("datasets", "someone/cxr")
+    repo = hub.repos[("datasets", "someone/cxr")]
+    create_commit = HfApi.create_commit
+
+    def another_push_lands_first(self, *args, **kwargs):
+        repo.commit({**repo.commits[repo.head], "theirs.parquet": b"another build"})
+        return create_commit(self, *args, **kwargs)
+
+    monkeypatch.setattr(HfApi, "create_commit", another_push_lands_first)
+    with pytest.raises(ReleaseError, match="datasets/someone/cxr: the Hub could not be read or written"):
+        push_release(release, "someone/cxr")
+    assert "theirs.parquet" in repo.commits[repo.head]  # the other push's file was not deleted unseen
+
+
+def test_an_exported_model_is_tagged_in_the_model_repository(prepared, tmp_path, hub):
+    from generator.export import export_generators
+    from generator.train import train
+    from tests.conftest import tiny_config
+
+    train(prepared, "normal2covid", tmp_path / "run", tiny_config())
+    export_generators(tmp_path / "run", tmp_path / "export")
+    push_release(tmp_path / "export", "someone/cxr-g-nc", tag="v1.0.0")
+    model = hub.repos[("models", "someone/cxr-g-nc")]
+    assert model.tags == {"v1.0.0": model.head} and ("datasets", "someone/cxr-g-nc") not in hub.repos
+    assert ("POST", f"/api/models/someone/cxr-g-nc/tag/{model.head}") in hub.requests
+
+
+def test_an_endpoint_that_refuses_connections_is_tried_once_and_named(release, monkeypatch):
+    import socket
+
+    from huggingface_hub import constants
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    endpoint = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    closed.close()  # nothing listens there now
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    attempts = []
+    connect = socket.socket.connect
+
+    def counted(self, address):
+        if address[1] == int(endpoint.rsplit(":", 1)[1]):
+            attempts.append(address)
+        return connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", counted)
+    with pytest.raises(ReleaseError, match=f"cannot reach {endpoint}.*nothing was sent"):
+        push_release(release, "someone/cxr")
+    assert len(attempts) == 1
+    dry = push_release(release, "someone/cxr", dry_run=True)
+    assert not dry.plan.remote_listed and endpoint in dry.note and len(attempts) == 2
