@@ -581,7 +581,9 @@ def report(
     from validation_tools.report import write_report
 
     with _progress() as progress:
-        result = write_report(baselines, release, real, out, inception=inception_weights, progress=progress)
+        result = write_report(
+            baselines, release, real, out, inception=inception_weights, margin=margin, progress=progress
+        )
     console.print(escape(f"report: {result.path} ({', '.join(p.name for p in result.figures)})"))
 
 
@@ -592,6 +594,13 @@ def demo(
     ] = Path("cxrds-demo"),
     size: Annotated[int, typer.Option(help="Image size of the whole demo.")] = 64,
     epochs: Annotated[int | None, typer.Option(help="Training epochs per task (default: the tiny preset's).")] = None,
+    margin: Annotated[
+        float,
+        typer.Option(
+            help="Non-inferiority margin on the primary endpoint's ΔAUC (real + the task's generator − the "
+            "oversampling control), printed in the headline."
+        ),
+    ] = -0.02,
     seed: Annotated[int, typer.Option(help="Seed of data, split and training.")] = 0,
     phantom: Annotated[str, typer.Option(help="Phantom images per class.")] = DEMO_SPEC,
 ) -> None:

@@ -149,7 +149,7 @@ def test_cluster_bootstrap_is_wider_than_the_image_bootstrap_on_clustered_data()
 
 
 def test_paired_deltas_see_a_real_difference_and_none_between_equal_runs():
-    from validation_tools.paired import Scored, mcnemar_p, paired_deltas
+    from validation_tools.paired import Scored, paired_deltas
 
     rng = np.random.default_rng(1)
     y = np.r_[np.ones(40, int), np.zeros(60, int)]
@@ -158,10 +158,9 @@ def test_paired_deltas_see_a_real_difference_and_none_between_equal_runs():
     groups = np.arange(100)
     better = paired_deltas(y, groups, good, weak, resamples=200)
     assert better["delta_roc_auc_ci"][0] > 0 and better["delta_sensitivity"] > 0
-    assert all(p < 0.05 for p in better["mcnemar_p"])
     same = paired_deltas(y, groups, good, good, resamples=50)
     assert same["delta_roc_auc"] == same["delta_roc_auc_ci"][0] == same["delta_roc_auc_ci"][1] == 0
-    assert mcnemar_p(y, good[0], good[0]) == 1.0
+    assert "mcnemar_p" not in better  # image-level, held the models fixed: replaced by the ΔSEN interval
 
 
 def test_baselines_unknown_model_comparison_or_workers_is_refused():

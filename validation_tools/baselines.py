@@ -48,7 +48,7 @@ from validation_tools.classifiers import (
     predict_proba,
     save_classifier,
 )
-from validation_tools.metrics import METRIC_NAMES, bootstrap_ci, point_metrics, wilson_interval, youden_threshold
+from validation_tools.metrics import METRIC_NAMES, bootstrap_ci, point_metrics, youden_threshold
 from validation_tools.paired import Scored, paired_deltas
 
 PROTOCOLS = ("leak-free", "seed")
@@ -260,18 +260,15 @@ def _regimes(pos_x, synthetic, order, negatives: int, seed: int, controls: bool)
 
 
 def _scores(y: np.ndarray, patients: np.ndarray, p: np.ndarray, threshold: float, resamples: int, seed: int):
-    """Test metrics at 0.5 and at the validation threshold, with patient-bootstrap and Wilson intervals."""
+    """Test metrics at 0.5 and at the validation threshold, with patient-bootstrap intervals (`bootstrap_ci`)."""
     at_half, at_val = point_metrics(y, p), point_metrics(y, p, threshold)
     ci = bootstrap_ci(y, p, resamples=resamples, seed=seed, groups=patients)
     ci_val = bootstrap_ci(y, p, resamples=resamples, seed=seed, groups=patients, threshold=threshold)
-    positives, negatives = int(y.sum()), int(len(y) - y.sum())
     return (
         {"test_images": len(y), "test_patients": len(set(patients.tolist()))}
         | {k: at_half[k] for k in ("tp", "tn", "fp", "fn")}
         | {m: at_half[m] for m in METRIC_NAMES}
         | {f"{m}_ci": list(ci[m]) for m in METRIC_NAMES}
-        | {"sensitivity_wilson": list(wilson_interval(at_half["tp"], positives))}
-        | {"specificity_wilson": list(wilson_interval(at_half["tn"], negatives))}
         | {"threshold": threshold, "fn_at_threshold": at_val["fn"], "fp_at_threshold": at_val["fp"]}
         | {f"{m}_at_threshold": at_val[m] for m in ("sensitivity", "specificity")}
         | {f"{m}_at_threshold_ci": list(ci_val[m]) for m in ("sensitivity", "specificity")}

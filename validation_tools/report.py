@@ -30,7 +30,8 @@ from cxr_dataset.splits import per_image_warning
 from validation_tools.balance import comparison_title, seed_skew_comparison
 from validation_tools.baselines_folder import BaselinesRecord, read_baselines
 from validation_tools.baselines_tables import protocol_note, seed_layout_table, summary_blocks
-from validation_tools.metrics import wilson_interval
+from validation_tools.endpoint import DEFAULT_MARGIN, check_margin, headline
+from validation_tools.metrics import clustered_wilson_interval
 from validation_tools.report_figures import (
     balance_figure,
     cam_figure,
@@ -71,10 +72,12 @@ def write_report(
     *,
     samples: int = 4,
     inception: Path | None = None,
+    margin: float = DEFAULT_MARGIN,
     progress: ProgressFn = no_progress,
 ) -> ReportResult:
     """Write `out/report.md`, `out/report.html` and the figures; `inception` (torchvision Inception-v3
     weights as safetensors) adds FID/KID on its features."""
+    check_margin(margin)  # before any work
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -82,11 +85,16 @@ def write_report(
     with claimed_output(out, "report", inputs=[baselines, release, real], command="cxrds report") as claim:
         manifest = read_manifest(real)
         inputs = ReportInputs(baselines_record, read_release(release), manifest, manifest.rows())
-        return _write_report(inputs, claim.root, samples, inception, progress)
+        return _write_report(inputs, claim.root, samples, inception, progress, margin)
 
 
 def _write_report(
-    inputs: ReportInputs, out: Path, samples: int, inception: Path | None, progress: ProgressFn
+    inputs: ReportInputs,
+    out: Path,
+    samples: int,
+    inception: Path | None,
+    progress: ProgressFn,
+    margin: float = DEFAULT_MARGIN,
 ) -> ReportResult:
     results = inputs.baselines.results
     progress("report", 0, 5, "shortcut probes, class balance, ROC curves")
@@ -108,7 +116,8 @@ def _write_report(
         seed_skew=seed_skew_comparison(),
         quality=quality,
         figures=[f for f in figures if f is not None],
-        flags=_interval_flags(results),
+        flags=_interval_flags(results, inputs.baselines.predictions),
+        endpoint=headline(results, inputs.baselines.comparisons, margin),
         probes=probes,
     )
     atomic_write_text(out / "report.md", to_markdown(content))
@@ -194,18 +203,26 @@ def _notes(inputs: ReportInputs) -> list[str]:
     return notes
 
 
-def _interval_flags(results: list[dict[str, Any]]) -> list[str]:
-    """A warning per comparison whose COVID-19 test images are too few for sensitivity to separate regimes:
-    the widest Wilson interval of its rows (which, unlike the bootstrap's, does not collapse at 0 % or 100 %)."""
+def _interval_flags(results: list[dict[str, Any]], predictions: list[dict[str, Any]]) -> list[str]:
+    """A warning per comparison whose COVID-19 test patients are too few for sensitivity to separate regimes:
+    the widest Wilson interval at 0.5 of its runs on the effective number of images (`clustered_wilson_interval`:
+    images of one patient that agree count as one; unlike the bootstrap's, it does not collapse at 0 % or 100 %)."""
     flags = []
     for comparison in dict.fromkeys(r["comparison"] for r in results):
-        rows = [r for r in results if r["comparison"] == comparison]
-        positives = rows[0]["tp"] + rows[0]["fn"]
-        width = max(high - low for low, high in (wilson_interval(r["tp"], r["tp"] + r["fn"]) for r in rows))
-        if width >= WIDE_INTERVAL:
+        runs = [p for p in predictions if p["comparison"] == comparison]
+        widths = []
+        for run in runs:
+            covid = np.asarray(run["y_true"]) == 1
+            hits = np.asarray(run["p_covid"])[covid] >= 0.5
+            low, high = clustered_wilson_interval(hits, np.asarray(run["patient_id"])[covid])
+            widths.append(high - low)
+        if widths and max(widths) >= WIDE_INTERVAL:
+            covid = np.asarray(runs[0]["y_true"]) == 1
+            patients = len(set(np.asarray(runs[0]["patient_id"])[covid].tolist()))
             flags.append(
-                f"{comparison}: only {positives} COVID-19 test images; a sensitivity measured on them has a 95% "
-                f"interval up to {width:.0%} wide (Wilson), so this test set cannot tell the regimes apart."
+                f"{comparison}: only {int(covid.sum())} COVID-19 test images of {patients} patients; a sensitivity "
+                f"measured on them has a 95% interval up to {max(widths):.0%} wide (Wilson, adjusted for images "
+                "of one patient), so this test set cannot tell the regimes apart."
             )
     return flags
 

@@ -37,6 +37,7 @@ class ReportContent:
     quality: list[dict[str, Any]]
     figures: list[Figure]
     flags: list[str]  # report-wide warnings (e.g. tiny test sets)
+    endpoint: list[str] = field(default_factory=list)  # the primary endpoint's lines (`endpoint.headline`)
     probes: list[TaskShortcuts] = field(default_factory=list)  # shortcut probes per task: the first section
 
 
@@ -74,6 +75,7 @@ def to_markdown(content: ReportContent) -> str:
     lines += probe_markdown(content.probes)  # first: can the tasks be solved without the disease?
     lines += [""] + [f"> {md(note)}" for note in content.notes] + ([""] if content.notes else [])
     lines += [f"> **Warning.** {md(flag)}" for flag in content.flags] + ([""] if content.flags else [])
+    lines += _endpoint_markdown(content.endpoint)
     lines += ["## Headline: each regime over seeds, and against the controls", "", GUIDES["headline"], ""]
     for title, columns, rows in content.blocks:
         lines += [f"### {md(title)}", "", *_markdown_table(columns, rows), ""]
@@ -113,6 +115,7 @@ def to_html(content: ReportContent) -> str:
     ]
     parts += [f'<p class="note">{e(note)}</p>' for note in content.notes]
     parts += [f'<p class="flag"><strong>Warning.</strong> {e(flag)}</p>' for flag in content.flags]
+    parts += _endpoint_html(content.endpoint)
     parts += ["<h2>Headline: each regime over seeds, and against the controls</h2>", f"<p>{e(GUIDES['headline'])}</p>"]
     for title, columns, rows in content.blocks:
         parts += [f"<h3>{e(title)}</h3>", _html_table(columns, rows)]
@@ -156,6 +159,20 @@ def _proportion(hits: int, misses: int) -> str:
         return "n/a"
     low, high = wilson_interval(hits, hits + misses)
     return f"{percent(hits / (hits + misses))} ({percent(low)}–{percent(high)})"
+
+
+def _endpoint_markdown(endpoint: list[str]) -> list[str]:
+    """The primary endpoint's section (its lines are made from the run's numbers, no user text)."""
+    return ["## Primary endpoint", "", *[f"{line}\n" for line in endpoint]] if endpoint else []
+
+
+def _endpoint_html(endpoint: list[str]) -> list[str]:
+    if not endpoint:
+        return []
+    return ["<h2>Primary endpoint</h2>"] + [
+        "<p>" + html.escape(line).replace("**Primary endpoint**", "<strong>Primary endpoint</strong>") + "</p>"
+        for line in endpoint
+    ]
 
 
 def _records(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
