@@ -384,6 +384,9 @@ def build(
         int,
         typer.Option(help="Processes writing it (0: 1, 2, 4 or 8 as cores allow; 1 under 1,000 images). Same bytes."),
     ] = 0,
+    repo_id: Annotated[
+        str | None, typer.Option(help="OWNER/NAME of the Hub repository it is for: the card's snippets load from it.")
+    ] = None,
     config: Annotated[Path | None, typer.Option(help=CONFIG_HELP.format("BuildConfig"))] = None,
 ) -> None:
     """Write the release: README.md card, data/<config>/*.parquet, webdataset/*.tar, croissant.json, SHA256SUMS."""

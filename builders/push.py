@@ -21,7 +21,7 @@ from cxr_dataset.checksums import CHECKSUMS_NAME, checksum_problems, read_checks
 from cxr_dataset.errors import ReleaseError
 from cxr_dataset.export_folder import MODEL_TENSORS_NAME, is_export
 from cxr_dataset.fileio import sha256_file
-from cxr_dataset.release_folder import read_release
+from cxr_dataset.release_folder import check_repo_id, published_repo_id, read_release
 from cxr_dataset.verify import verify_release
 from cxr_dataset.weights import check_finite_file
 
@@ -75,6 +75,12 @@ def plan_push(root: Path, repo_id: str, *, remote_files: Iterable[str] | None, t
             failed = next(c for c in report.checks if not c.ok)
             raise ReleaseError(f"{root}: verify failed ({failed.name}: {failed.detail}); fix it before pushing")
         version = read_release(root).version
+        built_for = published_repo_id(root)
+        if built_for not in (None, repo_id):
+            raise ReleaseError(
+                f"{root}: built for {built_for} (its card and croissant.json name it), not {repo_id}; rebuild with "
+                f"`cxrds build --repo-id {repo_id}` (a release is never rewritten on its way out)"
+            )
     if tag is not None and tag != f"v{version}":
         raise ReleaseError(
             f"--tag {tag} does not match the release's dataset version {version!r}; "
@@ -91,15 +97,7 @@ def plan_push(root: Path, repo_id: str, *, remote_files: Iterable[str] | None, t
 def check_push_options(repo_id: str, tag: str | None) -> None:
     """`ReleaseError` unless `repo_id` is OWNER/NAME as the Hub accepts it and `tag` (if any) is vMAJOR.MINOR.PATCH:
     checked before the release is verified or the Hub is asked."""
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
-
-    try:
-        if repo_id.count("/") != 1:
-            raise HFValidationError("it must name an owner and a repository")
-        validate_repo_id(repo_id)
-    except HFValidationError as e:
-        raise ReleaseError(f"--repo-id must be OWNER/NAME, got {repo_id!r}: {e}") from None
+    check_repo_id(repo_id)
     if tag is not None and not _TAG.fullmatch(tag):
         raise ReleaseError(f"--tag {tag}: tags are vMAJOR.MINOR.PATCH")
 

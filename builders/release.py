@@ -31,7 +31,7 @@ from cxr_dataset.fileio import atomic_write_text
 from cxr_dataset.options import check_workers
 from cxr_dataset.ownership import Claim, check_output, claimed_output, remove_owned
 from cxr_dataset.progress import ProgressFn, no_progress
-from cxr_dataset.release_folder import CARD_NAME, RELEASE_SPLIT, WDS_DIR, parquet_pattern
+from cxr_dataset.release_folder import CARD_NAME, RELEASE_SPLIT, WDS_DIR, check_repo_id, hub_url, parquet_pattern
 from cxr_dataset.schema import (
     ALL_CONFIG,
 )
@@ -86,9 +86,12 @@ class BuildConfig:
     rows_per_file: int = ROWS_PER_FILE  # rows per parquet file
     samples_per_shard: int = SAMPLES_PER_SHARD  # samples per WebDataset shard
     strict: bool = False  # the seed's zips only: refuse zips whose MD5 differs from the published one
+    repo_id: str | None = None  # OWNER/NAME on the Hub: the card's snippets and Croissant's url name it
 
     def __post_init__(self) -> None:
         self.version()
+        if self.repo_id is not None:
+            check_repo_id(self.repo_id)
         check_workers(self.processes, "processes", zero_means_auto=True)
         for name in ("rows_per_file", "samples_per_shard"):
             if getattr(self, name) < 1:
@@ -189,14 +192,16 @@ def _write_release(
             num_bytes,
             data_files,
             made_with=metas,
-            repo_name=out.name,
+            repo_id=cfg.repo_id,
+            folder_name=out.name,
             download_size=download_size,
             version=version.version,
             date_published=version.date_published,
         )
         atomic_write_text(staging / CARD_NAME, card)
         parquet_files = {path: digest for name in parts for path, digest in written.parquet[name].items()}
-        write_croissant(staging, counts, data_files, parquet_files, _dataset_info(out.name, rows, metas, version))
+        info = _dataset_info(out.name, rows, metas, version, cfg.repo_id)
+        write_croissant(staging, counts, data_files, parquet_files, info)
         shards = {name: written.shards[name] for name in parts}
         shards[ALL_CONFIG] = [entry for name in parts for entry in shards[name]]
         known = parquet_files | {f"{WDS_DIR}/{entry['url']}": entry["sha256"] for entry in shards[ALL_CONFIG]}
@@ -225,7 +230,7 @@ def _import_card_libraries() -> None:
 
 
 def _dataset_info(
-    name: str, rows: list[dict[str, Any]], metas: list[dict[str, Any]], version: ReleaseVersion
+    name: str, rows: list[dict[str, Any]], metas: list[dict[str, Any]], version: ReleaseVersion, repo_id: str | None
 ) -> DatasetInfo:
     """What croissant.json says of the release beyond its files."""
     description = (
@@ -239,6 +244,7 @@ def _dataset_info(
         version.date_published,
         source_datasets=tuple(source_titles(rows)),
         license=summarise(rows, metas).reference,
+        **({"url": hub_url(repo_id)} if repo_id else {}),
     )
 
 

@@ -173,3 +173,36 @@ def read_release(root: Path | str) -> Release:
 def check_config(config: str) -> None:
     if config not in CONFIGS:
         raise ReleaseError(f"config must be one of {list(CONFIGS)}, got {config!r}")
+
+
+HUB_DATASETS = "https://huggingface.co/datasets/"
+
+
+def check_repo_id(repo_id: str, option: str = "--repo-id") -> None:
+    """`ReleaseError` unless `repo_id` is OWNER/NAME as the Hub accepts it."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        if repo_id.count("/") != 1:
+            raise HFValidationError("it must name an owner and a repository")
+        validate_repo_id(repo_id)
+    except HFValidationError as e:
+        raise ReleaseError(f"{option} must be OWNER/NAME, got {repo_id!r}: {e}") from None
+
+
+def hub_url(repo_id: str) -> str:
+    """The dataset repository's page, as Croissant's `url` names a release built for it."""
+    return HUB_DATASETS + repo_id
+
+
+def published_repo_id(root: Path) -> str | None:
+    """The Hub repository a release was built for (`cxrds build --repo-id`), from its croissant.json's url;
+    None when it was built for none."""
+    path = Path(root) / CROISSANT_NAME
+    try:
+        with open_regular(path) as f:
+            url = json.loads(f.read()).get("url", "")
+    except (OSError, ValueError, AttributeError) as e:
+        raise ReleaseError(f"{path}: unreadable ({e})") from None
+    return url.removeprefix(HUB_DATASETS) if isinstance(url, str) and url.startswith(HUB_DATASETS) else None

@@ -189,6 +189,7 @@ def _card(licences: list[str], asset: str, repo_name: str) -> str:
             "source_dataset": "imagefolder",
             "code_version": "0.0.0",
             "source_license": licence,
+            "source_patient_id": "p1",
         }
         for licence in licences
     ]
@@ -208,7 +209,8 @@ def _card(licences: list[str], asset: str, repo_name: str) -> str:
         sizes,
         files,
         made_with=made_with,
-        repo_name=repo_name,
+        repo_id=None,
+        folder_name=repo_name,
         download_size=sizes,
         version="1.0.0",
         date_published="2026-11-27",

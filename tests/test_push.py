@@ -1,6 +1,7 @@
 """Publishing: what a push uploads, deletes and tags, checked without the network, and the Hub's record
 compared with the folder."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -224,3 +225,21 @@ def test_an_endpoint_that_refuses_connections_is_tried_once_and_named(release, m
     assert len(attempts) == 1
     dry = push_release(release, "someone/cxr", dry_run=True)
     assert not dry.plan.remote_listed and endpoint in dry.note and len(attempts) == 2
+
+
+def test_a_card_built_for_a_repository_loads_from_it_and_is_pushed_only_there(release, synthetic, tmp_path):
+    built = tmp_path / "for-hub" / "covid-synthetic-cxr"
+    build_release([synthetic["normal2covid"]], built, BuildConfig(repo_id="someone/cxr"))
+    card = (built / "README.md").read_text()
+    assert 'load_dataset("someone/cxr")' in card and 'snapshot_download("someone/cxr"' in card
+    assert "OWNER/" not in card and "croissant.json" in read_checksums(built)  # the card stays listed
+    assert json.loads((built / "croissant.json").read_text())["url"] == "https://huggingface.co/datasets/someone/cxr"
+    assert plan_push(built, "someone/cxr", remote_files=None).repo_id == "someone/cxr"
+    with pytest.raises(ReleaseError, match="built for someone/cxr.*not other/cxr.*--repo-id other/cxr"):
+        plan_push(built, "other/cxr", remote_files=None)
+
+    unnamed = (release / "README.md").read_text()  # built without --repo-id: the folder form and a placeholder
+    assert 'load_dataset("covid-synthetic-cxr")' in unnamed and 'load_dataset("OWNER/covid-synthetic-cxr")' in unnamed
+    assert plan_push(release, "anyone/cxr", remote_files=None).repo_id == "anyone/cxr"
+    with pytest.raises(ReleaseError, match="--repo-id must be OWNER/NAME"):
+        BuildConfig(repo_id="no-owner")
