@@ -264,9 +264,16 @@ def test_report_flags_a_domain_gap_border_heat_and_tiny_test_sets():
     maps = np.zeros((2, 64, 64))
     maps[:, :6, :] = 1  # heat on the top edge, where a text marker would be
     assert border_share(maps) == 1.0 and border_share(np.ones((2, 64, 64))) < 0.5
-    row = {"comparison": "normal vs covid", "tp": 0, "fn": 3}  # 0 %: the bootstrap interval is 0 %–0 %
-    assert "only 3 COVID-19 test images" in _interval_flags([row])[0] and "56% wide" in _interval_flags([row])[0]
-    assert _interval_flags([{**row, "tp": 90, "fn": 10}]) == []
+    # 0 %: the bootstrap interval is 0 %–0 %; Wilson's on 3 patients is 0–56 %
+    run = {"comparison": "normal vs covid", "y_true": [1, 1, 1, 0], "p_covid": [0.1, 0.2, 0.3, 0.1]}
+    flags = _interval_flags([run], [run | {"patient_id": ["a", "b", "c", "d"]}])
+    assert "only 3 COVID-19 test images of 3 patients" in flags[0] and "56% wide" in flags[0]
+    # 12 images of 3 patients, alike within each: as wide as 3 images, not 12
+    clustered = {"comparison": "normal vs covid", "y_true": [1] * 12, "p_covid": [0.1] * 12}
+    flags = _interval_flags([clustered], [clustered | {"patient_id": list("aaaabbbbcccc")}])
+    assert "12 COVID-19 test images of 3 patients" in flags[0] and "56% wide" in flags[0]
+    many = {"comparison": "normal vs covid", "y_true": [1] * 100, "p_covid": [0.9] * 90 + [0.1] * 10}
+    assert _interval_flags([many], [many | {"patient_id": list(range(100))}]) == []
 
 
 def test_wilson_interval_keeps_its_width_at_the_ends():
@@ -275,6 +282,15 @@ def test_wilson_interval_keeps_its_width_at_the_ends():
     low, high = wilson_interval(0, 3)
     assert low == 0 and 0.56 < high < 0.57  # the textbook 0/3: 0–56 %
     assert wilson_interval(3, 3)[0] > 0.43 and wilson_interval(50, 100) == pytest.approx((0.4038, 0.5962), abs=1e-4)
+
+
+def test_clustered_wilson_interval_counts_alike_images_of_one_patient_once():
+    from validation_tools.metrics import clustered_wilson_interval, wilson_interval
+
+    alike = clustered_wilson_interval(np.r_[np.ones(8), np.zeros(8)], np.repeat(np.arange(4), 4))
+    assert alike == pytest.approx(wilson_interval(2, 4))  # 4 patients, each all right or all wrong
+    mixed = clustered_wilson_interval(np.tile([1.0, 0.0], 8), np.repeat(np.arange(4), 4))
+    assert mixed == pytest.approx(wilson_interval(8, 16))  # no patient effect: every image counts
 
 
 @pytest.mark.parametrize("shape", [(40, 30, 256), (300, 200, 16)], ids=["fewer-images", "fewer-features"])
