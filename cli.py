@@ -579,6 +579,13 @@ def report(
         Path | None,
         typer.Option(help="torchvision Inception-v3 weights as .safetensors: adds FID/KID on its features."),
     ] = None,
+    margin: Annotated[
+        float,
+        typer.Option(
+            help="Non-inferiority margin on the primary endpoint's ΔAUC (real + the task's generator − the "
+            "oversampling control), printed in the headline."
+        ),
+    ] = -0.02,
 ) -> None:
     """Write report.md with the metrics tables and figures (class balance, ROC curves, real vs synthetic)."""
     from validation_tools.report import write_report
@@ -597,13 +604,6 @@ def demo(
     ] = Path("cxrds-demo"),
     size: Annotated[int, typer.Option(help="Image size of the whole demo.")] = 64,
     epochs: Annotated[int | None, typer.Option(help="Training epochs per task (default: the tiny preset's).")] = None,
-    margin: Annotated[
-        float,
-        typer.Option(
-            help="Non-inferiority margin on the primary endpoint's ΔAUC (real + the task's generator − the "
-            "oversampling control), printed in the headline."
-        ),
-    ] = -0.02,
     seed: Annotated[int, typer.Option(help="Seed of data, split and training.")] = 0,
     phantom: Annotated[str, typer.Option(help="Phantom images per class.")] = DEMO_SPEC,
 ) -> None:
