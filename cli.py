@@ -387,6 +387,9 @@ def build(
     repo_id: Annotated[
         str | None, typer.Option(help="OWNER/NAME of the Hub repository it is for: the card's snippets load from it.")
     ] = None,
+    gated: Annotated[
+        bool, typer.Option(help="The card asks the Hub to gate access (users accept the inputs' terms); push gates.")
+    ] = False,
     config: Annotated[Path | None, typer.Option(help=CONFIG_HELP.format("BuildConfig"))] = None,
 ) -> None:
     """Write the release: README.md card, data/<config>/*.parquet, webdataset/*.tar, croissant.json, SHA256SUMS."""
@@ -500,7 +503,8 @@ def _print_pushed(result: Any, repo_id: str, dry_run: bool) -> None:
         console.print(
             escape(f"{deleted} {len(plan.delete)} files not in this release" + "".join(f"\n  {d}" for d in plan.delete))
         )
-    console.print(escape(f"version {plan.version or 'untagged'}" + (f", tag {plan.tag}" if plan.tag else "")))
+    gated = ", gated (users accept the terms first)" if plan.gated else ""
+    console.print(escape(f"version {plan.version or 'untagged'}" + (f", tag {plan.tag}" if plan.tag else "") + gated))
     if result.url:
         console.print(escape(result.url))
 

@@ -16,12 +16,21 @@ PRETTY_NAME = "Synthetic COVID-19 Chest X-ray Dataset"
 TEMPLATE = "dataset_card.md.jinja"
 
 
+SIZE_BUCKETS = ("n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "10M<n<100M", "100M<n<1B", "n>1B")
+GATED_FIELDS = {"I have read the licences section and will use the data only as its terms allow": "checkbox"}
+
+
 def size_category(n: int) -> str:
-    """The Hub's size_categories bucket for n rows."""
-    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
-        if n < limit:
-            return name
-    return "n>1M"
+    """The Hub's size_categories bucket for n rows (powers of ten from 1K)."""
+    index = 0
+    while index < len(SIZE_BUCKETS) - 1 and n >= 1_000 * 10**index:
+        index += 1
+    return SIZE_BUCKETS[index]
+
+
+def source_dataset_ids(rows: list[dict[str, Any]]) -> list[str]:
+    """The card's `source_datasets`: "extended|other-<kind>" per real source (none of them is on the Hub)."""
+    return [f"extended|other-{kind}" for kind in sorted({r["source_dataset"] for r in rows})]
 
 
 def card_metadata(
@@ -32,20 +41,27 @@ def card_metadata(
     version: str,
     licences: Licences,
     date_published: str,
+    gated: bool = False,
 ) -> dict[str, Any]:
-    """The card's YAML: licence, version, tags, configs with their data files (globs), and `dataset_info` per
-    config with its sizes (`dataset_size`: arrow bytes; `download_size`: parquet bytes)."""
+    """The card's YAML, per the Hub's dataset-card fields: licence (with a link to the card's licence section when
+    the terms are mixed), version, task, tags, size bucket, sources, configs with their data files (globs), and
+    `dataset_info` per config with its sizes (`dataset_size`: arrow bytes; `download_size`: parquet bytes).
+    `gated`: the Hub's access-request fields, asking users to accept the inputs' terms."""
     rows = [r for split_rows in configs[ALL_CONFIG].values() for r in split_rows]
+    mixed = licences.hub_id == "other"
     return {
         "license": licences.hub_id,
-        **({"license_name": MIXED_NAME} if licences.hub_id == "other" else {}),
+        **({"license_name": MIXED_NAME, "license_link": "README.md#licences"} if mixed else {}),
         "version": version,
         "date_published": date_published,
         "pretty_name": PRETTY_NAME,
+        "annotations_creators": ["machine-generated"],  # the label is the generator's target class
         "task_categories": ["image-classification"],
+        "task_ids": ["multi-class-image-classification"],
         "tags": ["medical", "chest-xray", "synthetic", "covid-19"],
         "size_categories": [size_category(len(rows))],
-        "source_datasets": [f"extended|{title}" for title in source_titles(rows)],
+        "source_datasets": source_dataset_ids(rows),
+        **({"extra_gated_prompt": licences.statement, "extra_gated_fields": GATED_FIELDS} if gated else {}),
         "configs": [
             {
                 "config_name": name,
@@ -77,6 +93,7 @@ def render_card(
     made_with: list[dict[str, Any]],
     repo_id: str | None,
     folder_name: str,
+    gated: bool = False,
     download_size: dict[str, int],
     version: str,
     date_published: str,
@@ -115,7 +132,7 @@ def render_card(
     env.filters["md"] = markdown_text  # text from the data (licences, file names) as markdown that shows as written
     return env.get_template(TEMPLATE).render(
         yaml_header=yaml.safe_dump(
-            card_metadata(configs, num_bytes, data_files, download_size, version, licences, date_published),
+            card_metadata(configs, num_bytes, data_files, download_size, version, licences, date_published, gated),
             sort_keys=False,
             allow_unicode=True,
         ),

@@ -21,7 +21,7 @@ from cxr_dataset.checksums import CHECKSUMS_NAME, checksum_problems, read_checks
 from cxr_dataset.errors import ReleaseError
 from cxr_dataset.export_folder import MODEL_TENSORS_NAME, is_export
 from cxr_dataset.fileio import sha256_file
-from cxr_dataset.release_folder import check_repo_id, published_repo_id, read_release
+from cxr_dataset.release_folder import check_repo_id, published_repo_id, read_card, read_release
 from cxr_dataset.verify import verify_release
 from cxr_dataset.weights import check_finite_file
 
@@ -49,6 +49,7 @@ class PushPlan:
     version: str
     tag: str | None
     description: str
+    gated: bool = False  # the card asks for gated access: the repository is gated before anything is uploaded
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,8 @@ def plan_push(root: Path, repo_id: str, *, remote_files: Iterable[str] | None, t
     upload = [(name, (root / name).stat().st_size) for name in names]
     delete = sorted(set(remote_files) - set(names) - KEEP_ON_HUB) if remote_files is not None else []
     description = f"version {version or 'untagged'}\n{CHECKSUMS_NAME} sha256 {sha256_file(root / CHECKSUMS_NAME)}"
-    return PushPlan(repo_id, repo_type, upload, delete, remote_files is not None, version, tag, description)
+    gated = repo_type == "dataset" and "extra_gated_prompt" in read_card(root)
+    return PushPlan(repo_id, repo_type, upload, delete, remote_files is not None, version, tag, description, gated)
 
 
 def check_push_options(repo_id: str, tag: str | None) -> None:
@@ -184,6 +186,8 @@ def push_release(
             api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
             state = _remote_state(api, repo_id, repo_type)
             plan = plan_push(root, repo_id, remote_files=[f.path for f in state.files], tag=tag)
+        if plan.gated:  # before the upload: the files are never readable without the terms accepted
+            api.update_repo_settings(repo_id, gated="auto", repo_type=repo_type)
         operations = [CommitOperationAdd(path_in_repo=n, path_or_fileobj=str(Path(root) / n)) for n, _ in plan.upload]
         operations += [CommitOperationDelete(path_in_repo=name) for name in plan.delete]
         commit = api.create_commit(

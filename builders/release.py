@@ -87,6 +87,7 @@ class BuildConfig:
     samples_per_shard: int = SAMPLES_PER_SHARD  # samples per WebDataset shard
     strict: bool = False  # the seed's zips only: refuse zips whose MD5 differs from the published one
     repo_id: str | None = None  # OWNER/NAME on the Hub: the card's snippets and Croissant's url name it
+    gated: bool = False  # the card asks the Hub to gate access: users accept the inputs' terms first (`push` gates)
 
     def __post_init__(self) -> None:
         self.version()
@@ -194,6 +195,7 @@ def _write_release(
             made_with=metas,
             repo_id=cfg.repo_id,
             folder_name=out.name,
+            gated=cfg.gated,
             download_size=download_size,
             version=version.version,
             date_published=version.date_published,

@@ -28,6 +28,7 @@ class Repo:
     commits: dict[str, dict[str, bytes]] = field(default_factory=dict)  # oid → files
     head: str = ""
     tags: dict[str, str] = field(default_factory=dict)  # name → oid
+    settings: list[dict] = field(default_factory=list)  # every settings update, in order, with the head then
 
     def commit(self, files: dict[str, bytes]) -> str:
         oid = hashlib.sha1(json.dumps([self.head, sorted(files)]).encode(), usedforsecurity=False).hexdigest()
@@ -57,6 +58,9 @@ class HubStandIn:
 
             def do_DELETE(self) -> None:
                 hub._handle(self, "DELETE")
+
+            def do_PUT(self) -> None:
+                hub._handle(self, "PUT")
 
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
@@ -126,6 +130,9 @@ class HubStandIn:
             if tag in repo.tags:
                 return 409, {"error": f"tag {tag} already exists"}
             repo.tags[tag] = rest.split("/")[2]
+            return 200, {}
+        if method == "PUT" and rest == "/settings":
+            repo.settings.append({**json.loads(body), "head": repo.head})
             return 200, {}
         if method == "DELETE" and rest.startswith("/tag/"):
             return (200, {}) if repo.tags.pop(rest.split("/")[2], None) else (404, {"error": "no such tag"})

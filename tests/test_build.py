@@ -293,8 +293,20 @@ def test_build_card_and_index_give_sizes_and_checksums(release):
         data = (release / "webdataset" / shard["url"]).read_bytes()
         assert shard["filesize"] == len(data) and shard["sha256"] == hashlib.sha256(data).hexdigest()
         assert shard["md5sum"] == hashlib.md5(data).hexdigest()
-    assert all(s.startswith("extended|") for s in folder.card["source_datasets"])
-    assert "procedural phantom" in folder.card["source_datasets"][0]
+    assert folder.card["source_datasets"] == ["extended|other-phantom"]
+    assert folder.card["task_ids"] == ["multi-class-image-classification"]
+    assert folder.card["annotations_creators"] == ["machine-generated"]
+    assert "extra_gated_prompt" not in folder.card
+
+
+@pytest.mark.parametrize(
+    ("rows", "bucket"),
+    [(999, "n<1K"), (1_000, "1K<n<10K"), (21_295, "10K<n<100K"), (999_999, "100K<n<1M"), (1_000_000, "1M<n<10M")],
+)
+def test_build_card_size_bucket_is_one_the_hub_knows(rows, bucket):
+    from builders.card import SIZE_BUCKETS, size_category
+
+    assert size_category(rows) == bucket and bucket in SIZE_BUCKETS
 
 
 def test_build_card_with_crlf_line_ends_and_a_bom_still_reads(release, tmp_path):

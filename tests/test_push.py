@@ -15,6 +15,7 @@ from builders.release import BuildConfig, build_release
 from cli import app
 from cxr_dataset.checksums import read_checksums
 from cxr_dataset.errors import ReleaseError
+from cxr_dataset.release_folder import read_release
 from tests.hub_standin import HubStandIn
 
 REPO = Path(__file__).resolve().parents[1]
@@ -243,3 +244,15 @@ def test_a_card_built_for_a_repository_loads_from_it_and_is_pushed_only_there(re
     assert plan_push(release, "anyone/cxr", remote_files=None).repo_id == "anyone/cxr"
     with pytest.raises(ReleaseError, match="--repo-id must be OWNER/NAME"):
         BuildConfig(repo_id="no-owner")
+
+
+def test_a_gated_release_is_gated_on_the_hub_before_its_files_are_uploaded(synthetic, tmp_path, hub):
+    built = tmp_path / "gated" / "covid-synthetic-cxr"
+    build_release([synthetic["normal2covid"]], built, BuildConfig(gated=True))
+    card = read_release(built).card
+    assert card["extra_gated_prompt"] and list(card["extra_gated_fields"].values()) == ["checkbox"]
+    assert plan_push(built, "someone/cxr", remote_files=None).gated
+    push_release(built, "someone/cxr")
+    repo = hub.repos[("datasets", "someone/cxr")]
+    first_commit = next(iter(repo.commits))  # the repository's own first commit: no files of ours yet
+    assert repo.settings == [{"gated": "auto", "head": first_commit}] and repo.head != first_commit
