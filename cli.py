@@ -390,6 +390,9 @@ def build(
     gated: Annotated[
         bool, typer.Option(help="The card asks the Hub to gate access (users accept the inputs' terms); push gates.")
     ] = False,
+    creators: Annotated[
+        list[str] | None, typer.Option("--creator", help="Who made this release (Croissant's creators); repeatable.")
+    ] = None,
     config: Annotated[Path | None, typer.Option(help=CONFIG_HELP.format("BuildConfig"))] = None,
 ) -> None:
     """Write the release: README.md card, data/<config>/*.parquet, webdataset/*.tar, croissant.json, SHA256SUMS."""

@@ -180,6 +180,17 @@ def target_titles(metas: list[dict[str, Any]]) -> list[str]:
     return [f"{source_title(kind)} ({n} images)" for kind, n in sorted(counts.items())]
 
 
+def made_with_summary(metas: list[dict[str, Any]]) -> tuple[str, tuple[str, ...]]:
+    """How the real images were prepared, and each generator, in words (Croissant's preprocessing protocol and
+    machine-annotation tools), from the provenance tables' metadata."""
+    settings = [_settings(meta) for meta in metas]
+    prepared = sorted({s["data"] for s in settings})
+    preprocessing = "Real images decoded to 8-bit grayscale and resized to a square before translation: " + "; ".join(
+        prepared
+    )
+    return preprocessing + ".", tuple(sorted({f"{s['task']}: {s['generator']}" for s in settings}))
+
+
 def _settings(meta: dict[str, Any]) -> dict[str, Any]:
     """One generator's settings and its real data's preparation, from a provenance table's metadata."""
     if "release_asset" in meta:

@@ -21,7 +21,9 @@ from cxr_dataset.schema import to_croissant_fields
 PARQUET = "application/x-parquet"
 TAR = "application/x-tar"
 PAPER_URL = "https://doi.org/10.1007/s13278-021-00731-5"
-CREATORS = ("Hasib Zunair", "A. Ben Hamza")  # the dataset's design and the original release
+CREATORS = ("Hasib Zunair", "A. Ben Hamza")  # the dataset's design and the original release (the seed's zips)
+UNNAMED_CREATOR = "the builder of this release, unnamed (cxrds build --creator NAME names them)"
+CONFORMS_TO = ["http://mlcommons.org/croissant/1.0", "http://mlcommons.org/croissant/RAI/1.0"]
 CITATION = (
     "Zunair, H., Hamza, A. B. Synthesis of COVID-19 chest X-rays using unpaired image-to-image translation. "
     "Social Network Analysis and Mining 11, 23 (2021). https://doi.org/10.1007/s13278-021-00731-5"
@@ -39,6 +41,9 @@ class DatasetInfo:
     url: str = PAPER_URL
     source_datasets: tuple[str, ...] = ()
     license: str = "https://opensource.org/license/mit"  # a URL, or the terms in words
+    creators: tuple[str, ...] = CREATORS  # who made this release: the paper's authors only for the seed's zips
+    preprocessing: str = ""  # how the real images were prepared (size, resize mode, bit depth)
+    generators: tuple[str, ...] = ()  # the generators that made (and so labelled) the images, in words
 
 
 def croissant_metadata(
@@ -106,7 +111,8 @@ def croissant_metadata(
         cite_as=CITATION,
         version=info.version,
         date_published=datetime.datetime.fromisoformat(info.date_published),
-        creators=[mlc.Person(name=person) for person in CREATORS],
+        conforms_to=CONFORMS_TO,
+        creators=[mlc.Person(name=person) for person in info.creators],
         keywords=["medical", "chest-xray", "synthetic", "synthetic data", "covid-19"],
         distribution=distribution,
         record_sets=record_sets,
@@ -116,6 +122,12 @@ def croissant_metadata(
         data_limitations=[*rai["limitations"], "Out of scope: " + rai["out_of_scope"]],
         data_biases=rai["biases"],
         personal_sensitive_information=[rai["sensitive_information"]],
+        data_preprocessing_protocol=[info.preprocessing] if info.preprocessing else [],
+        data_manipulation_protocol=[rai["manipulation"]],
+        data_annotation_protocol=[rai["annotation"]],
+        annotations_per_item="1 (the generator's target class, COVID-19)",
+        machine_annotation_tools=list(info.generators),
+        data_social_impact=rai["social_impact"],
         data_release_maintenance_plan=rai["maintenance"],
     )
     return metadata.to_json()

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from builders.card import render_card, source_titles
-from builders.croissant import DatasetInfo, write_croissant
+from builders.card import made_with_summary, render_card, source_titles
+from builders.croissant import CREATORS, UNNAMED_CREATOR, DatasetInfo, write_croissant
 from builders.from_seed_zips import synthetic_from_seed_zips
 from builders.hf_parquet import ROWS_PER_FILE
 from builders.licences import summarise
@@ -88,6 +88,8 @@ class BuildConfig:
     strict: bool = False  # the seed's zips only: refuse zips whose MD5 differs from the published one
     repo_id: str | None = None  # OWNER/NAME on the Hub: the card's snippets and Croissant's url name it
     gated: bool = False  # the card asks the Hub to gate access: users accept the inputs' terms first (`push` gates)
+    creators: tuple[str, ...] = ()  # who made it (Croissant); none given: the seed's authors for its zips, else the
+    # toolkit's users, unnamed
 
     def __post_init__(self) -> None:
         self.version()
@@ -202,7 +204,7 @@ def _write_release(
         )
         atomic_write_text(staging / CARD_NAME, card)
         parquet_files = {path: digest for name in parts for path, digest in written.parquet[name].items()}
-        info = _dataset_info(out.name, rows, metas, version, cfg.repo_id)
+        info = _dataset_info(out.name, rows, metas, version, cfg)
         write_croissant(staging, counts, data_files, parquet_files, info)
         shards = {name: written.shards[name] for name in parts}
         shards[ALL_CONFIG] = [entry for name in parts for entry in shards[name]]
@@ -232,9 +234,11 @@ def _import_card_libraries() -> None:
 
 
 def _dataset_info(
-    name: str, rows: list[dict[str, Any]], metas: list[dict[str, Any]], version: ReleaseVersion, repo_id: str | None
+    name: str, rows: list[dict[str, Any]], metas: list[dict[str, Any]], version: ReleaseVersion, cfg: BuildConfig
 ) -> DatasetInfo:
     """What croissant.json says of the release beyond its files."""
+    repo_id, creators = cfg.repo_id, cfg.creators
+    preprocessing, generators = made_with_summary(metas)
     description = (
         f"{len(rows)} synthetic COVID-19 chest X-rays made by CycleGAN translation of normal (G_NC) "
         "and pneumonia (G_PC) X-rays, each with its provenance."
@@ -247,6 +251,9 @@ def _dataset_info(
         source_datasets=tuple(source_titles(rows)),
         license=summarise(rows, metas).reference,
         **({"url": hub_url(repo_id)} if repo_id else {}),
+        creators=creators or (CREATORS if all("release_asset" in m for m in metas) else (UNNAMED_CREATOR,)),
+        preprocessing=preprocessing,
+        generators=generators,
     )
 
 

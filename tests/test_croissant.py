@@ -53,3 +53,21 @@ def test_croissant_loads_without_warnings_and_carries_the_rai_fields_and_version
     assert metadata.version == read_release(release).version == "1.0.0" and metadata.date_published
     tars = next(d for d in _croissant(release)["distribution"] if d["@id"] == "webdataset-tars")
     assert tars["@type"] == "cr:FileSet" and tars["includes"] == "webdataset/*.tar"
+
+
+def test_croissant_conforms_to_rai_and_says_how_the_images_were_made(release, synthetic, tmp_path):
+    from builders.croissant import UNNAMED_CREATOR
+    from builders.release import BuildConfig, build_release
+
+    data = _croissant(release)
+    assert "http://mlcommons.org/croissant/RAI/1.0" in data["conformsTo"]
+    metadata = mlc.Dataset(jsonld=str(release / "croissant.json")).metadata
+    assert not metadata.issues.warnings and not metadata.issues.errors
+    assert "64²" in metadata.data_preprocessing_protocol[0] and "crop" in metadata.data_preprocessing_protocol[0]
+    assert {tool.split(":")[0] for tool in metadata.machine_annotation_tools} == {"normal2covid", "pneumonia2covid"}
+    assert metadata.data_annotation_protocol and metadata.data_manipulation_protocol
+    assert [c.name for c in metadata.creators] == [UNNAMED_CREATOR]  # built from our own data: not the paper's
+
+    named = tmp_path / "named" / "covid-synthetic-cxr"
+    build_release([synthetic["normal2covid"]], named, BuildConfig(creators=("A. Builder",)))
+    assert [c.name for c in mlc.Dataset(jsonld=str(named / "croissant.json")).metadata.creators] == ["A. Builder"]
