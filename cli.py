@@ -548,6 +548,17 @@ def baselines(
         bool, typer.Option(help="Train on synthetic images that name no source patient (cannot be leak-checked).")
     ] = False,
     workers: Annotated[int, typer.Option(help="Processes decoding images (0: one per core, up to 8).")] = 0,
+    external: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Other prepared data (another site or collection) every classifier is also scored on, reported "
+            "apart: its test split when that holds both classes, else all of it. Repeatable."
+        ),
+    ] = None,
+    external_drop_shared: Annotated[
+        bool,
+        typer.Option(help="Leave out external images of patients in the training data (default: refuse the set)."),
+    ] = False,
 ) -> None:
     """Train baseline classifiers per regime (real, + G, + both, synthetic only, oversampled, class-weighted);
     score on real test images, with paired comparisons."""
@@ -572,7 +583,9 @@ def _baselines_config(ctx: typer.Context) -> Any:
         comparisons=_items(o["comparisons"]),
         seeds=_ints(o["seeds"], "--seeds"),
         regimes=_items(o["regimes"]),
+        external=tuple(map(str, o["external"] or ())),
         **{k: o[k] for k in ("size", "epochs", "pretrained", "controls", "accept_unknown_provenance", "workers")},
+        external_drop_shared=o["external_drop_shared"],
     )
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,21 @@ from cxr_dataset.ownership import claimed_output
 from cxr_dataset.progress import ProgressFn, no_progress
 from validation_tools.audit import held_out_patients
 from validation_tools.balance import COMPARISONS, truncate
-from validation_tools.baselines_data import classifier_splits, synthetic_images
+from validation_tools.baselines_data import (
+    OVERSAMPLED,
+    WEIGHTED,
+    classifier_splits,
+    regime_names,
+    synthetic_images,
+    training_regimes,
+)
+from validation_tools.baselines_external import (
+    INTERNAL,
+    external_tables,
+    load_external_sets,
+    score_externals,
+    seen_patients,
+)
 from validation_tools.baselines_folder import KIND, classifier_path, write_baselines
 from validation_tools.baselines_tables import csv_table, summary_tables
 from validation_tools.classifiers import (
@@ -53,7 +68,6 @@ from validation_tools.paired import Scored, paired_deltas
 
 PROTOCOLS = ("leak-free", "seed")
 OPTIMIZERS = ("adamw", "adadelta")
-OVERSAMPLED, WEIGHTED = "real (oversampled)", "real (class-weighted)"
 Tensors = tuple[torch.Tensor, torch.Tensor, list[str]]  # images, labels (1: COVID-19), patient ids
 
 
@@ -76,6 +90,8 @@ class BaselinesConfig:
     workers: int = 0  # processes decoding images (0: one per core, up to 8)
     controls: bool = True  # the oversampling and class-weight regimes
     regimes: tuple[str, ...] = ()  # train only these (names as in the tables); empty: every regime
+    external: tuple[str, ...] = ()  # other prepared folders every classifier is also scored on (reported apart)
+    external_drop_shared: bool = False  # leave out external images of training patients instead of refusing
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.models) - set(MODELS))
@@ -130,7 +146,8 @@ def run_baselines(
     """Train and score every comparison × regime × model × seed; writes the baselines folder
     (`baselines_folder.py`): the classifiers, per-run metrics and predictions, paired comparisons and tables."""
     # Claimed before hours of training, not after.
-    with claimed_output(out, KIND, inputs=[release, real], command="cxrds baselines") as claim:
+    inputs = [release, real, *map(Path, cfg.external)]
+    with claimed_output(out, KIND, inputs=inputs, command="cxrds baselines") as claim:
         return _run_baselines(release, real, claim.root, cfg, progress)
 
 
@@ -148,6 +165,10 @@ def _run_baselines(
     splits, validation_note = classifier_splits(rows, cfg.protocol, cfg.validation_fraction, min(cfg.seeds))
     held = held_out_patients([r | {"split": splits[r["id"]]} for r in rows])
     workers = cfg.workers or min(os.cpu_count() or 1, 8)
+    seen = seen_patients(rows, splits, cfg.protocol)
+    externals = load_external_sets(
+        cfg.external, seen, cfg.size, workers=workers, drop_shared=cfg.external_drop_shared, training=real
+    )
     synthetic, provenance = synthetic_images(Path(release), held, cfg.size, workers, cfg.accept_unknown_provenance)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     # Every real image once, kept on the device: the classifiers train from memory.
@@ -159,7 +180,8 @@ def _run_baselines(
         y = torch.tensor([int(rows[i]["label"] == "covid") for i in chosen])
         return pixels[chosen], y, [rows[i]["patient_id"] for i in chosen]
 
-    results, predictions = [], []
+    results, predictions, external_results, external_predictions = [], [], [], []
+    scores = partial(_scores, resamples=cfg.bootstrap)  # the internal test's scoring, for the external tests
     jobs = [(c, m, s) for c in cfg.comparisons for m in cfg.models for s in cfg.seeds]
     done, total = 0, len(jobs) * (len(cfg.regimes) or (6 if cfg.controls else 4))
     for comparison, model_name, seed in jobs:
@@ -172,19 +194,35 @@ def _run_baselines(
             raise ConfigError(
                 f"{real}: the {comparison} classifiers need real validation and test images of both classes"
             )
-        for regime, positives, weighted in _regimes(pos_x, synthetic, order, len(neg_x), seed, cfg.controls):
+        for regime, positives, weighted in training_regimes(pos_x, synthetic, order, len(neg_x), seed, cfg.controls):
             if len(positives) == 0 or (cfg.regimes and regime not in cfg.regimes):
                 continue
             run = {"comparison": comparison, "regime": regime, "model": model_name, "seed": seed}
             result, prediction = _train_and_score(run, neg_x, positives, weighted, val, test, cfg, device, out)
             results.append(result)
             predictions.append(prediction)
+            path = classifier_path(out, comparison, regime, model_name, seed)
+            scored = score_externals(externals, result, prediction["threshold"], path, scores, device)
+            external_results += scored[0]
+            external_predictions += scored[1]
             done += 1
             progress("baselines", done, total, f"{comparison}, {regime}, {model_name}")
     # The seed protocol tuned on the test set: no paired tables or McNemar on top of it.
-    comparisons = paired_comparisons(predictions, cfg.bootstrap) if cfg.protocol != "seed" else []
+    comparisons, external_comparisons = [], []
+    if cfg.protocol != "seed":
+        comparisons = [{"test_set": INTERNAL} | c for c in paired_comparisons(predictions, cfg.bootstrap)]
+        for ext in externals:
+            runs = [p for p in external_predictions if p["test_set"] == ext.name]
+            external_comparisons += [{"test_set": ext.name} | c for c in paired_comparisons(runs, cfg.bootstrap)]
     carved = sorted(r["id"] for r in rows if splits[r["id"]] == "validation" != r["split"])
     context = {"validation": validation_note, "carved_validation_ids": carved, "synthetic": provenance}
+    context["external"] = {
+        "sets": [e.record() for e in externals],
+        "results": external_results,
+        "comparisons": external_comparisons,
+        "predictions": external_predictions,
+    }
+    context["external_tables"] = external_tables(externals, external_results, external_comparisons)
     _write_outputs(Path(out), results, predictions, comparisons, cfg, context, device)
     return results
 
@@ -213,7 +251,8 @@ def _train_and_score(
     # The seed protocol's validation is the test set: SEN/SPE at 0.5 only, no threshold tuned on it.
     threshold = youden_threshold(val[1].numpy(), p_val) if cfg.protocol != "seed" else 0.5
     result = (
-        run
+        {"test_set": INTERNAL}
+        | run
         | {"protocol": cfg.protocol + (" (optimistic)" if cfg.protocol == "seed" else "")}
         | {"train_negatives": len(neg_x), "train_positives": len(positives)}
         | {"skew": truncate(len(neg_x) / len(positives)), "epochs": epochs_run}
@@ -222,41 +261,12 @@ def _train_and_score(
     if cfg.protocol == "seed":
         result = {k: v for k, v in result.items() if "threshold" not in k}
     prediction = (
-        run
+        {"test_set": INTERNAL}
+        | run
         | {"threshold": threshold, "y_true": test[1].tolist(), "patient_id": test[2]}
         | {"p_covid": [round(float(p), 6) for p in p_test]}
     )
     return result, prediction
-
-
-def regime_names() -> list[str]:
-    """Every regime name of every comparison."""
-    names = ["real"]
-    for _, (first, second) in COMPARISONS.values():
-        names += [f"real + {first.upper()}", f"real + {first.upper()} + {second.upper()}"]
-    return [*names, "synthetic only", OVERSAMPLED, WEIGHTED]
-
-
-def _regimes(pos_x, synthetic, order, negatives: int, seed: int, controls: bool):
-    """(name, positives, class-weighted loss) per regime; the seed's four first, then the two controls."""
-    own, other = synthetic.get(order[0]), synthetic.get(order[1])
-    parts = {
-        "real": [pos_x],
-        f"real + {order[0].upper()}": [pos_x, own],
-        f"real + {order[0].upper()} + {order[1].upper()}": [pos_x, own, other],
-        "synthetic only": [own],  # the task's own generator, as the seed trained it
-    }
-    if other is None or not len(other):
-        del parts[f"real + {order[0].upper()} + {order[1].upper()}"]  # the same images as real + the own generator
-    for name, sets in parts.items():
-        yield name, torch.cat([p for p in sets if p is not None and len(p)] or [pos_x[:0]]), False
-    if controls and len(pos_x):
-        target = len(own) if own is not None and len(own) else negatives
-        rng = torch.Generator().manual_seed(seed)
-        whole, rest = divmod(max(target, len(pos_x)), len(pos_x))
-        index = torch.cat([torch.arange(len(pos_x)).repeat(whole), torch.randperm(len(pos_x), generator=rng)[:rest]])
-        yield OVERSAMPLED, pos_x[index], False
-        yield WEIGHTED, pos_x, True
 
 
 def _scores(y: np.ndarray, patients: np.ndarray, p: np.ndarray, threshold: float, resamples: int, seed: int):
@@ -372,14 +382,16 @@ def _write_outputs(
     from cxr_dataset import __version__
     from cxr_dataset.devices import describe
 
+    tables = context.pop("external_tables", "")
     record = {"config": asdict(cfg), "code_version": __version__, "device": describe(device)}
     record |= context | {"results": results, "comparisons": comparisons}
     table = summary_tables(results, comparisons, cfg.protocol, context["validation"], context["synthetic"])
+    table += ("\n" + tables) if tables else ""
     write_baselines(
         out,
         record=record,
         predictions=predictions,
-        metrics_csv=csv_table(results),
-        comparisons_csv=csv_table(comparisons),
+        metrics_csv=csv_table(results + context["external"]["results"]),
+        comparisons_csv=csv_table(comparisons + context["external"]["comparisons"]),
         table=table,
     )

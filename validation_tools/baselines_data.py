@@ -1,8 +1,10 @@
 """What the baselines' classifiers see: which split each real image serves as (validation carved by patient when
-the prepared data has none), and the release's synthetic images minus those of held-out patients."""
+the prepared data has none), the release's synthetic images minus those of held-out patients, and the positives
+of each training regime."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,10 @@ from cxr_dataset.errors import ConfigError
 from cxr_dataset.imaging import read_gray_batch
 from cxr_dataset.release_folder import Release, read_release
 from cxr_dataset.schema import TASK_CONFIG, TASKS
+from validation_tools.balance import COMPARISONS
 from validation_tools.classifiers import image_batch
+
+OVERSAMPLED, WEIGHTED = "real (oversampled)", "real (class-weighted)"
 
 
 def classifier_splits(
@@ -79,3 +84,40 @@ def synthetic_images(
             "be checked against the held-out patients; pass --accept-unknown-provenance to train on them knowingly"
         )
     return {config: image_batch(read_gray_batch(data, size, workers)) for config, data in encoded.items()}, counts
+
+
+def regime_names() -> list[str]:
+    """Every regime name of every comparison."""
+    names = ["real"]
+    for _, (first, second) in COMPARISONS.values():
+        names += [f"real + {first.upper()}", f"real + {first.upper()} + {second.upper()}"]
+    return [*names, "synthetic only", OVERSAMPLED, WEIGHTED]
+
+
+def training_regimes(
+    pos_x: torch.Tensor,
+    synthetic: dict[str, torch.Tensor],
+    order: tuple[str, str],
+    negatives: int,
+    seed: int,
+    controls: bool,
+) -> Iterator[tuple[str, torch.Tensor, bool]]:
+    """(name, positives, class-weighted loss) per regime; the seed's four first, then the two controls."""
+    own, other = synthetic.get(order[0]), synthetic.get(order[1])
+    parts = {
+        "real": [pos_x],
+        f"real + {order[0].upper()}": [pos_x, own],
+        f"real + {order[0].upper()} + {order[1].upper()}": [pos_x, own, other],
+        "synthetic only": [own],  # the task's own generator, as the seed trained it
+    }
+    if other is None or not len(other):
+        del parts[f"real + {order[0].upper()} + {order[1].upper()}"]  # the same images as real + the own generator
+    for name, sets in parts.items():
+        yield name, torch.cat([p for p in sets if p is not None and len(p)] or [pos_x[:0]]), False
+    if controls and len(pos_x):
+        target = len(own) if own is not None and len(own) else negatives
+        rng = torch.Generator().manual_seed(seed)
+        whole, rest = divmod(max(target, len(pos_x)), len(pos_x))
+        index = torch.cat([torch.arange(len(pos_x)).repeat(whole), torch.randperm(len(pos_x), generator=rng)[:rest]])
+        yield OVERSAMPLED, pos_x[index], False
+        yield WEIGHTED, pos_x, True
