@@ -20,7 +20,7 @@ from cxr_dataset.loading import load_release
 from cxr_dataset.manifest import read_manifest, write_manifest
 from cxr_dataset.prepare import PrepareConfig, prepare
 from cxr_dataset.schema import NATIVE_PATIENT_ID
-from validation_tools.audit import SEED_PAPER_TRAIN, v01_source_set
+from validation_tools.audit import SEED_PAPER_TRAIN, training_patients_held_out, v01_source_set
 from validation_tools.validate import SOURCE_PATIENTS_CHECK, V01_CHECK, validate_release
 
 runner = CliRunner()
@@ -167,3 +167,22 @@ def test_synthetic_near_duplicates_are_sought_in_validation_and_test(release, pr
         d["b_split"]: (d["a"], d["b"]) for d in report.near_duplicates if d["check"] == "synthetic vs real held-out"
     }
     assert found.get("validation") == planted["validation"] and found.get("test") == planted["test"]
+
+
+def test_imagefolder_keeps_the_patient_id_as_written_beside_its_key(tmp_path):
+    tree = _class_folder(tmp_path / "tree")
+    files = sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*.png"))
+    lines = "".join(f"{f},{f.split('/')[0]},P {i // 2}.x\n" for i, f in enumerate(files))
+    (tree / "metadata.csv").write_text("file_name,label,patient_id\n" + lines)
+    prepare([f"imagefolder={tree}"], tmp_path / "prepared", PrepareConfig(size=32, workers=1))
+    rows = read_manifest(tmp_path / "prepared").rows()
+    assert {(r["patient_id"], r[NATIVE_PATIENT_ID]) for r in rows} == {
+        (f"imagefolder_P-{p}-x", f"P {p}.x") for p in range(3)
+    }
+
+
+def test_generator_training_patients_are_matched_on_native_ids_across_readers():
+    training = [{"patient_id": "covid-collection_19", NATIVE_PATIENT_ID: "19", "split": "train", "label": "covid"}]
+    here = [{"patient_id": "imagefolder_19", NATIVE_PATIENT_ID: "19", "split": "test", "label": "covid"}]
+    assert training_patients_held_out(training, ["normal2covid"], here) == {"covid-collection_19": "test"}
+    assert training_patients_held_out(training, ["normal2covid"], [here[0] | {NATIVE_PATIENT_ID: "20"}]) == {}
