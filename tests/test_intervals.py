@@ -4,6 +4,8 @@ classifier seeds whose AUCs differ by SD 0.0075), through the functions the comm
 `_scores`). Bootstrap resamples are 200 here (1,000 in `cxrds baselines`) to keep the file to seconds.
 """
 
+import json
+
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
@@ -103,5 +105,6 @@ def test_one_seed_is_named_as_leaving_training_noise_out_and_generator_runs_are_
     runs = [Scored(a.p_covid, a.threshold, "g1"), Scored(b.p_covid, b.threshold, "g2")]
     two = paired_deltas(test.y_true, test.patients, runs, [b, a], resamples=50)
     assert two["generator_runs"] == 2 and two["seeds"] == 2
+    json.dumps(two)  # metrics.json takes it as it is (no numpy scalars)
     assert two["delta_roc_auc"] == pytest.approx(0.0, abs=1e-12)
     assert two["delta_roc_auc_ci"][0] < 0 < two["delta_roc_auc_ci"][1]

@@ -81,7 +81,8 @@ def auc_with_variance(
         s11 = drawn / (drawn - 1) * np.sum(copies * v10 * v01, axis=1)
         variance = s10 / positives + s01 / negatives + 2 * s11 / (positives * negatives)
     defined = (positives > 0) & (negatives > 0)
-    return np.where(defined, auc, np.nan), np.where(defined, variance, np.nan)
+    known = defined & np.isfinite(variance)  # a class of one patient has no variance estimate
+    return np.where(defined, auc, np.nan), np.where(known, variance, np.nan)
 
 
 def studentised_interval(

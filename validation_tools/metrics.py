@@ -90,7 +90,8 @@ def bootstrap_ci(
     if 0 < y_true.sum() < len(y_true):
         auc, variance = auc_with_variance(y_true, p_covid, groups, np.ones((1, len(y_true))))
         aucs, variances = auc_with_variance(y_true, p_covid, groups, weights)
-        out["roc_auc"] = studentised_interval(float(auc[0]), float(variance[0]), aucs, variances)
+        if np.isfinite(variance[0]):  # else (a class of one patient) BCa's stays
+            out["roc_auc"] = studentised_interval(float(auc[0]), float(variance[0]), aucs, variances)
     return out
 
 

@@ -15,6 +15,7 @@ fixed; the ΔSEN interval here answers its question with patients and seeds resa
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,15 +59,15 @@ def paired_deltas(
     samples = _over_training_runs(per_seed, [r.generator_run for r in a], rng)
     samples = samples[~np.isnan(samples).any(axis=1)]
     low, high = np.percentile(samples, [2.5, 97.5], axis=0) if len(samples) else (point * np.nan, point * np.nan)
-    per_seed_sen = [_deltas(y_true, ra, rb, full)[0, 2] for ra, rb in zip(a, b, strict=True)]
+    per_seed_sen = [float(_deltas(y_true, ra, rb, full)[0, 2]) for ra, rb in zip(a, b, strict=True)]
     return {
         "seeds": len(a),
         "generator_runs": len({r.generator_run for r in a}),
         "resampled": "patients, seeds" if len(a) > 1 else "patients only (one seed: training noise left out)",
         **{f"delta_{m}": float(point[k]) for k, m in enumerate(DELTAS)},
         **{f"delta_{m}_ci": [float(low[k]), float(high[k])] for k, m in enumerate(DELTAS)},
-        "seeds_sensitivity_higher": sum(d > 0 for d in per_seed_sen),
-        "seeds_sensitivity_lower": sum(d < 0 for d in per_seed_sen),
+        "seeds_sensitivity_higher": int(sum(d > 0 for d in per_seed_sen)),
+        "seeds_sensitivity_lower": int(sum(d < 0 for d in per_seed_sen)),
     }
 
 
@@ -85,7 +86,9 @@ def _over_training_runs(per_seed: np.ndarray, runs: list[str], rng: np.random.Ge
     mean over the seeds drawn, its deviation from the resample's all-seed mean scaled by √(k / (k − 1)) at the
     top level drawn (k its count). `per_seed`: resamples × seeds × 3 (patients already resampled)."""
     resamples, seeds = per_seed.shape[:2]
-    centre = np.nanmean(per_seed, axis=1)
+    with warnings.catch_warnings():  # a resample holding one class is NaN for every seed: left out later
+        warnings.simplefilter("ignore", RuntimeWarning)
+        centre = np.nanmean(per_seed, axis=1)
     if seeds == 1:
         return centre
     names = list(dict.fromkeys(runs))
