@@ -47,7 +47,8 @@ GUIDES = {
     "threshold chosen on validation (@val). AUC and AP rank over all thresholds (AUC 0.5 = chance). The two "
     "controls use no synthetic image: the real positives oversampled to the generator's count, and a "
     "class-weighted loss. The paired table gives each regime minus real-only and minus the oversampling "
-    "control on the same test images, averaged over seeds, with a 95% interval from resampling test patients. "
+    "control on the same test images, averaged over seeds, with a 95% interval from resampling test patients "
+    "and classifier seeds (training noise included). "
     "Synthetic images help only where an interval clears 0 against the control, not only against real-only; "
     "a gain in SEN at 0.5 that vanishes @val is a shift of the class prior, not better detection.",
     "skew": "Skew = training negatives / positives, truncated to two decimals as the seed printed it. Only 2 of "
