@@ -47,10 +47,15 @@ class OpenedRelease:
     def webdataset(
         self, cfg: StreamConfig | None = None, *, transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     ):
-        """A WebDataset pipeline of decoded tensors over the shards (`streaming.wds_pipeline`)."""
-        from cxr_dataset.streaming import wds_pipeline
+        """A WebDataset pipeline of decoded tensors over the shards (`streaming.wds_pipeline`); from the Hub, the
+        shards stream as ``hf://`` URLs (at `cfg.revision`)."""
+        from cxr_dataset.streaming import hub_shard_urls, wds_pipeline
 
-        return wds_pipeline(self._local("WebDataset streaming").root, cfg, transform=transform)
+        if self.folder is None:
+            cfg = cfg or StreamConfig()
+            urls = hub_shard_urls(self.source, cfg.config, cfg.split, cfg.revision)
+            return wds_pipeline(urls, cfg, transform=transform)
+        return wds_pipeline(self.folder.root, cfg, transform=transform)
 
     def samples(self, config: str = "all", split: str = "train"):
         """A plain `webdataset.WebDataset`: grayscale PIL images and provenance dicts, in shard order."""

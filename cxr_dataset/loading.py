@@ -62,7 +62,7 @@ def local_release(release: Path | str) -> Release | None:
     if not path.is_dir():
         hint = "" if text.count("/") != 1 else f" (for the Hub repository {text}, run from a folder without {head}/)"
         raise ReleaseError(f"{path}: no such release folder; build one with `cxrds build`{hint}")
-    return read_release(path)
+    return read_release(path.absolute())
 
 
 def wds_release(release: Path, config: str = "all", split: str = "train") -> webdataset.WebDataset:

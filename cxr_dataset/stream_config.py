@@ -25,6 +25,8 @@ class StreamConfig:
     streaming: bool = False  # HF: stream rather than download and memory-map
     revision: str | None = None  # HF: a tag, branch or commit of a Hub dataset
     strategy: str = "auto"  # HF, streaming under several ranks: `split_dataset_by_node`'s strategy
+    allow_uneven_ranks: bool = False  # WebDataset without resampling: let ranks read unequal sample counts (the
+    # trainer copes, e.g. DDP's join()); otherwise a release whose shards would give them so is refused
 
     def __post_init__(self) -> None:
         check_config(self.config)

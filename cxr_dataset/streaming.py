@@ -22,16 +22,18 @@ import math
 import multiprocessing
 import os
 import random
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 
+from cxr_dataset.checksums import is_safe_relative
 from cxr_dataset.errors import ConfigError, ReleaseError
 from cxr_dataset.loading import load_release
-from cxr_dataset.release_folder import read_release
+from cxr_dataset.release_folder import WDS_DIR, read_release, shard_index_name
 from cxr_dataset.stream_config import StreamConfig
 from cxr_dataset.tarstream import iter_samples
 
@@ -46,6 +48,22 @@ def shard_urls(source: str | Path | list[str], config: str = "all", split: str =
     import braceexpand
 
     return list(braceexpand.braceexpand(str(source)))
+
+
+def hub_shard_urls(repo_id: str, config: str = "all", split: str = "train", revision: str | None = None) -> list[str]:
+    """A Hub dataset repository's shards as ``hf://`` URLs, from its wids index (read through fsspec)."""
+    root = f"hf://datasets/{repo_id}" + (f"@{revision}" if revision else "") + f"/{WDS_DIR}"
+    index_url = f"{root}/{shard_index_name(config, split)}"
+    try:
+        with open_shard(index_url) as f:
+            shards = json.load(f)["shardlist"]
+        urls = [str(shard["url"]) for shard in shards]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ReleaseError(f"{index_url}: no shard index to stream from ({type(e).__name__}: {e})") from None
+    unsafe = [u for u in urls if not is_safe_relative(u)]
+    if unsafe:
+        raise ReleaseError(f"{index_url}: shard urls must be files of {WDS_DIR}/, got {unsafe[0]!r}")
+    return [f"{root}/{url}" for url in urls]
 
 
 def dist_info() -> tuple[int, int]:
@@ -128,6 +146,8 @@ def wds_pipeline(
     readers = world_size * max(1, num_workers)
     if resampled and not samples_per_rank:
         raise ConfigError("resampled=True streams for ever: give samples_per_rank to set the epoch length")
+    if not resampled and world_size > 1 and not cfg.allow_uneven_ranks:
+        _check_even_ranks(source, cfg, readers)
     if not resampled and len(urls) < readers:
         raise ConfigError(
             f"{len(urls)} shards cannot feed {world_size} ranks × {max(1, num_workers)} workers = {readers} readers "
@@ -159,6 +179,27 @@ def wds_pipeline(
     return pipeline
 
 
+def _check_even_ranks(source: str | Path | list[str], cfg: StreamConfig, readers: int) -> None:
+    """`ConfigError` when a release's shards would give DDP ranks unequal sample counts (the rank with fewer
+    finishes first and the others wait for ever); a warning when the shards' sizes are unknown (URLs)."""
+    if isinstance(source, list) or not Path(source).is_dir():
+        warnings.warn(
+            "streaming shard URLs to several ranks without resampling: their sizes are unknown here, so ranks may "
+            "read unequal sample counts and DDP hang; prefer StreamConfig(resampled=True, samples_per_rank=N)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return
+    sizes = [int(shard["nsamples"]) for shard in read_release(source).shard_list(cfg.config, cfg.split)]
+    if len(set(sizes)) > 1 or len(sizes) % readers:
+        raise ConfigError(
+            f"{source}: {len(sizes)} shards of {min(sizes)}-{max(sizes)} samples cannot give {readers} readers "
+            "(ranks × workers) equal sample counts without resampling, and DDP hangs when one rank runs out; use "
+            "StreamConfig(resampled=True, samples_per_rank=N), or allow_uneven_ranks=True if the trainer copes "
+            "(e.g. DDP's join())"
+        )
+
+
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack images and labels; keep provenance and keys as lists."""
     return {
@@ -170,12 +211,31 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _read_shards(src: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Open each shard URL (local, ``pipe:``, fsspec via webdataset's gopen) and yield its samples."""
-    import webdataset as wds
-
+    """Open each shard URL (`open_shard`) and yield its samples."""
     for shard in src:
-        with wds.gopen(shard["url"]) as stream:
+        with open_shard(shard["url"]) as stream:
             yield from iter_samples(stream, shard["url"])
+
+
+def open_shard(url: str) -> BinaryIO:
+    """A shard as a binary stream: a local path (or ``file://``), ``pipe:`` and ``http(s)://`` through
+    webdataset's `gopen`, and any other ``scheme://`` through fsspec (``s3://`` with s3fs, ``gs://`` with gcsfs,
+    ``hf://datasets/OWNER/NAME/...`` with huggingface_hub, ``memory://``)."""
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if url.startswith("pipe:") or scheme in ("http", "https"):
+        import webdataset as wds
+
+        return wds.gopen(url)
+    if scheme in ("", "file"):
+        return open(url.removeprefix("file://"), "rb")
+    import fsspec
+
+    try:
+        return fsspec.open(url, "rb").open()
+    except ImportError as e:
+        raise ReleaseError(f"{url}: no filesystem for {scheme}:// is installed ({e})") from None
+    except ValueError as e:
+        raise ReleaseError(f"{url}: fsspec knows no {scheme}:// filesystem ({e})") from None
 
 
 class _Epoch:

@@ -49,3 +49,18 @@ def release(synthetic, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("release") / "covid-synthetic-cxr"
     build_release(list(synthetic.values()), root, BuildConfig(samples_per_shard=4))
     return root
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """A local stand-in for the Hub (tests/hub_standin.py), with this process's huggingface_hub pointed at it
+    (a subprocess gets it through HF_ENDPOINT)."""
+    from huggingface_hub import constants
+
+    from tests.hub_standin import HubStandIn
+
+    with HubStandIn() as stand_in:
+        monkeypatch.setattr(constants, "ENDPOINT", stand_in.url)
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setenv("HF_TOKEN", "hf_standin")
+        yield stand_in

@@ -14,7 +14,7 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 _REPO = r"/api/(?P<type>models|datasets)/(?P<repo>[^/]+/[^/]+)"
 
@@ -53,6 +53,9 @@ class HubStandIn:
             def do_GET(self) -> None:
                 hub._handle(self, "GET")
 
+            def do_HEAD(self) -> None:
+                hub._handle(self, "HEAD")
+
             def do_POST(self) -> None:
                 hub._handle(self, "POST")
 
@@ -84,7 +87,10 @@ class HubStandIn:
         path = unquote(url.path)
         self.requests.append((method, path))
         body = request.rfile.read(int(request.headers.get("Content-Length") or 0))
-        status, payload = self._route(method, path, body)
+        resolved = re.fullmatch(r"/datasets/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<file>.+)", path)
+        if resolved:
+            return self._resolve(request, method, resolved)
+        status, payload = self._route(method, path, body, url.query)
         data = json.dumps(payload).encode()
         request.send_response(status)
         request.send_header("Content-Type", "application/json")
@@ -94,7 +100,34 @@ class HubStandIn:
         request.end_headers()
         request.wfile.write(data)
 
-    def _route(self, method: str, path: str, body: bytes) -> tuple[int, object]:
+    def _resolve(self, request: http.server.BaseHTTPRequestHandler, method: str, match: re.Match) -> None:
+        """A file's bytes at a revision, whole or the one byte range asked for (as the Hub's resolve URLs)."""
+        repo = self.repos.get(("datasets", match["repo"]))
+        oid = repo and (repo.tags.get(match["rev"]) or (repo.head if match["rev"] == "main" else match["rev"]))
+        data = repo.commits.get(oid, {}).get(match["file"]) if repo else None
+        if data is None:
+            request.send_response(404)
+            request.send_header("X-Error-Code", "EntryNotFound")
+            request.send_header("Content-Length", "0")
+            request.end_headers()
+            return
+        start, end = 0, len(data)
+        ranged = re.fullmatch(r"bytes=(\d+)-(\d*)", request.headers.get("Range") or "")
+        if ranged:
+            start, end = int(ranged[1]), min(len(data), int(ranged[2]) + 1 if ranged[2] else len(data))
+        part = data[start:end]
+        request.send_response(206 if ranged else 200)
+        request.send_header("Content-Length", str(len(part)))
+        request.send_header("ETag", f'"{blob_id(data)}"')
+        request.send_header("X-Repo-Commit", oid)
+        request.send_header("Accept-Ranges", "bytes")
+        if ranged:
+            request.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
+        request.end_headers()
+        if method == "GET":
+            request.wfile.write(part)
+
+    def _route(self, method: str, path: str, body: bytes, query: str = "") -> tuple[int, object]:
         if method == "POST" and path == "/api/validate-yaml":
             return 200, {"errors": [], "warnings": []}
         if method == "POST" and path == "/api/repos/create":
@@ -120,6 +153,11 @@ class HubStandIn:
             return 200, [
                 {"type": "file", "oid": blob_id(d), "size": len(d), "path": p} for p, d in sorted(files.items())
             ]
+        if method == "POST" and rest.startswith("/paths-info/"):
+            revision = rest.split("/")[2]
+            files = repo.commits.get(repo.tags.get(revision) or (repo.head if revision == "main" else revision), {})
+            asked = json.loads(body).get("paths", []) if body.startswith(b"{") else parse_qs(body.decode())["paths"]
+            return 200, [e for p in asked for e in _tree(files, p.rpartition("/")[0], False) if e["path"] == p]
         if method == "POST" and rest.startswith("/preupload/"):
             files = json.loads(body)["files"]
             return 200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]}
@@ -155,3 +193,18 @@ class HubStandIn:
         oid = repo.commit(files)
         prefix = "" if match["type"] == "models" else "/datasets"
         return 200, {"commitUrl": f"{self.url}{prefix}/{match['repo']}/commit/{oid}", "commitOid": oid}
+
+
+def _tree(files: dict[str, bytes], folder: str, recursive: bool) -> list[dict]:
+    """The entries under `folder` (its direct children, or every file below it), as the Hub's tree API."""
+    prefix = f"{folder.strip('/')}/" if folder.strip("/") else ""
+    entries: dict[str, dict] = {}
+    for path, data in sorted(files.items()):
+        if not path.startswith(prefix):
+            continue
+        child = path[len(prefix) :].split("/", 1)[0]
+        if "/" in path[len(prefix) :] and not recursive:
+            entries[prefix + child] = {"type": "directory", "oid": "0" * 40, "size": 0, "path": prefix + child}
+        else:
+            entries[path] = {"type": "file", "oid": blob_id(data), "size": len(data), "path": path}
+    return list(entries.values())

@@ -37,7 +37,7 @@ def test_a_hub_id_is_opened_without_a_folder_and_local_only_doors_say_so(tmp_pat
     opened = open_release("someone/covid-synthetic-cxr")
     assert (opened.source, opened.folder) == ("someone/covid-synthetic-cxr", None)
     with pytest.raises(ReleaseError, match="needs a local release folder"):
-        opened.webdataset()
+        opened.random_access()
 
 
 def test_a_missing_or_foreign_folder_is_refused_when_opened(tmp_path):
@@ -56,3 +56,26 @@ def test_importing_the_package_does_not_load_datasets():
     code = "import sys, cxr_dataset.schema; print('datasets' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
     assert cxr_dataset.open_release is open_release
+
+
+def test_a_release_pushed_to_the_hub_streams_from_it_as_hf_urls(release, hub):
+    """build → push → `open_release(OWNER/NAME).webdataset()`: the shards stream over hf:// (the Hub stand-in)."""
+    import os
+    import subprocess
+    import sys
+
+    from builders.push import push_release
+
+    push_release(release, "someone/covid-synthetic-cxr", tag="v1.0.0")
+    code = (
+        "from cxr_dataset import StreamConfig, open_release\n"
+        "release = open_release('someone/covid-synthetic-cxr')\n"
+        "for s in release.webdataset(StreamConfig(config='g_nc', shuffle=0, revision='v1.0.0')):\n"
+        "    print(s['key'], tuple(s['image'].shape))\n"
+    )
+    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "PYTHONPATH": str(Path(__file__).parents[1])}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    streamed = [line.split()[0] for line in run.stdout.splitlines()]
+    assert sorted(streamed) == sorted(_keys(release, "g_nc"))
+    assert any("/resolve/v1.0.0/webdataset/g_nc-train-" in path for _, path in hub.requests)

@@ -131,18 +131,6 @@ def test_push_revision_reaches_the_hub_request(tmp_path):
     assert "/datasets/someone/covid-synthetic-cxr/resolve/v1.2.3/" in run.stdout, run.stdout
 
 
-@pytest.fixture
-def hub(monkeypatch):
-    """A local stand-in for the Hub (tests/hub_standin.py), with huggingface_hub pointed at it."""
-    from huggingface_hub import constants
-
-    with HubStandIn() as stand_in:
-        monkeypatch.setattr(constants, "ENDPOINT", stand_in.url)
-        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-        monkeypatch.setenv("HF_TOKEN", "hf_standin")
-        yield stand_in
-
-
 def _posts(hub: HubStandIn) -> list[str]:
     return [path for method, path in hub.requests if method != "GET"]
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cxr_dataset.errors import ConfigError
+from cxr_dataset.errors import ConfigError, ReleaseError
 from cxr_dataset.loading import wds_release
 from cxr_dataset.release_folder import read_release
 from cxr_dataset.streaming import StreamConfig, decode_gray, hf_dataset, random_access, wds_pipeline
@@ -41,6 +41,37 @@ def test_streaming_fewer_shards_than_readers_is_a_clear_error(release):
         wds_pipeline(urls, StreamConfig(num_workers=2, rank=0, world_size=2))
     resampled = StreamConfig(resampled=True, samples_per_rank=7, rank=0, world_size=2, num_workers=2)
     assert len(list(wds_pipeline(urls, resampled))) == 4
+
+
+def test_streaming_refuses_shards_that_would_give_ddp_ranks_unequal_samples(release, tmp_path):
+    folder = read_release(release)
+    sizes = [s["nsamples"] for s in folder.shard_list("all")]
+    assert len(set(sizes)) > 1  # the phantom release's last shard of each config is short
+    with pytest.raises(ConfigError, match="equal sample counts without resampling"):
+        wds_pipeline(release, StreamConfig(rank=0, world_size=2))
+    ranks = [
+        [s["key"] for s in wds_pipeline(release, StreamConfig(rank=r, world_size=2, allow_uneven_ranks=True, seed=1))]
+        for r in range(2)
+    ]
+    assert len(ranks[0]) != len(ranks[1])  # what the refusal saves a DDP job from
+    assert sorted(ranks[0] + ranks[1]) == sorted(_all_keys(release))
+    urls = [str(p) for p in folder.shard_paths("all")]
+    with pytest.warns(RuntimeWarning, match="sizes are unknown"):
+        wds_pipeline(urls, StreamConfig(rank=0, world_size=2))
+
+
+def test_streaming_reads_shards_through_fsspec(release):
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    urls = []
+    for path in read_release(release).shard_paths("g_nc"):
+        memory.pipe_file(f"/shards/{path.name}", path.read_bytes())
+        urls.append(f"memory://shards/{path.name}")
+    streamed = [s["key"] for s in wds_pipeline(urls, StreamConfig(shuffle=0))]
+    assert streamed == _all_keys(release, "g_nc")
+    with pytest.raises(ReleaseError, match="nowhere://x.tar: fsspec knows no nowhere:// filesystem"):
+        list(wds_pipeline(["nowhere://x.tar"], StreamConfig(shuffle=0)))
 
 
 def test_streaming_batches_are_uint8_tensors_with_provenance(release):
@@ -165,7 +196,7 @@ def test_streaming_wds_resumes_mid_epoch_through_a_stateful_dataloader(release, 
     from torchdata.stateful_dataloader import StatefulDataLoader
 
     def loader():
-        kw = {"resampled": True, "samples_per_rank": 12} if resampled else {}
+        kw = {"resampled": True, "samples_per_rank": 12} if resampled else {"allow_uneven_ranks": True}
         pipeline = wds_pipeline(release, StreamConfig(batch_size=2, num_workers=2, seed=5, rank=1, world_size=2, **kw))
         pipeline.set_epoch(3)
         return StatefulDataLoader(pipeline, batch_size=None, num_workers=2, collate_fn=_keys)
