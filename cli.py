@@ -354,12 +354,17 @@ def translate(
 def export(
     run: Annotated[Path, typer.Argument(help="A run folder (its latest checkpoint) or a checkpoint .json.")],
     out: Annotated[Path, typer.Option(help="Writes OUT/model.safetensors, model.json, README.md, SHA256SUMS.")],
+    repo_id: Annotated[
+        str | None, typer.Option(help="OWNER/NAME of the Hub model repository it is for: the card loads from it.")
+    ] = None,
+    dataset: Annotated[str | None, typer.Option(help="OWNER/NAME of the dataset its images form (card link).")] = None,
 ) -> None:
-    """Write the two generators as an inference-only model folder (publish it with `cxrds push`)."""
+    """Write the two generators as an inference-only model folder, loadable with or without cxrds (publish it
+    with `cxrds push`)."""
     from generator.export import export_generators
 
     with _progress():
-        result = export_generators(run, out)
+        result = export_generators(run, out, repo_id=repo_id, dataset_repo_id=dataset)
     console.print(escape(f"exported {result.root}: {result.files} files, generators {result.bytes / 1e6:.1f} MB"))
 
 

@@ -5,6 +5,7 @@
                                SHA-256 (what provenance records), the prepared data it was trained on
     EXPORT/README.md           the model card
     EXPORT/samples.png         the run's latest sample grid, when it has one
+    EXPORT/config.json, cxrds_generators.py, cxrds_networks.py   loading without cxrds (`generator.hub_model`)
     EXPORT/SHA256SUMS          every file above
 
 `cxrds translate --checkpoint EXPORT` (or ``hf://USER/REPO[@revision]``) gives the same images and the same
@@ -17,14 +18,26 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from cards import responsible_ai
 from cxr_dataset import __version__
 from cxr_dataset.checksums import read_checksums
 from cxr_dataset.errors import CheckpointError
-from cxr_dataset.export_folder import HUB_FILES, MODEL_CARD_NAME, MODEL_JSON_NAME, MODEL_TENSORS_NAME, SAMPLES_NAME
+from cxr_dataset.export_folder import (
+    HUB_CONFIG_NAME,
+    HUB_FILES,
+    LOADER_NAME,
+    MODEL_CARD_NAME,
+    MODEL_JSON_NAME,
+    MODEL_TENSORS_NAME,
+    NETWORKS_NAME,
+    SAMPLES_NAME,
+)
 from cxr_dataset.fileio import atomic_open, atomic_write_text, sha256_file
 from cxr_dataset.ownership import claimed_output
+from cxr_dataset.release_folder import check_repo_id
 from cxr_dataset.schema import TASK_CONFIG, TASK_SOURCE_CLASS
 from cxr_dataset.weights import check_finite_file
+from generator import hub_model, networks
 from generator.checkpoint import EXPORT_FORMAT, load_checkpoint
 from generator.run_folder import latest_sample, run_of_checkpoint
 
@@ -39,8 +52,14 @@ class ExportResult:
     files: int
 
 
-def export_generators(checkpoint: Path, out: Path) -> ExportResult:
-    """Write the inference folder for a run (its latest checkpoint) or a checkpoint file."""
+def export_generators(
+    checkpoint: Path, out: Path, *, repo_id: str | None = None, dataset_repo_id: str | None = None
+) -> ExportResult:
+    """Write the inference folder for a run (its latest checkpoint) or a checkpoint file. `repo_id`: the Hub
+    model repository it is for (the card's snippets name it); `dataset_repo_id`: the dataset its images form."""
+    for given, option in ((repo_id, "--repo-id"), (dataset_repo_id, "--dataset")):
+        if given is not None:
+            check_repo_id(given, option)
 
     ckpt = load_checkpoint(checkpoint)
     if ckpt.meta.get("format") == EXPORT_FORMAT:
@@ -49,12 +68,12 @@ def export_generators(checkpoint: Path, out: Path) -> ExportResult:
     # Only an empty folder or an earlier export (exactly what its SHA256SUMS lists) is written into: push
     # uploads what SHA256SUMS lists, which is the whole folder.
     with claimed_output(Path(out), "export", inputs=[Path(checkpoint)], command="cxrds export") as claim:
-        _write_export(ckpt, claim.root)
+        _write_export(ckpt, claim.root, repo_id or "OWNER/NAME", dataset_repo_id)
     out = Path(out)
     return ExportResult(out, (out / MODEL_TENSORS_NAME).stat().st_size, len(read_checksums(out)))
 
 
-def _write_export(ckpt, out: Path) -> None:
+def _write_export(ckpt, out: Path, repo_id: str, dataset_repo_id: str | None) -> None:
     from safetensors.torch import save
 
     every = ckpt.tensors()
@@ -74,18 +93,28 @@ def _write_export(ckpt, out: Path) -> None:
         "exported_by": __version__,
     }
     atomic_write_text(out / MODEL_JSON_NAME, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    # Loadable without cxrds: CycleGANGenerators' arguments, and the loader and networks beside them.
+    hub_config = {"model": meta["config"]["model"], "task": meta["task"], "crop_size": meta["config"]["crop_size"]}
+    atomic_write_text(out / HUB_CONFIG_NAME, json.dumps(hub_config, indent=2, sort_keys=True) + "\n")
+    for name, module in ((LOADER_NAME, hub_model), (NETWORKS_NAME, networks)):
+        with atomic_open(out / name) as f:
+            f.write(Path(module.__file__).read_bytes())
     sample = latest_sample(run_of_checkpoint(ckpt.json_path))
     if sample is not None:
         with atomic_open(out / SAMPLES_NAME) as f:
             f.write(sample.read_bytes())
     else:
         (out / SAMPLES_NAME).unlink(missing_ok=True)  # an earlier export's
-    atomic_write_text(out / MODEL_CARD_NAME, model_card(meta, has_samples=sample is not None))
+    card = model_card(meta, has_samples=sample is not None, repo_id=repo_id, dataset_repo_id=dataset_repo_id)
+    atomic_write_text(out / MODEL_CARD_NAME, card)
 
 
-def model_card(meta: dict, *, has_samples: bool) -> str:
-    """A Hub model card from the checkpoint's JSON: what the generators translate, how they were trained."""
-    cfg, task = meta["config"], meta["task"]
+def model_card(
+    meta: dict, *, has_samples: bool, repo_id: str = "OWNER/NAME", dataset_repo_id: str | None = None
+) -> str:
+    """A Hub model card from the checkpoint's JSON: what the generators translate, how they were trained, how to
+    load them with and without cxrds, and the intended use and limitations (`cards/responsible_ai.toml`)."""
+    cfg, task, rai = meta["config"], meta["task"], responsible_ai()
     model = cfg["model"]
     arch = f"ResNet generator, {model['n_blocks']} blocks" if model["generator"] == "resnet" else "U-Net generator"
     source = TASK_SOURCE_CLASS[task]
@@ -93,9 +122,10 @@ def model_card(meta: dict, *, has_samples: bool) -> str:
     lines = [
         "---",
         "license: mit",
-        "library_name: pytorch",
+        "library_name: cxrds",
         "pipeline_tag: image-to-image",
-        "tags: [medical, chest-xray, cyclegan, synthetic, covid-19]",
+        "tags: [medical, chest-xray, cyclegan, synthetic, covid-19, pytorch_model_hub_mixin]",
+        *([f"datasets: [{dataset_repo_id}]"] if dataset_repo_id else []),
         "---",
         "",
         f"# {name}: CycleGAN {source} → COVID-19 chest X-ray generators (cxrds)",
@@ -118,18 +148,36 @@ def model_card(meta: dict, *, has_samples: bool) -> str:
         "",
         "## Use",
         "",
+        "With cxrds (the translated images carry the same provenance as a translation from the run folder):",
+        "",
         "```bash",
-        "cxrds translate --prepared PREPARED --checkpoint hf://USER/REPO --out SYNTH",
+        f"cxrds translate --prepared PREPARED --checkpoint hf://{repo_id} --out SYNTH",
         "```",
         "",
-        "The translated images carry the same provenance as a translation from the original run folder.",
+        f"Without it (torch, safetensors, huggingface_hub): `{LOADER_NAME}` and `{NETWORKS_NAME}` in this "
+        "repository hold the loader and the networks, and `translate` is the arithmetic `cxrds translate` uses.",
+        "",
+        "```python",
+        "import sys",
+        "from huggingface_hub import snapshot_download",
+        "",
+        f'sys.path.insert(0, snapshot_download("{repo_id}"))',
+        "from cxrds_generators import CycleGANGenerators",
+        "",
+        f'generators = CycleGANGenerators.from_pretrained("{repo_id}")',
+        f"covid = generators.translate(images)  # uint8 N×{cfg['crop_size']}×{cfg['crop_size']} → uint8",
+        "```",
+        "",
+        "## Intended use",
+        "",
+        *[f"- {text}" for text in rai["use_cases"]],
         "",
         "## Limits",
         "",
-        "Research use only: not for diagnosis or any clinical decision. The generator's notion of COVID-19 is "
-        "learned from a small set of real images and inherits their hospitals, devices, views and patients; "
-        "its outputs are synthetic and are not evidence of disease. The real images it was trained on keep "
-        "their own licences.",
+        rai["out_of_scope"],
+        "",
+        *[f"- {text}" for text in [*rai["biases"], *rai["limitations"][:2]]],
+        "- The real images it was trained on keep their own licences.",
     ]
     if has_samples:
         lines += ["", "## Samples", "", "Rows: source, G_A(source), G_B(G_A(source)), COVID-19, G_B(COVID-19).", ""]

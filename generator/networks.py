@@ -10,10 +10,13 @@ ndf 64: 2,764,737. At 1 channel (our default) the first and last convolutions sh
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
-from generator.config import ModelConfig
+if TYPE_CHECKING:  # no import of cxrds at run time: `cxrds export` ships this file as cxrds_networks.py
+    from generator.config import ModelConfig
 
 
 class ScalarLayerNorm(nn.Module):

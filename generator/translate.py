@@ -45,6 +45,7 @@ from generator.config import PRECISIONS
 from generator.cyclegan import check_input_size
 from generator.distributed import DistInfo, rank_slice
 from generator.export import resolve_checkpoint
+from generator.hub_model import to_model_range, to_uint8
 from generator.networks import build_generator
 from generator.precision import AUTO, autocast, resolve_precision
 
@@ -229,7 +230,7 @@ def _ahead(pool: ThreadPoolExecutor, fn, items: list, depth: int = 2 * READ_THRE
 def _generate(g_a: torch.nn.Module, pixels: np.ndarray, device: torch.device, precision: str, where: str) -> np.ndarray:
     """Run G_A on a batch of uint8 images; returns uint8 N×size×size. Non-finite or constant output (a
     diverged or broken generator) is refused rather than written as black images."""
-    x = torch.from_numpy(pixels).unsqueeze(1).to(device).float().div_(127.5).sub_(1.0)
+    x = to_model_range(torch.from_numpy(pixels).unsqueeze(1).to(device))
     if device.type == "cuda":
         x = x.contiguous(memory_format=torch.channels_last)
     with autocast(device, precision):
@@ -239,7 +240,7 @@ def _generate(g_a: torch.nn.Module, pixels: np.ndarray, device: torch.device, pr
     flat = y.flatten(1)
     if bool((flat.amax(1) == flat.amin(1)).any()):
         raise CheckpointError(f"{where}: the generator's output is a constant image; the checkpoint is broken")
-    return ((y.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).squeeze(1).cpu().numpy()
+    return to_uint8(y).squeeze(1).cpu().numpy()
 
 
 def _encode_and_write(job: tuple[Path, str, np.ndarray, bool]) -> tuple[str, str]:

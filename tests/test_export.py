@@ -1,5 +1,6 @@
 """`cxrds export`: inference-only generators that translate exactly like their run, locally or via the Hub's cache."""
 
+import io
 import json
 from pathlib import Path
 
@@ -38,7 +39,17 @@ def _translated(folder: Path) -> tuple[dict[str, bytes], list[dict]]:
 def test_export_translates_byte_identically_with_the_same_provenance(prepared, run, tmp_path):
     result = export_generators(run, tmp_path / "export")
     names = sorted(p.name for p in result.root.iterdir())
-    assert names == [".cxrds-output.json", "README.md", "SHA256SUMS", "model.json", "model.safetensors", "samples.png"]
+    assert names == [
+        ".cxrds-output.json",
+        "README.md",
+        "SHA256SUMS",
+        "config.json",
+        "cxrds_generators.py",
+        "cxrds_networks.py",
+        "model.json",
+        "model.safetensors",
+        "samples.png",
+    ]
     tensors = load_file(result.root / "model.safetensors")
     assert tensors and all(k.startswith(("nets.G_A.", "nets.G_B.")) for k in tensors)
     translate(prepared, run, tmp_path / "from-run")
@@ -48,6 +59,55 @@ def test_export_translates_byte_identically_with_the_same_provenance(prepared, r
     assert "pipeline_tag: image-to-image" in card and load_checkpoint(run).sha256 in card
     plan = plan_push(result.root, "someone/cxr-g-nc", remote_files=None, tag="v0.1.0")
     assert plan.repo_type == "model" and [n for n, _ in plan.upload] == names
+
+
+BLOCK_CXRDS = """
+import importlib.abc, sys
+class NoCxrds(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"cxr_dataset", "generator", "builders", "validation_tools", "cards", "cli", "demo"}:
+            raise ImportError(f"cxrds is not installed here ({name})")
+sys.meta_path.insert(0, NoCxrds())
+"""
+
+
+def test_an_export_loads_and_translates_without_cxrds(prepared, run, tmp_path):
+    """`CycleGANGenerators.from_pretrained` on the export folder, in a process where no cxrds module imports,
+    gives the bytes `cxrds translate` writes."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    from PIL import Image
+
+    from cxr_dataset.manifest import read_manifest
+
+    export = export_generators(run, tmp_path / "export", repo_id="someone/cxr-g-nc", dataset_repo_id="someone/cxr")
+    card = (export.root / "README.md").read_text()
+    assert 'from_pretrained("someone/cxr-g-nc")' in card and "datasets: [someone/cxr]" in card
+    translate(prepared, export.root, tmp_path / "translated")
+    images, rows = _translated(tmp_path / "translated")
+    manifest = read_manifest(prepared)
+    by_id = {r["id"]: r for r in manifest.rows()}
+    sources = np.stack([np.asarray(Image.open(manifest.image_path(by_id[r["source_image_id"]]))) for r in rows])
+    np.save(tmp_path / "sources.npy", sources)
+    code = BLOCK_CXRDS + (
+        "import numpy as np, torch\n"
+        f"sys.path.insert(0, {str(export.root)!r})\n"
+        "from cxrds_generators import CycleGANGenerators\n"
+        f"g = CycleGANGenerators.from_pretrained({str(export.root)!r})\n"
+        f"out = g.translate(torch.from_numpy(np.load({str(tmp_path / 'sources.npy')!r})))\n"
+        f"np.save({str(tmp_path / 'out.npy')!r}, out.numpy())\n"
+        "import generator\n"
+    )
+    run_ = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert "cxrds is not installed here (generator)" in run_.stderr, run_.stderr[-2000:]  # the block held
+    written = np.stack([np.asarray(Image.open(io.BytesIO(images[Path(r["path"]).name]))) for r in rows])
+    assert np.array_equal(np.load(tmp_path / "out.npy"), written)
+
+    (export.root / "model.safetensors").unlink()  # never falls back to a pickle
+    with pytest.raises(OSError):
+        __import__("generator.hub_model", fromlist=["x"]).CycleGANGenerators.from_pretrained(str(export.root))
 
 
 def test_export_through_the_hub_cache_with_hf_url(prepared, run, tmp_path, monkeypatch):
