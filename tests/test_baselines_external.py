@@ -20,11 +20,10 @@ from validation_tools.baselines import BaselinesConfig, run_baselines
 EXTERNAL_SIZE = 80  # prepared at another size than the classifiers' 64: read at theirs
 
 
-@pytest.fixture(scope="module")
-def external(tmp_path_factory) -> Path:
-    """Another 'collection': phantom pneumonia and COVID-19 radiographs (no normals) of other patients, two images
-    each, as an imagefolder, prepared with every patient in training (no test split)."""
-    root = tmp_path_factory.mktemp("other-collection")
+def imagefolder_external(root: Path, out: Path, patient_id: str) -> Path:
+    """Phantom pneumonia and COVID-19 radiographs (no normals), five patients a class named by `patient_id`
+    (formatted with label and number), two images each, as an imagefolder prepared with every patient in training
+    (no test split)."""
     lines = ["file_name,label,patient_id"]
     for label in ("pneumonia", "covid"):
         for patient in range(5):
@@ -33,12 +32,18 @@ def external(tmp_path_factory) -> Path:
                 (root / name).parent.mkdir(parents=True, exist_ok=True)
                 pixels = render_phantom(label, 96, seed=7, patient=patient, image=k)
                 Image.fromarray(pixels).save(root / name)
-                lines.append(f"{name},{label},other:{label}-{patient}")
+                lines.append(f"{name},{label},{patient_id.format(label=label, n=patient)}")
     (root / "metadata.csv").write_text("\n".join(lines) + "\n")
-    out = tmp_path_factory.mktemp("external") / "other-site"
     fractions = {"train": 1.0, "validation": 0.0, "test": 0.0}
     prepare([f"imagefolder={root}"], out, PrepareConfig(size=EXTERNAL_SIZE, seed=0, fractions=fractions, workers=1))
     return out
+
+
+@pytest.fixture(scope="module")
+def external(tmp_path_factory) -> Path:
+    """Another 'collection' of other patients."""
+    root = tmp_path_factory.mktemp("other-collection")
+    return imagefolder_external(root, tmp_path_factory.mktemp("external") / "other-site", "other:{label}-{n}")
 
 
 def test_external_rows_are_scored_on_the_external_images_and_reported_apart(release, prepared, external, tmp_path):
@@ -77,3 +82,22 @@ def test_an_external_set_sharing_patients_with_the_training_data_is_refused(rele
     cfg = BaselinesConfig(epochs=1, bootstrap=5, controls=False, regimes=("real",), external=(str(prepared),))
     with pytest.raises(ConfigError, match=rf"{prepared}: \d+ patients of this external test set are in the training"):
         run_baselines(release, prepared, tmp_path / "out", cfg)
+
+
+def test_an_external_set_sharing_source_native_patient_ids_is_refused(prepared, tmp_path):
+    """Read through another reader the namespaced ids differ ('imagefolder_phantom-covid-00000'); the source's own
+    patient ids still match, and refuse the set."""
+    from validation_tools.baselines_data import classifier_splits
+    from validation_tools.baselines_external import load_external_sets, seen_patients
+
+    rows = read_manifest(prepared).rows()
+    splits, _ = classifier_splits(rows, "leak-free", 0.2, 0)
+    seen = seen_patients(rows, splits, "leak-free")
+    train = sorted({r["patient_id"] for r in rows if r["split"] == "train" and r["label"] == "covid"})
+    assert "phantom-covid-00000" in train  # the phantom's own id, which the imagefolder below repeats
+    same = imagefolder_external(tmp_path / "folder", tmp_path / "same-patients", "phantom-{label}-{n:05d}")
+    assert not {r["patient_id"] for r in read_manifest(same).rows()} & seen  # namespaced: no match
+    with pytest.raises(ConfigError, match=r"same-patients: \d+ patients of this external test set are in the train"):
+        load_external_sets([same], seen, 64)
+    kept = load_external_sets([same], seen, 64, drop_shared=True)[0]
+    assert kept.dropped_shared > 0 and kept.tests["pneumonia vs covid"][0].shape[-2:] == (64, 64)
