@@ -155,7 +155,7 @@ def wds_pipeline(
             "fewer workers, or more shards"
         )
 
-    epoch = _Epoch()
+    epoch = SharedEpoch()
     if resampled:
         stages: list[Any] = [_ResampledShards(urls, seed, rank, epoch)]
     else:
@@ -238,7 +238,7 @@ def open_shard(url: str) -> BinaryIO:
         raise ReleaseError(f"{url}: fsspec knows no {scheme}:// filesystem ({e})") from None
 
 
-class _Epoch:
+class SharedEpoch:
     """The epoch number the shuffles are seeded with, in shared memory: persistent DataLoader workers, which
     keep their copy of the pipeline across epochs, see each `set_epoch` too."""
 
@@ -257,7 +257,7 @@ class _ResampledShards(torch.utils.data.IterableDataset):
     """Shards drawn with replacement for ever, seeded by (seed, rank, worker, epoch): a resumed epoch draws
     the same shards as the original."""
 
-    def __init__(self, urls: list[str], seed: int, rank: int, epoch: _Epoch) -> None:
+    def __init__(self, urls: list[str], seed: int, rank: int, epoch: SharedEpoch) -> None:
         self.urls, self.seed, self.rank, self.epoch = urls, seed, rank, epoch
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -272,7 +272,7 @@ class _Position:
     """The last stage: counts what this worker has yielded this epoch, ends a resampled epoch at `limit`, and
     after `load_state_dict` skips what was yielded before, so a `StatefulDataLoader` resumes mid-epoch."""
 
-    def __init__(self, epoch: _Epoch, limit: int | None) -> None:
+    def __init__(self, epoch: SharedEpoch, limit: int | None) -> None:
         self.epoch, self.limit, self.yielded, self.skip = epoch, limit, 0, 0
 
     def __call__(self, src: Iterator[Any]) -> Iterator[Any]:
@@ -296,7 +296,7 @@ class _ShardSplit:
     """Shuffle the shard list the same way on every rank (seed, epoch), then keep this rank's and this
     worker's shards: every (world × workers)-th, from its own offset."""
 
-    def __init__(self, rank: int, world_size: int, seed: int | None, epoch: _Epoch) -> None:
+    def __init__(self, rank: int, world_size: int, seed: int | None, epoch: SharedEpoch) -> None:
         self.rank, self.world_size, self.seed, self.epoch = rank, world_size, seed, epoch
 
     def __call__(self, src: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -315,7 +315,7 @@ class _ShardSplit:
 class _SampleShuffle:
     """A shuffle buffer seeded by (seed, rank, worker, epoch)."""
 
-    def __init__(self, size: int, seed: int, rank: int, epoch: _Epoch) -> None:
+    def __init__(self, size: int, seed: int, rank: int, epoch: SharedEpoch) -> None:
         self.size, self.seed, self.rank, self.epoch = size, seed, rank, epoch
 
     def __call__(self, src: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:

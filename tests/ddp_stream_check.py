@@ -1,11 +1,12 @@
 """Run under torchrun: stream a release through the HF and the WebDataset paths as a DDP trainer would.
 
-    torchrun --standalone --nproc-per-node 3 tests/ddp_stream_check.py RELEASE OUT
+    torchrun --standalone --nproc-per-node 3 tests/ddp_stream_check.py RELEASE PREPARED OUT
 
 Each rank reads 2 epochs through a DataLoader with 2 persistent workers and all-reduces once per batch, as
 DDP's gradient sync does, so a rank with more batches than another blocks for ever (the caller's timeout
 catches it). A third path reads the shards without resampling and without the all-reduce (ranks may then
-differ by a shard): every sample exactly once per epoch. Writes OUT/rank<R>.json: path → epochs → sample ids.
+differ by a shard): every sample exactly once per epoch. A fourth mixes the synthetic positives with PREPARED's
+real negatives (`mixed_stream`). Writes OUT/rank<R>.json: path → epochs → sample ids.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from cxr_dataset.mixing import MixConfig, mixed_stream
 from cxr_dataset.streaming import StreamConfig, hf_dataset, wds_pipeline
 
 
@@ -43,7 +45,11 @@ def read(dataset, collate, epochs: int = 2, batch_size: int | None = 2, sync: bo
     return seen
 
 
-def main(release: str, out: str) -> None:
+def mixed_keys(samples: list[dict]) -> list[str]:
+    return [("synthetic:" if s["synthetic"] else "real:") + s["key"] for s in samples]
+
+
+def main(release: str, prepared: str, out: str) -> None:
     dist.init_process_group("gloo")
     result = {
         "hf": read(hf_dataset(release, StreamConfig(streaming=True, shuffle=8, seed=0)), ids),
@@ -55,8 +61,12 @@ def main(release: str, out: str) -> None:
             batch_size=None,
         ),
         "wds_exact": read(
-            wds_pipeline(release, StreamConfig(batch_size=2, num_workers=2)), keys, batch_size=None, sync=False
+            wds_pipeline(release, StreamConfig(batch_size=2, num_workers=2, allow_uneven_ranks=True)),
+            keys,
+            batch_size=None,
+            sync=False,
         ),
+        "mixed": read(mixed_stream(release, prepared, MixConfig(samples_per_rank=10)), mixed_keys),
     }
     Path(out, f"rank{dist.get_rank()}.json").write_text(json.dumps(result))
     dist.barrier()
@@ -64,4 +74,4 @@ def main(release: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:4])

@@ -134,11 +134,11 @@ def test_streaming_equal_rank_stream_pads_a_short_worker_by_repeating(release):
 
 
 @pytest.mark.slow
-def test_streaming_torchrun_three_ranks_take_equal_steps_on_both_paths(release, tmp_path):
+def test_streaming_torchrun_three_ranks_take_equal_steps_on_both_paths(release, prepared, tmp_path):
     """DDP as users run it: 3 processes, 2 persistent workers each, 2 epochs, an all-reduce per batch."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "3"]
     run = subprocess.run(
-        [*command, "tests/ddp_stream_check.py", str(release), str(tmp_path)],
+        [*command, "tests/ddp_stream_check.py", str(release), str(prepared), str(tmp_path)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -147,7 +147,7 @@ def test_streaming_torchrun_three_ranks_take_equal_steps_on_both_paths(release, 
     assert run.returncode == 0, run.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(3)]
     total = len(_all_keys(release))
-    for path in ("hf", "wds"):  # equal steps: no rank waits in all_reduce for ever
+    for path in ("hf", "wds", "mixed"):  # equal steps: no rank waits in all_reduce for ever
         for epoch in range(2):
             steps = [len(rank[path][epoch]) for rank in ranks]
             assert len(set(steps)) == 1, (path, epoch, steps)
@@ -155,6 +155,8 @@ def test_streaming_torchrun_three_ranks_take_equal_steps_on_both_paths(release, 
     for epoch in range(2):  # without resampling: every sample exactly once per epoch over 3 ranks × 2 workers
         assert sorted(k for rank in ranks for k in rank["wds_exact"][epoch]) == sorted(_all_keys(release))
     assert all(rank["wds_exact"][0] != rank["wds_exact"][1] for rank in ranks)
+    mixed = [key for rank in ranks for key in rank["mixed"][0]]
+    assert len(mixed) == 30 and sum(key.startswith("synthetic:") for key in mixed) == 3 * 2 * round(5 * 0.5)
     hf_epoch = [i for rank in ranks for i in rank["hf"][0]]
     # total // 3 rows per rank; a worker whose share is short repeats from its start (at most one row per
     # worker here), so nearly every row is read once
