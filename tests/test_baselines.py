@@ -207,6 +207,9 @@ def test_report_header_headline_and_guides(report, release):
     assert "| real + G_NC | real (oversampled) |" in text and "mean ± SD over 2 seeds" in text
     assert "## The seed's skew table against its release" in text and "| 0.79 | 0.77 | 0.79 |" in text
     assert "procedural phantom" in text  # what this real data can and cannot show
+    # one primary endpoint, named before the tables, every other comparison secondary
+    assert "## Primary endpoint" in text and "ΔAUC of real + G_NC against the oversampling control" in text
+    assert "non-inferiority margin -0.020" in text and "is secondary" in text and "| primary |" in text
     sections = [line for line in text.splitlines() if line.startswith("## ")]
     assert sections[0].startswith("## Shortcut probes") and "| Normal vs COVID-19 |" in text  # probes come first
     assert "; resize crop; " in text  # how the real images were squared, read back from the manifest
