@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON ?= python3
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test quick-test lint
+.PHONY: demo test quick-test lint test-floors
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,3 +24,13 @@ test: lint
 # Checks an install in about two minutes: the fast tests (no classifier study, no multi-process runs, no long training).
 quick-test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -m "not slow"
+
+# Every dependency at the floor pyproject.toml declares (torch pinned as above), in its own venv, then the fast
+# tests: proves the floors are true. Not part of `make test`; needs PyPI. See docs/dependencies.md.
+FLOORS_VENV ?= .venv-floors
+test-floors:
+	rm -rf $(FLOORS_VENV)
+	$(PYTHON) -m venv $(FLOORS_VENV)
+	$(PYTHON) .ci/floors.py test validation > $(FLOORS_VENV)/floors.txt
+	$(FLOORS_VENV)/bin/pip install -c $(FLOORS_VENV)/floors.txt torch==2.14.1 torchvision==0.29.1 -e '.[test,validation]'
+	$(FLOORS_VENV)/bin/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
