@@ -1,6 +1,7 @@
 import csv
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -191,7 +192,7 @@ def test_report_writes_readable_figures_and_the_tables(report):
     text = report.path.read_text()
     assert all(f"]({p.name})" in text for p in report.figures)
     assert "| small-cnn |" in text and "roc_auc" in text
-    assert {"balance.png", "roc.png", "pairs.png", "samples.png", "cam.png", "umap.png"} == {
+    assert {"forest.png", "balance.png", "roc.png", "pairs.png", "samples.png", "cam.png", "umap.png"} == {
         p.name for p in report.figures
     }
 
@@ -212,6 +213,8 @@ def test_report_header_headline_and_guides(report, release):
     assert "non-inferiority margin -0.020" in text and "is secondary" in text and "| primary |" in text
     sections = [line for line in text.splitlines() if line.startswith("## ")]
     assert sections[0].startswith("## Shortcut probes") and "| Normal vs COVID-19 |" in text  # probes come first
+    answer = sections.index("## Does a generator beat the controls?")  # the answer as a picture, next
+    assert sections[answer - 1] == "## Primary endpoint" and sections[answer + 1].startswith("## Headline")
     assert "; resize crop; " in text  # how the real images were squared, read back from the manifest
     assert text.count("*") > 20 and "Heat should sit in the lungs" in text  # captions and reading guides
 
@@ -320,8 +323,12 @@ def test_explain_fid_and_kid_grow_with_the_distance_between_feature_sets():
 def test_report_includes_grad_cam_and_synthetic_quality(report):
     assert {"cam.png", "umap.png"} <= {p.name for p in report.figures}
     text = report.path.read_text()
-    assert "## Synthetic image quality" in text and "| features | pair | n | FID | KID (mean ± SD) |" in text
-    assert "| G_NC vs real COVID-19" in text and "reference: real COVID-19 vs real COVID-19 (two halves, by patient)" in text
+    assert "## Synthetic image quality" in text and "| FID | KID × 10³ (mean ± SD) |" in text
+    assert "| G_NC vs real COVID-19" in text
+    assert "reference: real COVID-19 vs real COVID-19 (two halves, by patient)" in text
+    table = text.partition("## Synthetic image quality")[2].partition("\n## ")[0]
+    rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| ") and " vs " in line]
+    assert rows and all(re.fullmatch(r"\d+\.\d", row[3]) for row in rows)  # FID: one decimal, on a stated scale
     assert "reference: G_PC vs real pneumonia (its source)" in text and "⚠ small n" in text
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from validation_tools.balance import comparison_title
 from validation_tools.endpoint import CONTROL, first_models, is_primary
+from validation_tools.report_figures import save_figure
 from validation_tools.report_render import Figure
 
 MEASURES = (("delta_roc_auc", "ΔAUC"), ("delta_sensitivity", "ΔSEN at the validation threshold"))
@@ -60,11 +61,8 @@ def forest_figure(
             ax.set_title(f"{comparison_title(task)}: {name}", fontsize=10)
             ax.tick_params(axis="x", labelsize=8)
             ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
     return Figure(
-        path,
+        save_figure(fig, path),
         "Does a generator beat the controls?",
         "Paired differences on the real test images, each with its 95% interval (patients and classifier seeds "
         "resampled): every regime against the oversampling control (blue) and against real-only (grey); the "

@@ -31,6 +31,7 @@ from validation_tools.balance import comparison_title, seed_skew_comparison
 from validation_tools.baselines_folder import BaselinesRecord, read_baselines
 from validation_tools.baselines_tables import protocol_note, seed_layout_table, summary_blocks
 from validation_tools.endpoint import DEFAULT_MARGIN, check_margin, headline
+from validation_tools.forest_plot import forest_figure
 from validation_tools.metrics import clustered_wilson_interval
 from validation_tools.report_figures import (
     balance_figure,
@@ -44,7 +45,7 @@ from validation_tools.report_quality import images_of, quality_rows, source_conf
 from validation_tools.report_render import Figure, ReportContent, to_html, to_markdown
 from validation_tools.shortcut_probes import shortcut_probes
 
-FIGURES = ("balance.png", "roc.png", "pairs.png", "samples.png", "cam.png", "umap.png")
+FIGURES = ("forest.png", "balance.png", "roc.png", "pairs.png", "samples.png", "cam.png", "umap.png")
 WIDE_INTERVAL = 0.5  # a sensitivity CI wider than this is a warning: the test set cannot tell regimes apart
 
 
@@ -119,11 +120,13 @@ def _write_report(
         flags=_interval_flags(results, inputs.baselines.predictions),
         endpoint=headline(results, inputs.baselines.comparisons, margin),
         probes=probes,
+        answer=forest_figure(inputs.baselines.comparisons, results, out / "forest.png", margin),
     )
     atomic_write_text(out / "report.md", to_markdown(content))
     atomic_write_text(out / "report.html", to_html(content))
     progress("report", 5, 5)
-    return ReportResult(out / "report.md", [f.path for f in content.figures])
+    answer = [content.answer.path] if content.answer else []
+    return ReportResult(out / "report.md", answer + [f.path for f in content.figures])
 
 
 def _header(inputs: ReportInputs) -> list[tuple[str, str]]:

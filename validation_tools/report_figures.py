@@ -29,18 +29,18 @@ def balance_figure(results: list[dict[str, Any]], path: Path) -> Figure:
 
     runs = _first_runs(results)
     comparisons = list(dict.fromkeys(r["comparison"] for r in runs))
-    fig, axes = plt.subplots(1, len(comparisons), figsize=(6 * len(comparisons), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(comparisons), figsize=(6 * len(comparisons), 5), squeeze=False)
     for ax, comparison in zip(axes[0], comparisons, strict=True):
         rows = [r for r in runs if r["comparison"] == comparison]
         x = np.arange(len(rows))
         ax.bar(x - 0.2, [r["train_negatives"] for r in rows], 0.4, label="negatives (real)")
         ax.bar(x + 0.2, [r["train_positives"] for r in rows], 0.4, label="COVID-19 positives")
-        ax.set_xticks(x, [r["regime"].replace(" + ", "\n+ ") for r in rows], fontsize=8)
+        ax.set_xticks(x, [r["regime"] for r in rows], fontsize=8, rotation=30, ha="right")  # long names: no overlap
         ax.set_title(f"{comparison_title(comparison)}: training images")
         ax.set_ylabel("images")
         ax.legend(fontsize=8)
     return Figure(
-        _save(fig, path),
+        save_figure(fig, path),
         "Training images per regime",
         "Real negatives and COVID-19 positives (real, plus each regime's synthetic images) in each training set.",
         "The real-only bars show the imbalance the synthetic images are meant to offset; the test set is real "
@@ -67,7 +67,7 @@ def roc_figure(predictions: list[dict[str, Any]], path: Path) -> Figure:
         )
         ax.legend(fontsize=7, loc="lower right")
     return Figure(
-        _save(fig, path),
+        save_figure(fig, path),
         "ROC curves on the real test images",
         "Sensitivity against 1 − specificity over every threshold, one curve per regime (first model and seed).",
         "Curves nearer the top-left corner rank COVID-19 images above negatives better; the dotted diagonal is "
@@ -97,7 +97,7 @@ def sample_grid(folder: Release, manifest: Manifest, rows: list[dict[str, Any]],
                 ax.imshow(images[i], cmap="gray", vmin=0, vmax=255)
         axes_row[0].set_title(name, fontsize=9, loc="left")
     return Figure(
-        _save(fig, path),
+        save_figure(fig, path),
         "Real COVID-19 images beside synthetic ones",
         "Top row: real COVID-19 images of the prepared data; below: the first synthetic images of each generator.",
         "Synthetic images should look like the top row in what matters (opacities, their place in the lungs), "
@@ -137,7 +137,7 @@ def pairs_figure(folder: Release, manifest: Manifest, rows: list[dict[str, Any]]
         axes[2 * t][0].set_title(f"{task}: real {source_class} (source)", fontsize=9, loc="left")
         axes[2 * t + 1][0].set_title(f"{task}: synthetic COVID-19 made from it", fontsize=9, loc="left")
     return Figure(
-        _save(fig, path),
+        save_figure(fig, path),
         "Source → synthetic pairs per generator",
         "Each column: a real source image (upper row) and the synthetic image the generator made from it (lower).",
         "A translation model should keep the patient's anatomy (outline, ribs, devices) and change the lungs; "
@@ -174,7 +174,7 @@ def umap_figure(features: dict[str, np.ndarray], path: Path) -> Figure:
     ratio, clustered = domain_gap(features), synthetic_neighbour_share(features)
     pool_share = sum(len(f) for n, f in features.items() if n.startswith("synthetic")) / len(stacked)
     return Figure(
-        _save(fig, path),
+        save_figure(fig, path),
         "Real and synthetic images in the classifier's feature space (UMAP)",
         "Each point is one image, placed by UMAP from the real-only classifier's penultimate features.",
         "Synthetic COVID-19 points should fall among the real COVID-19 points. UMAP keeps neighbourhoods, not "
@@ -226,7 +226,7 @@ def cam_figure(rows, path: Path) -> Figure:
             "such shortcuts rather than the disease."
         )
     return Figure(
-        _save(fig, path),
+        save_figure(fig, path),
         "Where the classifier looks (Grad-CAM)",
         "Correctly classified real test images of the model trained with both generators' images; warm colours "
         "mark the regions that raised its score for the true class.",
@@ -244,7 +244,7 @@ def _first_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in runs if r["model"] == model and r["seed"] == seed]
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()

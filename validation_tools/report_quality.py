@@ -50,8 +50,7 @@ def quality_rows(
                 continue
             kid_mean, kid_sd = kid_spread(fa, fb)
             row = {"features": space, "pair": name, "n": f"{len(fa)} vs {len(fb)}", "FID": fid(fa, fb)}
-            spread = "one subset, no spread" if kid_sd != kid_sd else f"± {kid_sd:.2g}"
-            row |= {"KID": f"{kid_mean:.4g} {spread}", "small n": min(len(fa), len(fb)) < SMALL_N}
+            row |= {"KID": kid_mean, "KID SD": kid_sd, "small n": min(len(fa), len(fb)) < SMALL_N}
             if a_name in synthetic and classifier is not None:
                 row["judged covid"] = judged_covid_share(classifier, a)
             out.append(row)

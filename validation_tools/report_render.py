@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ class ReportContent:
     flags: list[str]  # report-wide warnings (e.g. tiny test sets)
     endpoint: list[str] = field(default_factory=list)  # the primary endpoint's lines (`endpoint.headline`)
     probes: list[TaskShortcuts] = field(default_factory=list)  # shortcut probes per task: the first section
+    answer: Figure | None = None  # the forest plot of paired differences, right after the primary endpoint
 
 
 GUIDES = {
@@ -77,6 +79,7 @@ def to_markdown(content: ReportContent) -> str:
     lines += [""] + [f"> {md(note)}" for note in content.notes] + ([""] if content.notes else [])
     lines += [f"> **Warning.** {md(flag)}" for flag in content.flags] + ([""] if content.flags else [])
     lines += _endpoint_markdown(content.endpoint)
+    lines += _figure_markdown(content.answer, level="##") if content.answer else []
     lines += ["## Headline: each regime over seeds, and against the controls", "", GUIDES["headline"], ""]
     for title, columns, rows in content.blocks:
         lines += [f"### {md(title)}", "", *_markdown_table(columns, rows), ""]
@@ -90,9 +93,7 @@ def to_markdown(content: ReportContent) -> str:
         lines += _markdown_table(*_quality(content.quality))
     lines += ["", "## Figures", ""]
     for fig in content.figures:
-        lines += [f"### {fig.title}", "", f"![{fig.path.stem}]({fig.path.name})", "", f"*{fig.caption}* {fig.guide}"]
-        lines += [f"> **Warning.** {md(flag)}" for flag in fig.flags]
-        lines.append("")
+        lines += _figure_markdown(fig)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -117,6 +118,7 @@ def to_html(content: ReportContent) -> str:
     parts += [f'<p class="note">{e(note)}</p>' for note in content.notes]
     parts += [f'<p class="flag"><strong>Warning.</strong> {e(flag)}</p>' for flag in content.flags]
     parts += _endpoint_html(content.endpoint)
+    parts += _figure_html(content.answer, level="h2") if content.answer else []
     parts += ["<h2>Headline: each regime over seeds, and against the controls</h2>", f"<p>{e(GUIDES['headline'])}</p>"]
     for title, columns, rows in content.blocks:
         parts += [f"<h3>{e(title)}</h3>", _html_table(columns, rows)]
@@ -128,15 +130,7 @@ def to_html(content: ReportContent) -> str:
         parts.append(_html_table(*_quality(content.quality)))
     parts.append("<h2>Figures</h2>")
     for fig in content.figures:
-        data = base64.b64encode(fig.path.read_bytes()).decode("ascii")
-        parts += [
-            "<figure>",
-            f"<h3>{e(fig.title)}</h3>",
-            f'<img src="data:image/png;base64,{data}" alt="{e(fig.title)}">',
-            f"<figcaption><strong>{e(fig.caption)}</strong> {e(fig.guide)}</figcaption>",
-            *[f'<p class="flag"><strong>Warning.</strong> {e(flag)}</p>' for flag in fig.flags],
-            "</figure>",
-        ]
+        parts += _figure_html(fig)
     parts += ["</main>", "</body>", "</html>"]
     return "\n".join(parts) + "\n"
 
@@ -160,6 +154,24 @@ def _proportion(hits: int, misses: int) -> str:
         return "n/a"
     low, high = wilson_interval(hits, hits + misses)
     return f"{percent(hits / (hits + misses))} ({percent(low)}–{percent(high)})"
+
+
+def _figure_markdown(fig: Figure, level: str = "###") -> list[str]:
+    lines = [f"{level} {fig.title}", "", f"![{fig.path.stem}]({fig.path.name})", "", f"*{fig.caption}* {fig.guide}"]
+    return [*lines, *[f"> **Warning.** {markdown_text(flag)}" for flag in fig.flags], ""]
+
+
+def _figure_html(fig: Figure, level: str = "h3") -> list[str]:
+    e = html.escape
+    data = base64.b64encode(fig.path.read_bytes()).decode("ascii")
+    return [
+        "<figure>",
+        f"<{level}>{e(fig.title)}</{level}>",
+        f'<img src="data:image/png;base64,{data}" alt="{e(fig.title)}">',
+        f"<figcaption><strong>{e(fig.caption)}</strong> {e(fig.guide)}</figcaption>",
+        *[f'<p class="flag"><strong>Warning.</strong> {e(flag)}</p>' for flag in fig.flags],
+        "</figure>",
+    ]
 
 
 def _endpoint_markdown(endpoint: list[str]) -> list[str]:
@@ -190,19 +202,40 @@ def _all_metrics(results: list[dict[str, Any]]) -> tuple[list[str], list[list[st
 
 
 def _quality(quality: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    columns = ["features", "pair", "n", "FID", "KID (mean ± SD)", "judged COVID-19"]
+    """FID to one decimal on a per-feature-space scale (stated in the features cell: small classifiers' features
+    give FIDs far below 1), KID × 10³ with its SD over subsets."""
+    scales = {space: fid_scale([q["FID"] for q in quality if q["features"] == space]) for space in _spaces(quality)}
+    columns = ["features (FID scale)", "pair", "n", "FID", "KID × 10³ (mean ± SD)", "judged COVID-19"]
     cells = [
         [
-            q["features"],
+            q["features"] + (f" (FID × 10^{scales[q['features']]})" if scales[q["features"]] else ""),
             q["pair"] + (" ⚠ small n" if q["small n"] else ""),
             q["n"],
-            "n/a" if q["FID"] != q["FID"] else f"{q['FID']:.4g}",
-            q["KID"],
+            "n/a" if q["FID"] != q["FID"] else f"{q['FID'] * 10 ** scales[q['features']]:.1f}",
+            _kid(q["KID"], q["KID SD"]),
             percent(q["judged covid"]) if "judged covid" in q else "",
         ]
         for q in quality
     ]
     return columns, cells
+
+
+def fid_scale(values: list[float]) -> int:
+    """The power of ten that brings a feature space's largest FID to at least 10 (0 when it already is)."""
+    finite = [abs(v) for v in values if v == v and v != 0]
+    if not finite or max(finite) >= 10:
+        return 0
+    return max(0, math.ceil(1 - math.log10(max(finite))))
+
+
+def _kid(mean: float, sd: float) -> str:
+    if mean != mean:
+        return "n/a"
+    return f"{mean * 1e3:.2f}" + (" (one subset)" if sd != sd else f" ± {sd * 1e3:.2f}")
+
+
+def _spaces(quality: list[dict[str, Any]]) -> list[str]:
+    return list(dict.fromkeys(q["features"] for q in quality))
 
 
 def _markdown_table(columns: list[str], rows: list[list[str]]) -> list[str]:
