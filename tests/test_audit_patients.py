@@ -186,3 +186,19 @@ def test_generator_training_patients_are_matched_on_native_ids_across_readers():
     here = [{"patient_id": "imagefolder_19", NATIVE_PATIENT_ID: "19", "split": "test", "label": "covid"}]
     assert training_patients_held_out(training, ["normal2covid"], here) == {"covid-collection_19": "test"}
     assert training_patients_held_out(training, ["normal2covid"], [here[0] | {NATIVE_PATIENT_ID: "20"}]) == {}
+
+
+def test_baselines_drop_synthetic_images_of_a_patient_held_out_under_another_readers_key(release):
+    """`synthetic_images` (what `cxrds baselines` and `report` train from) matches held-out patients on the
+    source's own id too: a manifest made through another reader names the same patient under another key."""
+    from cxr_dataset.release_folder import read_release
+    from cxr_dataset.schema import NATIVE_PATIENT_ID
+    from validation_tools.audit import held_out_keys
+    from validation_tools.baselines_data import synthetic_images
+
+    rows = list(read_release(release).iter_rows(["source_patient_id", NATIVE_PATIENT_ID]))
+    native = rows[0][NATIVE_PATIENT_ID]
+    assert native and f"imagefolder_{native}" != rows[0]["source_patient_id"]
+    other_reader = [{"patient_id": f"imagefolder_{native}", NATIVE_PATIENT_ID: native, "split": "test"}]
+    _, counts = synthetic_images(release, held_out_keys(other_reader), size=32)
+    assert counts["dropped_held_out"] == sum(r[NATIVE_PATIENT_ID] == native for r in rows) > 0

@@ -42,7 +42,7 @@ def _real_keys(row: dict) -> set[PatientKey]:
     return patient_keys(row["patient_id"], row.get(NATIVE_PATIENT_ID, ""))
 
 
-def _source_keys(row: dict) -> set[PatientKey]:
+def source_keys(row: dict) -> set[PatientKey]:
     """A synthetic row's source patient; none when it names no source patient (the seed's v0.1 zips)."""
     if not row["source_patient_id"]:
         return set()
@@ -60,19 +60,14 @@ def source_patient_overlap(release_rows: Iterable[dict], manifest_rows: Iterable
     named: dict[str, set[PatientKey]] = {}
     for r in release_rows:
         if r["source_patient_id"]:
-            named.setdefault(r["source_patient_id"], set()).update(_source_keys(r))
+            named.setdefault(r["source_patient_id"], set()).update(source_keys(r))
     return len(named), sum(bool(keys & real) for keys in named.values())
-
-
-def held_out_patients(manifest_rows: Iterable[dict]) -> dict[str, str]:
-    """patient id → split, for every patient with an image in a validation or test split."""
-    return {r["patient_id"]: r["split"] for r in manifest_rows if r["split"] in HELD_OUT}
 
 
 def synthetic_leaks(release_rows: Iterable[dict], manifest_rows: Sequence[dict]) -> list[str]:
     """Ids of synthetic images whose source patient is held out in the real data."""
     held = held_out_keys(manifest_rows)
-    return [r["id"] for r in release_rows if _source_keys(r) & held.keys()]
+    return [r["id"] for r in release_rows if source_keys(r) & held.keys()]
 
 
 def training_patients(manifest_rows: Iterable[dict], tasks: Iterable[str]) -> set[str]:

@@ -34,7 +34,7 @@ from cxr_dataset.manifest import read_manifest
 from cxr_dataset.options import check_fraction, check_seed, check_workers
 from cxr_dataset.ownership import claimed_output
 from cxr_dataset.progress import ProgressFn, no_progress
-from validation_tools.audit import held_out_patients
+from validation_tools.audit import held_out_keys
 from validation_tools.balance import COMPARISONS, truncate
 from validation_tools.baselines_data import (
     OVERSAMPLED,
@@ -163,7 +163,7 @@ def _run_baselines(
         )
     rows = manifest.rows()
     splits, validation_note = classifier_splits(rows, cfg.protocol, cfg.validation_fraction, min(cfg.seeds))
-    held = held_out_patients([r | {"split": splits[r["id"]]} for r in rows])
+    held = held_out_keys([r | {"split": splits[r["id"]]} for r in rows])
     workers = cfg.workers or min(os.cpu_count() or 1, 8)
     seen = seen_patients(rows, splits, cfg.protocol)
     externals = load_external_sets(

@@ -14,7 +14,8 @@ import torch
 from cxr_dataset.errors import ConfigError
 from cxr_dataset.imaging import read_gray_batch
 from cxr_dataset.release_folder import Release, read_release
-from cxr_dataset.schema import TASK_CONFIG, TASKS
+from cxr_dataset.schema import NATIVE_PATIENT_ID, TASK_CONFIG, TASKS
+from validation_tools.audit import PatientKey, source_keys
 from validation_tools.balance import COMPARISONS
 from validation_tools.classifiers import image_batch
 
@@ -58,17 +59,18 @@ def carve_validation(rows: list[dict[str, Any]], fraction: float, *, seed: int) 
 
 
 def synthetic_images(
-    release: Path | Release, held: dict[str, str], size: int, workers: int = 1, accept_unknown: bool = False
+    release: Path | Release, held: dict[PatientKey, str], size: int, workers: int = 1, accept_unknown: bool = False
 ) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
-    """Task config → uint8 N×1×size×size of the release's images, minus those of held-out patients; and the
+    """Task config → uint8 N×1×size×size of the release's images, minus those of held-out patients (`held`:
+    `audit.held_out_keys`, matched on the namespaced key and the source's own id); and the
     counts of what was kept and dropped. Images that name no source patient cannot be checked: refused unless
     `accept_unknown`, then kept and counted."""
     encoded: dict[str, list[bytes]] = {}
     counts = {"kept": 0, "dropped_held_out": 0, "unknown_source_kept": 0}
     unknown = []
     folder = release if isinstance(release, Release) else read_release(release)
-    for row in folder.iter_rows(["id", "task", "source_patient_id", "image"]):
-        if row["source_patient_id"] in held:
+    for row in folder.iter_rows(["id", "task", "source_patient_id", NATIVE_PATIENT_ID, "image"]):
+        if source_keys(row) & held.keys():
             counts["dropped_held_out"] += 1
             continue
         if not row["source_patient_id"]:

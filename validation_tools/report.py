@@ -236,7 +236,7 @@ def _quality_and_cams(
     """Quality rows per comparison from its real-only small-cnn (judged-COVID share, FID, KID; with `inception`
     also on Inception-v3 features), a Grad-CAM grid from the model trained with both generators' images, and a
     UMAP in the first real-only classifier's feature space. Empty when no small-cnn was trained."""
-    from validation_tools.audit import held_out_patients
+    from validation_tools.audit import held_out_keys
     from validation_tools.baselines_data import synthetic_images
     from validation_tools.classifiers import load_classifier
 
@@ -248,7 +248,7 @@ def _quality_and_cams(
     first, meta = load_classifier(baselines.classifier_path(runs[0]["comparison"], "real", "small-cnn", seed))
     size = meta["size"]  # every classifier of one baselines run shares it
     accept_unknown = baselines.config.get("accept_unknown_provenance", False)
-    synthetic, _ = synthetic_images(inputs.release, held_out_patients(inputs.rows), size, accept_unknown=accept_unknown)
+    synthetic, _ = synthetic_images(inputs.release, held_out_keys(inputs.rows), size, accept_unknown=accept_unknown)
     spaces = _feature_spaces(baselines, runs, seed, inception)
     quality = quality_rows(inputs.manifest, inputs.rows, synthetic, size, spaces)
     cam_rows = _cam_rows(inputs, runs, seed, size)
