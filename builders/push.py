@@ -21,7 +21,7 @@ from cxr_dataset.checksums import CHECKSUMS_NAME, checksum_problems, read_checks
 from cxr_dataset.errors import ReleaseError
 from cxr_dataset.export_folder import MODEL_TENSORS_NAME, is_export
 from cxr_dataset.fileio import sha256_file
-from cxr_dataset.release_folder import check_repo_id, published_repo_id, read_card, read_release
+from cxr_dataset.release_folder import CROISSANT_NAME, check_repo_id, published_repo_id, read_card, read_release
 from cxr_dataset.verify import verify_release
 from cxr_dataset.weights import check_finite_file
 
@@ -79,7 +79,7 @@ def plan_push(root: Path, repo_id: str, *, remote_files: Iterable[str] | None, t
         built_for = published_repo_id(root)
         if built_for not in (None, repo_id):
             raise ReleaseError(
-                f"{root}: built for {built_for} (its card and croissant.json name it), not {repo_id}; rebuild with "
+                f"{root}: built for {built_for} (its card and {CROISSANT_NAME} name it), not {repo_id}; rebuild with "
                 f"`cxrds build --repo-id {repo_id}` (a release is never rewritten on its way out)"
             )
     if tag is not None and tag != f"v{version}":

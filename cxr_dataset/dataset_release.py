@@ -49,7 +49,8 @@ class OpenedRelease:
     ):
         """A WebDataset pipeline of decoded tensors over the shards (`streaming.wds_pipeline`); from the Hub, the
         shards stream as ``hf://`` URLs (at `cfg.revision`)."""
-        from cxr_dataset.streaming import hub_shard_urls, wds_pipeline
+        from cxr_dataset.shard_sources import hub_shard_urls
+        from cxr_dataset.streaming import wds_pipeline
 
         if self.folder is None:
             cfg = cfg or StreamConfig()

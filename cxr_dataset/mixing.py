@@ -124,7 +124,8 @@ class MixedStream(torch.utils.data.IterableDataset):
 
     def _positives(self, rng: random.Random):
         """Synthetic samples for ever: a shard drawn at random, its samples in a shuffled order."""
-        from cxr_dataset.streaming import decode_sample, open_shard
+        from cxr_dataset.shard_sources import open_shard
+        from cxr_dataset.streaming import decode_sample
         from cxr_dataset.tarstream import iter_samples
 
         while True:
@@ -150,7 +151,7 @@ def mixed_stream(release: Path | str, real: Path | str, cfg: MixConfig | None = 
     """Synthetic positives of `release` (a folder or shard URLs' release) mixed with real negatives of `real`."""
     from cxr_dataset.dataset_release import open_release
     from cxr_dataset.release_folder import read_release
-    from cxr_dataset.streaming import hub_shard_urls
+    from cxr_dataset.shard_sources import hub_shard_urls
 
     cfg = cfg or MixConfig()
     opened = open_release(release)
@@ -164,7 +165,8 @@ def mixed_stream(release: Path | str, real: Path | str, cfg: MixConfig | None = 
 
 def _checked_size(shard_url: str, negative: RealImage) -> int:
     """The synthetic images' size; `ConfigError` when prepared real images have another (no batch would stack)."""
-    from cxr_dataset.streaming import decode_sample, open_shard
+    from cxr_dataset.shard_sources import open_shard
+    from cxr_dataset.streaming import decode_sample
     from cxr_dataset.tarstream import iter_samples
 
     with open_shard(shard_url) as stream:
