@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 
 from builders.release import build_release
+from cxr_dataset.devices import describe
 from generator.config import load_preset
 from generator.train import train
 from generator.translate import translate
@@ -34,17 +34,6 @@ from validation_tools.planted_generators import imbalanced_phantom, write_plante
 
 BOOSTED = "real + G_NC"
 REGIMES = (BOOSTED, "synthetic only", OVERSAMPLED)
-
-
-def cpu_name() -> str:
-    """The CPU's model name as Linux reports it (else what `platform` knows)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def cyclegan_folder(prepared: Path, root: Path, epochs: int) -> Path:
@@ -93,7 +82,7 @@ def main() -> None:
         comparisons=("normal vs covid",), epochs=10, seeds=seeds, bootstrap=args.bootstrap, regimes=REGIMES
     )
     print(
-        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; {cpu_name()}; torch {torch.__version__}, "
+        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; {describe('cpu')}; torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads; seeds {list(seeds)}, {args.bootstrap} resamples"
     )
     with tempfile.TemporaryDirectory() as tmp:

@@ -30,10 +30,9 @@ from cxr_dataset.sources.phantom import render_phantom
 from cxr_dataset.synthetic_folder import synthetic_rows
 from validation_tools.baselines import OVERSAMPLED, BaselinesConfig, run_baselines
 from validation_tools.baselines_folder import read_baselines
-from validation_tools.planted_generators import FRESH_PATIENTS, imbalanced_phantom, write_planted_generator
+from validation_tools.planted_generators import FRESH_PATIENTS, STRENGTH, imbalanced_phantom, write_planted_generator
 
 NEGATIVES_PER_POSITIVE = 50
-STRENGTH = 0.3
 SEEDS = (0, 1, 2)
 BOOSTED = "real + G_NC"
 
