@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,7 @@ class BaselinesRecord:
     device: str = ""
     validation: str | None = None  # where the validation images came from (None: an older record)
     synthetic: dict[str, int] | None = None  # synthetic images kept and dropped
+    external_comparisons: list[dict[str, Any]] = field(default_factory=list)  # paired rows of `--external` sets
 
     @property
     def table_path(self) -> Path:
@@ -110,4 +111,5 @@ def read_baselines(root: Path) -> BaselinesRecord:
         device=record.get("device", ""),
         validation=record.get("validation"),
         synthetic=record.get("synthetic"),
+        external_comparisons=(record.get("external") or {}).get("comparisons", []),
     )

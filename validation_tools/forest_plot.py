@@ -16,7 +16,7 @@ from validation_tools.endpoint import CONTROL, first_models, is_primary
 from validation_tools.report_figures import save_figure
 from validation_tools.report_render import Figure
 
-MEASURES = (("delta_roc_auc", "ΔAUC"), ("delta_sensitivity", "ΔSEN at the validation threshold"))
+MEASURES = (("delta_roc_auc", "ΔAUC"), ("delta_sensitivity", "ΔSEN @val"))
 
 
 def forest_rows(comparisons: list[dict[str, Any]], results: list[dict[str, Any]], task: str) -> list[dict[str, Any]]:
@@ -58,7 +58,7 @@ def forest_figure(
             if key == "delta_roc_auc":
                 ax.axvline(margin, color="tab:red", linestyle="--", linewidth=0.8)
             ax.set_yticks(range(len(rows)), [_label(r) for r in reversed(rows)], fontsize=8)
-            ax.set_title(f"{comparison_title(task)}: {name}", fontsize=10)
+            ax.set_title(f"{comparison_title(task)}: {name}", fontsize=9)
             ax.tick_params(axis="x", labelsize=8)
             ax.grid(axis="x", alpha=0.3)
     return Figure(

@@ -120,7 +120,9 @@ def _write_report(
         flags=_interval_flags(results, inputs.baselines.predictions),
         endpoint=headline(results, inputs.baselines.comparisons, margin),
         probes=probes,
-        answer=forest_figure(inputs.baselines.comparisons, results, out / "forest.png", margin),
+        answer=forest_figure(
+            inputs.baselines.comparisons + inputs.baselines.external_comparisons, results, out / "forest.png", margin
+        ),
     )
     atomic_write_text(out / "report.md", to_markdown(content))
     atomic_write_text(out / "report.html", to_html(content))
