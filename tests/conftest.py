@@ -6,6 +6,10 @@ import dataclasses
 import os
 from pathlib import Path
 
+# Before any project import: huggingface_hub reads HF_HUB_OFFLINE once, when first imported.
+os.environ.setdefault("SOURCE_DATE_EPOCH", "1795737600")  # 2026-11-27: builds on either side of midnight match
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the Hub
+
 import pytest
 
 from builders.release import BuildConfig, build_release
@@ -17,8 +21,6 @@ from generator.translate import translate
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "realcxr"
 SIZE = 64
 PHANTOM = "phantom=normal:24,pneumonia:18,covid:18"
-os.environ.setdefault("SOURCE_DATE_EPOCH", "1795737600")  # 2026-11-27: builds on either side of midnight match
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the Hub
 
 
 def tiny_config(**overrides):
