@@ -49,14 +49,20 @@ class OpenedRelease:
     ):
         """A WebDataset pipeline of decoded tensors over the shards (`streaming.wds_pipeline`); from the Hub, the
         shards stream as ``hf://`` URLs (at `cfg.revision`)."""
-        from cxr_dataset.shard_sources import hub_shard_urls
         from cxr_dataset.streaming import wds_pipeline
 
         if self.folder is None:
             cfg = cfg or StreamConfig()
-            urls = hub_shard_urls(self.source, cfg.config, cfg.split, cfg.revision)
-            return wds_pipeline(urls, cfg, transform=transform)
-        return wds_pipeline(self.folder.root, cfg, transform=transform)
+            return wds_pipeline(self.shard_urls(cfg.config, cfg.split, cfg.revision), cfg, transform=transform)
+        return wds_pipeline(self.folder.root, cfg, transform=transform)  # the folder: its shard sizes are checked
+
+    def shard_urls(self, config: str = "all", split: str = "train", revision: str | None = None) -> list[str]:
+        """The shards of one config and split: local paths, or ``hf://`` URLs (at `revision`) for a Hub id."""
+        from cxr_dataset.shard_sources import hub_shard_urls
+
+        if self.folder is None:
+            return hub_shard_urls(self.source, config, split, revision)
+        return [str(p) for p in self.folder.shard_paths(config, split)]
 
     def samples(self, config: str = "all", split: str = "train"):
         """A plain `webdataset.WebDataset`: grayscale PIL images and provenance dicts, in shard order."""

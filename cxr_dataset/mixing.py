@@ -148,17 +148,11 @@ class MixedStream(torch.utils.data.IterableDataset):
 
 
 def mixed_stream(release: Path | str, real: Path | str, cfg: MixConfig | None = None) -> MixedStream:
-    """Synthetic positives of `release` (a folder or shard URLs' release) mixed with real negatives of `real`."""
+    """Synthetic positives of `release` (a release folder or a Hub id) mixed with real negatives of `real`."""
     from cxr_dataset.dataset_release import open_release
-    from cxr_dataset.release_folder import read_release
-    from cxr_dataset.shard_sources import hub_shard_urls
 
     cfg = cfg or MixConfig()
-    opened = open_release(release)
-    if opened.folder is None:
-        urls = hub_shard_urls(opened.source, cfg.config)
-    else:
-        urls = [str(p) for p in read_release(opened.folder.root).shard_paths(cfg.config)]
+    urls = open_release(release).shard_urls(cfg.config)
     negatives = real_negatives(real, cfg.negatives)
     return MixedStream(urls, negatives, _checked_size(urls[0], negatives[0]), cfg)
 

@@ -74,6 +74,7 @@ sys.meta_path.insert(0, NoCxrds())
 def test_an_export_loads_and_translates_without_cxrds(prepared, run, tmp_path):
     """`CycleGANGenerators.from_pretrained` on the export folder, in a process where no cxrds module imports,
     gives the bytes `cxrds translate` writes."""
+    import os
     import subprocess
     import sys
 
@@ -100,7 +101,8 @@ def test_an_export_loads_and_translates_without_cxrds(prepared, run, tmp_path):
         f"np.save({str(tmp_path / 'out.npy')!r}, out.numpy())\n"
         "import generator\n"
     )
-    run_ = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    offline = {**os.environ, "HF_HUB_OFFLINE": "1"}  # a local folder: nothing may be fetched
+    run_ = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=offline)
     assert "cxrds is not installed here (generator)" in run_.stderr, run_.stderr[-2000:]  # the block held
     written = np.stack([np.asarray(Image.open(io.BytesIO(images[Path(r["path"]).name]))) for r in rows])
     assert np.array_equal(np.load(tmp_path / "out.npy"), written)
