@@ -13,11 +13,12 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["StreamConfig", "__version__", "open_release"]
+__all__ = ["ExactEpochSampler", "StreamConfig", "__version__", "open_release"]
 
 
 def __getattr__(name: str):
-    """`open_release` and `StreamConfig` on first use, so importing a submodule does not load `datasets`."""
+    """`open_release`, `StreamConfig` and `ExactEpochSampler` on first use, so importing a submodule does not load
+    `datasets`."""
     if name == "open_release":
         from cxr_dataset.dataset_release import open_release
 
@@ -26,4 +27,8 @@ def __getattr__(name: str):
         from cxr_dataset.stream_config import StreamConfig
 
         return StreamConfig
+    if name == "ExactEpochSampler":
+        from cxr_dataset.exact_epoch import ExactEpochSampler
+
+        return ExactEpochSampler
     raise AttributeError(f"module 'cxr_dataset' has no attribute {name!r}")

@@ -8,9 +8,10 @@ Without resampling every sample of the split is read exactly once per epoch acro
 which needs at least ranks × workers shards (an error says so otherwise); call ``pipeline.set_epoch(e)``
 before each epoch, as with DistributedSampler, to reshuffle. Under DDP use ``StreamConfig(resampled=True,
 samples_per_rank=N)``: every rank then yields the same number of samples, so no rank waits for another at the end
-of an epoch. `hf_dataset` with ``streaming=True`` equalises ranks the same way from the
-card's row count. Both resume mid-epoch through torchdata's `StatefulDataLoader` (the pipeline's state is
-(epoch, samples yielded) per worker; every draw is seeded by seed, rank, worker and epoch).
+of an epoch. `hf_dataset` with ``streaming=True`` equalises ranks the same way from the card's row count;
+`exact_epoch.ExactEpochSampler` gives exact, equal epochs by index. Both resume mid-epoch through torchdata's
+`StatefulDataLoader` (the pipeline's state is (epoch, samples yielded) per worker; every draw is seeded by seed,
+rank, worker and epoch).
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ Each rank reads 2 epochs through a DataLoader with 2 persistent workers and all-
 DDP's gradient sync does, so a rank with more batches than another blocks for ever (the caller's timeout
 catches it). A third path reads the shards without resampling and without the all-reduce (ranks may then
 differ by a shard): every sample exactly once per epoch. A fourth mixes the synthetic positives with PREPARED's
-real negatives (`mixed_stream`). Writes OUT/rank<R>.json: path → epochs → sample ids.
+real negatives (`mixed_stream`). A fifth reads all but one sample by index (`random_access`) through
+`ExactEpochSampler`, with the all-reduce: exact, equal epochs where the ranks do not divide the length.
+Writes OUT/rank<R>.json: path → epochs → sample ids.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from cxr_dataset.exact_epoch import ExactEpochSampler
 from cxr_dataset.mixing import MixConfig, mixed_stream
-from cxr_dataset.streaming import StreamConfig, hf_dataset, wds_pipeline
+from cxr_dataset.streaming import StreamConfig, collate, hf_dataset, random_access, wds_pipeline
 
 
 def ids(rows: list[dict]) -> list[str]:
@@ -30,13 +33,16 @@ def keys(batch: dict) -> list[str]:
     return batch["key"]
 
 
-def read(dataset, collate, epochs: int = 2, batch_size: int | None = 2, sync: bool = True) -> list[list[str]]:
+def read(
+    dataset, to_ids, epochs: int = 2, batch_size: int | None = 2, sync: bool = True, sampler=None
+) -> list[list[str]]:
+    collate_fn = to_ids if sampler is None else lambda samples: to_ids(collate(samples))
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, num_workers=2, persistent_workers=True, collate_fn=collate
+        dataset, batch_size=batch_size, num_workers=2, persistent_workers=True, collate_fn=collate_fn, sampler=sampler
     )
     seen = []
     for epoch in range(epochs):
-        dataset.set_epoch(epoch)
+        (sampler or dataset).set_epoch(epoch)
         seen.append([])
         for batch in loader:
             if sync:
@@ -68,6 +74,9 @@ def main(release: str, prepared: str, out: str) -> None:
         ),
         "mixed": read(mixed_stream(release, prepared, MixConfig(samples_per_rank=10)), mixed_keys),
     }
+    by_index = random_access(Path(release))
+    by_index = torch.utils.data.Subset(by_index, range(len(by_index) - 1))  # 3 ranks do not divide it: padding
+    result["sampler"] = read(by_index, keys, batch_size=2, sampler=ExactEpochSampler(by_index, seed=0))
     Path(out, f"rank{dist.get_rank()}.json").write_text(json.dumps(result))
     dist.barrier()
     dist.destroy_process_group()
