@@ -169,16 +169,19 @@ def _train(
     if ddp.is_main:
         note_write(out / LOG_NAME)  # appended to, so journaled by hand
     log = open(out / LOG_NAME, "a") if ddp.is_main else None  # noqa: SIM115 (closed in finally)
+    order_epoch, order = -1, torch.empty(0, dtype=torch.long)
     try:
         progress(f"train {task}", step, total, "first step")  # a line before the first (slowest) step
         while step < total:
             epoch, in_epoch = divmod(step, steps_per_epoch)
-            for opt in (opt_g, opt_d):
-                for group in opt.param_groups:
-                    group["lr"] = cfg.lr * cfg.lr_factor(epoch)
-            # The epoch's order is shared by all ranks; each takes its own part of the global batch.
-            order = torch.randperm(len(domain_a), generator=seeded(cfg.seed, "order", epoch))
-            order = order.repeat(math.ceil(steps_per_epoch * global_batch / len(order)))
+            if epoch != order_epoch:  # once an epoch: its learning rate and its order, shared by all ranks
+                for opt in (opt_g, opt_d):
+                    for group in opt.param_groups:
+                        group["lr"] = cfg.lr * cfg.lr_factor(epoch)
+                order = torch.randperm(len(domain_a), generator=seeded(cfg.seed, "order", epoch))
+                order = order.repeat(math.ceil(steps_per_epoch * global_batch / len(order)))
+                order_epoch = epoch
+            # Each rank takes its own part of the epoch's global batch.
             begin = in_epoch * global_batch + ddp.rank * cfg.batch_size
             rng = seeded(cfg.seed, "step", step * ddp.world_size + ddp.rank)
             index_b = torch.randint(len(domain_b), (cfg.batch_size,), generator=rng)
@@ -200,8 +203,9 @@ def _train(
                     log.flush()
                     info = f"cycle {last['cycle_A']:.3f} D {last['D_A']:.3f} {rate:.1f} img/s"
                     progress(f"train {task}", step, total, info)
-            at_epoch_end = step % steps_per_epoch == 0 or step == total
-            if (cfg.save_every and step % cfg.save_every == 0) or (not cfg.save_every and at_epoch_end):
+            # The last step is always saved: the run's result is its last checkpoint.
+            at_epoch_end = step % steps_per_epoch == 0
+            if step == total or (step % cfg.save_every == 0 if cfg.save_every else at_epoch_end):
                 _save(out, step, state)
             if ((cfg.sample_every and step % cfg.sample_every == 0) or step == total) and ddp.is_main:
                 _write_samples(sample_path(out, step), nets, domain_a, domain_b, cfg)

@@ -1,0 +1,120 @@
+"""The training loop's hot path: no host reads of device values and no grid or checkpoint work between the
+configured intervals (on an accelerator each such read is a sync that stalls the queue of kernels)."""
+
+import weakref
+
+import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten
+
+import generator.train as train_module
+from generator.checkpoint import load_checkpoint
+from tests.conftest import tiny_config
+
+# Tensor methods that copy a value to the host: each one waits for the device to finish.
+HOST_READS = {
+    torch.Tensor.item,
+    torch.Tensor.tolist,
+    torch.Tensor.numpy,
+    torch.Tensor.cpu,
+    torch.Tensor.__bool__,
+    torch.Tensor.__float__,
+    torch.Tensor.__int__,
+    torch.Tensor.__index__,
+    torch.Tensor.__repr__,
+    torch.Tensor.__format__,
+}
+
+
+class DeviceValueReads(TorchFunctionMode):
+    """Follows every tensor computed from the networks' parameters or the training images (what lives on the
+    training device) and records each host read of one, with the step it came after (`inside` while a step runs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.followed: dict[int, weakref.ref] = {}
+        self.step, self.inside, self.reads = 0, False, []
+
+    def follow(self, tensor: torch.Tensor) -> None:
+        self.followed[id(tensor)] = weakref.ref(tensor)
+
+    def _is_followed(self, value) -> bool:
+        if not isinstance(value, torch.Tensor):
+            return False
+        if isinstance(value, torch.nn.Parameter):
+            return True
+        ref = self.followed.get(id(value))
+        return ref is not None and ref() is value
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        inputs, _ = tree_flatten((args, kwargs))
+        followed = any(self._is_followed(v) for v in inputs)
+        if followed and func in HOST_READS:
+            self.reads.append(("inside step" if self.inside else self.step, func.__name__))
+        result = func(*args, **kwargs)
+        if followed:
+            for value in tree_flatten(result)[0]:
+                if isinstance(value, torch.Tensor):
+                    self.follow(value)
+        return result
+
+
+def _steps_of(calls: list[int]) -> list[int]:
+    return sorted(set(calls))
+
+
+def test_train_loop_reads_device_values_and_writes_only_at_its_intervals(prepared, tmp_path, monkeypatch):
+    reads = DeviceValueReads()
+    saves, grids = [], []
+    real_step, real_load = train_module.train_step, train_module.load_domain
+    real_save, real_samples = train_module._save, train_module._write_samples
+
+    def step(*args, **kwargs):
+        reads.inside = True
+        losses = real_step(*args, **kwargs)
+        reads.inside, reads.step = False, reads.step + 1
+        return losses
+
+    def load_domain(*args, **kwargs):  # the training images: on the device, as the parameters are
+        images = real_load(*args, **kwargs)
+        reads.follow(images)
+        return images
+
+    monkeypatch.setattr(train_module, "train_step", step)
+    monkeypatch.setattr(train_module, "load_domain", load_domain)
+    monkeypatch.setattr(train_module, "_save", lambda out, n, state: (saves.append(n), real_save(out, n, state)))
+    monkeypatch.setattr(
+        train_module, "_write_samples", lambda path, *a, **k: (grids.append(reads.step), real_samples(path, *a, **k))
+    )
+    cfg = tiny_config(epochs=3, log_every=3, save_every=5, sample_every=5)
+    with reads:
+        result = train_module.train(prepared, "normal2covid", tmp_path / "run", cfg)
+    total = result.steps
+    assert total >= 10  # enough steps for every interval to come round more than once
+    logged = {1, total} | {s for s in range(1, total + 1) if s % 3 == 0}
+    assert saves == sorted({s for s in range(1, total + 1) if s % 5 == 0} | {total})  # the last step too
+    assert load_checkpoint(result.checkpoint).meta["step"] == total
+    assert grids == sorted({s for s in range(1, total + 1) if s % 5 == 0} | {total})
+    assert not [r for r in reads.reads if r[0] == "inside step"], reads.reads
+    between = _steps_of([s for s, _ in reads.reads])
+    assert set(between) <= logged | set(saves) | set(grids), reads.reads
+    per_log = [name for s, name in reads.reads if s == 3]
+    assert per_log == ["tolist"]  # one read per log line: the losses, stacked
+
+
+def test_device_value_reads_sees_a_per_step_read(prepared, tmp_path, monkeypatch):
+    """The counter above sees a per-step `.item()` on a loss (what a careless progress bar would add)."""
+    reads = DeviceValueReads()
+    real_step = train_module.train_step
+
+    def step(*args, **kwargs):
+        losses = real_step(*args, **kwargs)
+        float(losses["G_A"])  # the planted per-step host read
+        reads.step += 1
+        return losses
+
+    monkeypatch.setattr(train_module, "train_step", step)
+    with reads:
+        train_module.train(prepared, "normal2covid", tmp_path / "run", tiny_config(log_every=100))
+    assert len([s for s, name in reads.reads if name == "__float__"]) == reads.step
