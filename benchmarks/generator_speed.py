@@ -3,11 +3,16 @@
 The reference configuration is junyanz's CycleGAN as published: ResNet-9 generator, fp32, batch 1, grayscale
 replicated to 3 channels. Ours: the same networks on native 1-channel input at `--precision auto` (bf16 where
 the device has it natively, else fp32; on CUDA also channels_last and fused Adam). Every figure is measured in
-this run on this device; ratios are ours / reference. FLOPs per step are counted with
-`torch.utils.flop_counter`; MFU is achieved FLOP/s over the device's peak (`--peak-tflops`, or a table/estimate).
-The last rows time the whole `cxrds train` loop (data, augmentation, logging, checkpoints) on phantom images.
+this run on this device; ratios are ours / reference.
 
-    python benchmarks/generator_speed.py                  # 128² on CPU: median of 3 runs a setting
+The settings are timed in turns (round 1: reference step, our step, our `cxrds train` loop; round 2: the same; ...),
+so that a shared machine's drift falls on all of them alike: each figure is the median over `--runs` rounds with
+its range, and "loop/step" is the median of the per-round ratios of the loop at pace to our bare step. FLOPs per
+step are counted with `torch.utils.flop_counter`; MFU is achieved FLOP/s over the peak of a large GEMM measured in
+this run in the setting's precision, and beside it over the datasheet (CUDA) or an estimate (CPU: cores × clock ×
+FLOP/cycle, which knows neither boost clocks nor the real FMA width).
+
+    python benchmarks/generator_speed.py                  # 128² on CPU: 5 rounds
     python benchmarks/generator_speed.py --sizes 128 256  # CUDA: also peak memory, projected 21,295-image time
 """
 
@@ -19,6 +24,8 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -39,8 +46,8 @@ RELEASE_IMAGES = 21_295
 CUDA_PEAKS = {"H100": (989.0, 494.0), "H200": (989.0, 494.0), "A100": (312.0, 156.0), "L4": (121.0, 60.0)}
 
 
-def device_peak_tflops(device: torch.device, precision: str) -> tuple[float, str]:
-    """The device's peak for `precision`, and where the number comes from."""
+def stated_peak_tflops(device: torch.device, precision: str) -> tuple[float, str]:
+    """The device's peak for `precision` from its datasheet (CUDA) or an estimate (CPU), and where it comes from."""
     if device.type == "cuda":
         name = torch.cuda.get_device_name()
         for key, (bf16, fp32) in CUDA_PEAKS.items():
@@ -54,6 +61,24 @@ def device_peak_tflops(device: torch.device, precision: str) -> tuple[float, str
     if precision == "bf16" and cpu_has_native_bf16():
         per_cycle *= 2
     return cores * ghz * per_cycle / 1e3, f"estimate: {cores} cores × {ghz:.2f} GHz × {per_cycle} FLOP/cycle"
+
+
+def measured_peak_tflops(device: torch.device, precision: str, repeats: int = 5) -> tuple[float, str]:
+    """The best TFLOP/s of an n×n×n matrix product in `precision` (TF32 allowed on CUDA, as in training), and n."""
+    n = 8192 if device.type == "cuda" else 2048
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    generator = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(n, n, device=device, dtype=dtype, generator=generator)
+    b = torch.randn(n, n, device=device, dtype=dtype, generator=generator)
+    a @ b  # warm-up: kernel choice, thread pool
+    best = float("inf")
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e12, f"measured: best of {repeats} {n}³ {precision} GEMMs"
 
 
 def _cpu_ghz() -> float:
@@ -78,63 +103,80 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def step_rate(cfg: TrainConfig, device: torch.device, steps: int, runs: int) -> tuple[list[float], float, float]:
-    """Bare `train_step`: images/s of each run (per domain), FLOPs per step, peak CUDA GiB (0 on CPU).
+class BareStep:
+    """`train_step` alone on fixed random images, set up (and warmed up) once; `run(steps)` times one run.
 
     With `cfg.compile`, FLOPs are counted on the eager networks (the counter cannot see into compiled code)."""
-    nets = CycleGAN(cfg.model, seeded(0, "init")).to(device)
-    fast_layout = device.type == "cuda"
-    if fast_layout:
-        nets = nets.to(memory_format=torch.channels_last)
-    fused = {"fused": True} if device.type == "cuda" else {"foreach": True}
-    opt_g = torch.optim.Adam(nets.generators(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), **fused)
-    opt_d = torch.optim.Adam(nets.discriminators(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), **fused)
-    pools = (ImagePool(cfg.pool_size), ImagePool(cfg.pool_size))
-    shape = (cfg.batch_size, cfg.model.channels, cfg.crop_size, cfg.crop_size)
-    a, b = torch.rand(shape, device=device) * 2 - 1, torch.rand(shape, device=device) * 2 - 1
-    if fast_layout:
-        a, b = a.contiguous(memory_format=torch.channels_last), b.contiguous(memory_format=torch.channels_last)
-    counter = FlopCounterMode(display=False)
-    with counter:  # also the warm-up step
-        train_step(nets, opt_g, opt_d, pools, a, b, cfg, seeded(0, "step", 0))
-    if cfg.compile:  # as `cxrds train --compile` does; the first steps compile (and record CUDA graphs)
-        for name in NET_NAMES:
-            getattr(nets, name).compile(mode=cfg.compile_mode)
-        for i in range(3):
-            train_step(nets, opt_g, opt_d, pools, a, b, cfg, seeded(0, "warm-up", i))
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    rates = []
-    for run in range(runs):
-        _sync(device)
+
+    def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
+        self.cfg, self.device, self.done = cfg, device, 0
+        nets = CycleGAN(cfg.model, seeded(0, "init")).to(device)
+        fast_layout = device.type == "cuda"
+        if fast_layout:
+            nets = nets.to(memory_format=torch.channels_last)
+        fused = {"fused": True} if device.type == "cuda" else {"foreach": True}
+        self.nets = nets
+        self.opt_g = torch.optim.Adam(nets.generators(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), **fused)
+        self.opt_d = torch.optim.Adam(nets.discriminators(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), **fused)
+        self.pools = (ImagePool(cfg.pool_size), ImagePool(cfg.pool_size))
+        shape = (cfg.batch_size, cfg.model.channels, cfg.crop_size, cfg.crop_size)
+        a, b = torch.rand(shape, device=device) * 2 - 1, torch.rand(shape, device=device) * 2 - 1
+        if fast_layout:
+            a, b = a.contiguous(memory_format=torch.channels_last), b.contiguous(memory_format=torch.channels_last)
+        self.a, self.b = a, b
+        counter = FlopCounterMode(display=False)
+        with counter:  # also the warm-up step
+            self._step()
+        self.flops_per_image = counter.get_total_flops() / cfg.batch_size
+        if cfg.compile:  # as `cxrds train --compile` does; the first steps compile (and record CUDA graphs)
+            for name in NET_NAMES:
+                getattr(nets, name).compile(mode=cfg.compile_mode)
+            for _ in range(3):
+                self._step()
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+
+    def _step(self) -> None:
+        self.done += 1
+        rng = seeded(0, "step", self.done)
+        train_step(self.nets, self.opt_g, self.opt_d, self.pools, self.a, self.b, self.cfg, rng)
+
+    def run(self, steps: int) -> float:
+        """Images/s (per domain) over `steps` steps."""
+        _sync(self.device)
         start = time.perf_counter()
-        for i in range(steps):
-            train_step(nets, opt_g, opt_d, pools, a, b, cfg, seeded(0, "step", 1 + run * steps + i))
-        _sync(device)
-        rates.append(steps * cfg.batch_size / (time.perf_counter() - start))
-    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else 0.0
-    return rates, counter.get_total_flops(), peak
+        for _ in range(steps):
+            self._step()
+        _sync(self.device)
+        return steps * self.cfg.batch_size / (time.perf_counter() - start)
+
+    def peak_gib(self) -> float:
+        return torch.cuda.max_memory_allocated() / 2**30 if self.device.type == "cuda" else 0.0
 
 
-def loop_rates(cfg: TrainConfig, runs: int, steps: int) -> tuple[list[float], list[float]]:
-    """The whole `cxrds train` loop on phantom images (prepared at load size, so crops and flips run too).
+class TrainLoop:
+    """The whole `cxrds train` loop on phantom images (prepared once at load size, so crops and flips run too);
+    `run()` trains one fresh epoch of `steps` steps and returns (images/s at pace, images/s of the whole call).
 
-    Per run: (images/s from the log between the first and the last step: the loop at pace, with its data,
-    augmentation and logging; images/s of the whole call: with start-up, the first step and the checkpoint)."""
-    per_class = max(4, steps * cfg.batch_size * 10 // 7)  # 70% of the phantom is the training split
-    paced, whole = [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        prepared = Path(tmp) / "prepared"
+    At pace is from the log between the first step and the last: the loop with its data, augmentation and
+    logging, without start-up, the first step and the final checkpoint and grid (logged only then, so no sync
+    per step); the whole call has all of them."""
+
+    def __init__(self, cfg: TrainConfig, steps: int, folder: Path) -> None:
+        per_class = max(4, steps * cfg.batch_size * 10 // 7)  # 70% of the phantom is the training split
+        self.prepared, self.folder, self.runs = folder / "prepared", folder, 0
         spec = f"phantom=normal:{per_class},covid:{per_class},per_patient:1"
-        prepare([spec], prepared, PrepareConfig(size=cfg.load_size, workers=min(4, os.cpu_count() or 1)))
-        run_cfg = dataclasses.replace(cfg, epochs=1, epochs_decay=0, log_every=1)
-        for run in range(runs):
-            out = Path(tmp) / f"run-{run}"
-            whole.append(train(prepared, "normal2covid", out, run_cfg).images_per_second)
-            log = read_log(out)
-            first, last = log[0], log[-1]
-            paced.append((last["step"] - first["step"]) * cfg.batch_size / (last["elapsed_s"] - first["elapsed_s"]))
-    return paced, whole
+        prepare([spec], self.prepared, PrepareConfig(size=cfg.load_size, workers=min(4, os.cpu_count() or 1)))
+        self.cfg = dataclasses.replace(cfg, epochs=1, epochs_decay=0, log_every=10**9)
+
+    def run(self) -> tuple[float, float]:
+        self.runs += 1
+        out = self.folder / f"run-{self.runs}"
+        whole = train(self.prepared, "normal2covid", out, self.cfg).images_per_second
+        log = read_log(out)
+        first, last = log[0], log[-1]
+        paced = (last["step"] - first["step"]) * self.cfg.batch_size / (last["elapsed_s"] - first["elapsed_s"])
+        return paced, whole
 
 
 @torch.inference_mode()
@@ -154,11 +196,47 @@ def translate_rate(cfg: TrainConfig, device: torch.device, batches: int, batch: 
     return batches * batch / (time.perf_counter() - start)
 
 
+@dataclass
+class Setting:
+    """One row: a label, what one round of it measures, and the rates of every round."""
+
+    label: str
+    measure: Callable[[], float]
+    cfg: TrainConfig | None = None
+    bare: BareStep | None = None
+    rates: list[float] = field(default_factory=list)
+
+
+def spread(values: list[float], digits: int = 3) -> str:
+    """median [min–max] of `values`."""
+    return f"{statistics.median(values):.{digits}f} [{min(values):.{digits}f}–{max(values):.{digits}f}]"
+
+
+def settings_for(size: int, args: argparse.Namespace, ours: str, device: torch.device, steps: int) -> list[Setting]:
+    """The reference step, our step per batch size (and compiled, if asked), each set up and warmed up now."""
+    configs = [("reference: 3ch fp32 b1, step", _config(size, 3, "fp32", 1))]
+    configs += [(f"ours: 1ch {ours} b{batch}, step", _config(size, 1, ours, batch)) for batch in args.batch]
+    for mode in args.compile or ([] if args.compile is None else ["default"]):
+        compiled = dataclasses.replace(configs[1][1], compile=True, compile_mode=mode)
+        name = "compiled" if mode == "default" else mode
+        configs.append((f"ours: 1ch {ours} b{args.batch[0]} {name}, step", compiled))
+    settings = []
+    for label, cfg in configs:
+        try:
+            bare = BareStep(cfg, device)
+        except Exception as error:  # one failing setting (a compile mode) must not lose the other rows
+            print(f"{size:>5} {label:<36} failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}")
+            continue
+        run_steps = steps if cfg.batch_size > 1 else steps * 2
+        settings.append(Setting(label, lambda bare=bare, n=run_steps: bare.run(n), cfg, bare))
+    return settings
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[128])
-    parser.add_argument("--steps", type=int, default=None, help="timed steps per run (default: 3 CPU, 30 CUDA)")
-    parser.add_argument("--runs", type=int, default=3, help="runs per setting; the median is reported")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per run (default: 2 CPU, 30 CUDA)")
+    parser.add_argument("--runs", type=int, default=5, help="rounds: every setting is timed once a round, in turns")
     parser.add_argument("--batch", type=int, nargs="+", default=[4], help="our training batch sizes (a row each)")
     parser.add_argument(
         "--compile",
@@ -169,7 +247,7 @@ def main() -> None:
         "mode (default: default; reduce-overhead adds CUDA graphs)",
     )
     parser.add_argument("--precision", default="auto", help="ours: auto, bf16 or fp32")
-    parser.add_argument("--peak-tflops", type=float, default=None, help="the device's peak, for MFU")
+    parser.add_argument("--peak-tflops", type=float, default=None, help="the device's stated peak, for MFU")
     parser.add_argument("--no-loop", action="store_true", help="skip the `cxrds train` loop rows")
     args = parser.parse_args()
     device = DistInfo().device
@@ -177,61 +255,69 @@ def main() -> None:
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
-    steps = args.steps or (30 if cuda else 3)
+    steps = args.steps or (30 if cuda else 2)
     ours = resolve_precision(args.precision, device)
     name = torch.cuda.get_device_name() if cuda else f"CPU {describe('cpu')}, {torch.get_num_threads()} threads"
     print(f"device: {name}; torch {torch.__version__}; ours at --precision {args.precision} → {ours}")
-    print(
-        f"{'size':>5} {'setting':<36} {'img/s':>8} {'ratio':>6} {'GFLOP/img':>9} {'TFLOP/s':>8} {'MFU':>6}"
-        f" {'translate img/s':>15}" + (f" {'peak GiB':>8}" if cuda else "")
-    )
+    peaks = {}
+    for precision in ("fp32", "bf16"):  # both, whichever ours uses: what native bf16 would give here
+        measured, how = measured_peak_tflops(device, precision)
+        stated, source = (
+            (args.peak_tflops, "--peak-tflops") if args.peak_tflops else stated_peak_tflops(device, precision)
+        )
+        peaks[precision] = (measured, stated)
+        print(f"peak {precision}: {measured:.3f} TFLOP/s {how}; {stated:.3f} stated ({source})")
     for size in args.sizes:
-        reference = _config(size, 3, "fp32", 1)
-        settings = [("reference: 3ch fp32 b1, step", reference)]
-        for batch in args.batch:
-            settings.append((f"ours: 1ch {ours} b{batch}, step", _config(size, 1, ours, batch)))
-        if args.compile is not None:  # the first batch size only: each compilation takes a minute or more
-            for at, mode in enumerate(args.compile or ["default"], start=2):
-                compiled = dataclasses.replace(settings[1][1], compile=True, compile_mode=mode)
-                name = "compiled" if mode == "default" else mode
-                settings.insert(at, (f"ours: 1ch {ours} b{args.batch[0]} {name}, step", compiled))
-        our_cfg = settings[1][1]
-        base = None
-        for label, cfg in settings:
-            try:
-                rates, flops, memory = step_rate(cfg, device, steps if cfg.batch_size > 1 else steps * 2, args.runs)
-            except Exception as error:  # one failing setting (a compile mode) must not lose the other rows
-                print(f"{size:>5} {label:<36} failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}")
-                continue
-            rate = statistics.median(rates)
-            base = base or rate
-            achieved = flops / cfg.batch_size * rate / 1e12
-            peak, source = (
-                (args.peak_tflops, "--peak-tflops") if args.peak_tflops else device_peak_tflops(device, cfg.precision)
-            )
-            translate = translate_rate(cfg, device, batches=5 if not cuda else 50, batch=16 if not cuda else 64)
-            print(
-                f"{size:>5} {label:<36} {rate:>8.3f} {rate / base:>5.2f}x {flops / cfg.batch_size / 1e9:>9.1f} "
-                f"{achieved:>8.3f} {achieved / peak:>6.1%} {translate:>15.1f}"
-                + (f" {memory:>8.2f}" if cuda else "")
-                + f"   runs: {', '.join(f'{r:.3f}' for r in rates)}",
-                flush=True,
-            )
-        print(f"      MFU against a peak of {peak:.3f} TFLOP/s ({source})")
-        if not args.no_loop:
-            paced, whole = loop_rates(our_cfg, args.runs, max(steps, 4))
-            for label, rates in (("cxrds train loop, at pace", paced), ("cxrds train call, whole", whole)):
-                rate = statistics.median(rates)
-                print(
-                    f"{size:>5} {f'ours: {label}':<36} {rate:>8.3f} {rate / base:>5.2f}x"
-                    f"   runs: {', '.join(f'{r:.3f}' for r in rates)}",
-                    flush=True,
-                )
-        if cuda:
-            print(
-                f"      projected forward time for {RELEASE_IMAGES:,} images at {size}²: "
-                f"{RELEASE_IMAGES / translate:.1f} s ({ours}, without PNG encoding)"
-            )
+        run_size(size, args, ours, device, steps, peaks)
+
+
+def run_size(size: int, args: argparse.Namespace, ours: str, device: torch.device, steps: int, peaks: dict) -> None:
+    """Every setting at `size`, in turns for `args.runs` rounds, then a row each."""
+    cuda = device.type == "cuda"
+    settings = settings_for(size, args, ours, device, steps)
+    if not settings:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        loop = None
+        if not args.no_loop and len(settings) > 1:
+            loop = TrainLoop(settings[1].cfg, max(steps, 2) + 1, Path(tmp))
+            paced = Setting("ours: cxrds train loop, at pace", lambda: 0.0)
+            whole = Setting("ours: cxrds train call, whole", lambda: 0.0)
+        for _ in range(args.runs):
+            for setting in settings:
+                setting.rates.append(setting.measure())
+            if loop is not None:
+                rate_paced, rate_whole = loop.run()
+                paced.rates.append(rate_paced)
+                whole.rates.append(rate_whole)
+    print(
+        f"{'size':>5} {'setting':<36} {'img/s median [range]':>24} {'ratio':>6} {'GFLOP/img':>9} {'TFLOP/s':>8}"
+        f" {'MFU meas.':>9} {'MFU stated':>10} {'translate img/s':>15}" + (f" {'peak GiB':>8}" if cuda else "")
+    )
+    base = statistics.median(settings[0].rates)
+    for setting in settings:
+        cfg, rate = setting.cfg, statistics.median(setting.rates)
+        achieved = setting.bare.flops_per_image * rate / 1e12
+        measured, stated = peaks.get(cfg.precision, (float("nan"), float("nan")))
+        translate = translate_rate(cfg, device, batches=5 if not cuda else 50, batch=16 if not cuda else 64)
+        print(
+            f"{size:>5} {setting.label:<36} {spread(setting.rates):>24} {rate / base:>5.2f}x "
+            f"{setting.bare.flops_per_image / 1e9:>9.1f} {achieved:>8.3f} {achieved / measured:>9.1%} "
+            f"{achieved / stated:>10.1%} {translate:>15.1f}" + (f" {setting.bare.peak_gib():>8.2f}" if cuda else ""),
+            flush=True,
+        )
+    if loop is not None:
+        for row in (paced, whole):
+            print(f"{size:>5} {row.label:<36} {spread(row.rates):>24} {statistics.median(row.rates) / base:>5.2f}x")
+        ratios = [p / s for p, s in zip(paced.rates, settings[1].rates)]
+        print(
+            f"      loop at pace / our bare step ({settings[1].label}): {spread(ratios, 2)} over {len(ratios)} rounds"
+        )
+    if cuda:
+        print(
+            f"      projected forward time for {RELEASE_IMAGES:,} images at {size}²: "
+            f"{RELEASE_IMAGES / translate:.1f} s ({ours}, without PNG encoding)"
+        )
 
 
 if __name__ == "__main__":
