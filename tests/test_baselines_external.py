@@ -48,7 +48,12 @@ def external(tmp_path_factory) -> Path:
 
 def test_external_rows_are_scored_on_the_external_images_and_reported_apart(release, prepared, external, tmp_path):
     cfg = BaselinesConfig(
-        epochs=1, bootstrap=20, controls=False, regimes=("real", "real + G_PC"), external=(str(external),)
+        epochs=1,
+        bootstrap=20,
+        controls=False,
+        regimes=("real", "real + G_PC"),
+        external=(str(external),),
+        seeds=(0,),
     )
     results = run_baselines(release, prepared, tmp_path, cfg)
     assert {r["test_set"] for r in results} == {"internal"}
@@ -79,7 +84,9 @@ def test_external_rows_are_scored_on_the_external_images_and_reported_apart(rele
 
 
 def test_an_external_set_sharing_patients_with_the_training_data_is_refused(release, prepared, tmp_path):
-    cfg = BaselinesConfig(epochs=1, bootstrap=5, controls=False, regimes=("real",), external=(str(prepared),))
+    cfg = BaselinesConfig(
+        epochs=1, bootstrap=5, controls=False, regimes=("real",), external=(str(prepared),), seeds=(0,)
+    )
     with pytest.raises(ConfigError, match=rf"{prepared}: \d+ patients of this external test set are in the training"):
         run_baselines(release, prepared, tmp_path / "out", cfg)
 

@@ -81,7 +81,7 @@ class BaselinesConfig:
     batch_size: int = 32
     optimizer: str = "adamw"  # or "adadelta" (the seed's, with ReduceLROnPlateau)
     lr: float = 1e-3
-    seeds: tuple[int, ...] = (0,)  # one run per seed
+    seeds: tuple[int, ...] = (0, 1, 2)  # one run per seed; three, as `cxrds baselines` (intervals include their spread)
     pretrained: bool = False  # ImageNet weights (downloads them: off in tests)
     bootstrap: int = 1000  # resamples (by patient) for the 95% intervals
     protocol: str = "leak-free"  # or "seed" (the test set early-stops: optimistic)
