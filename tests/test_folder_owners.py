@@ -14,6 +14,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SCANNED = (
     "cli.py",
+    "cli_console.py",
+    "cli_options.py",
     "demo.py",
     "cxr_dataset",
     "generator",
