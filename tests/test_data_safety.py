@@ -410,7 +410,8 @@ def test_cli_errors_print_square_brackets_as_written(tmp_path):
 
 
 def test_ownership_marker_is_written_and_kinds_do_not_mix(tmp_path):
-    from cxr_dataset.ownership import MARKER_NAME, check_output, claimed_output, marker_kind
+    from cxr_dataset.output_record import MARKER_NAME, marker_kind
+    from cxr_dataset.ownership import check_output, claimed_output
 
     with claimed_output(tmp_path / "run", "run"):
         pass

@@ -14,13 +14,8 @@ from builders.release import build_lock, build_release, build_release_from_zips
 from cli import app
 from cxr_dataset.errors import OwnershipError, ReleaseError
 from cxr_dataset.fileio import atomic_write_text
-from cxr_dataset.ownership import (
-    JOURNAL_NAME,
-    MARKER_NAME,
-    check_output,
-    claimed_output,
-    read_marker,
-)
+from cxr_dataset.output_record import JOURNAL_NAME, MARKER_NAME, read_marker
+from cxr_dataset.ownership import check_output, claimed_output
 from cxr_dataset.prepare import PrepareConfig, prepare
 from demo import run_demo
 from generator.export import export_generators
