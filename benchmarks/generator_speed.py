@@ -1,16 +1,16 @@
 """Generator throughput: our training/translation settings against the reference configuration, with MFU.
 
 The reference configuration is junyanz's CycleGAN as published: ResNet-9 generator, fp32, batch 1, grayscale
-replicated to 3 channels. Ours: the same networks on native 1-channel input at `--precision auto` (bf16 where
-the device has it natively, else fp32; on CUDA also channels_last and fused Adam). Every figure is measured in
-this run on this device; ratios are ours / reference.
+replicated to 3 channels. Ours: the same networks on native 1-channel input at `--precision auto` (bf16 where the
+device has it natively, else fp32; on CUDA also channels_last and fused Adam). Every figure is measured in this run
+on this device; ratios are ours / reference.
 
 The settings are timed in turns (round 1: reference step, our step, our `cxrds train` loop; round 2: the same; ...),
-so that a shared machine's drift falls on all of them alike: each figure is the median over `--runs` rounds with
-its range, and "loop/step" is the median of the per-round ratios of the loop at pace to our bare step. FLOPs per
-step are counted with `torch.utils.flop_counter`; MFU is achieved FLOP/s over the peak of a large GEMM measured in
-this run in the setting's precision, and beside it over the datasheet (CUDA) or an estimate (CPU: cores × clock ×
-FLOP/cycle, which knows neither boost clocks nor the real FMA width).
+so that a shared machine's drift falls on all of them alike: each figure is the median over `--runs` rounds with its
+range, and "loop/step" is the median of the per-round ratios of the loop at pace to our bare step. FLOPs per step
+are counted with `torch.utils.flop_counter`; MFU is achieved FLOP/s over the peak of a large GEMM measured in this
+run in the setting's precision (its best over the start and every round), and beside it over the datasheet (CUDA) or
+an estimate (CPU: cores × clock × FLOP/cycle, which knows neither boost clocks nor the real FMA width).
 
     python benchmarks/generator_speed.py                  # 128² on CPU: 5 rounds
     python benchmarks/generator_speed.py --sizes 128 256  # CUDA: also peak memory, projected 21,295-image time
@@ -187,6 +187,22 @@ class TrainLoop:
         return paced, whole
 
 
+def print_profile(loop: TrainLoop, shown: int = 12) -> None:
+    """One more loop run under cProfile: its time in `train_step` against the whole call, and the functions that
+    take the most time of their own outside it."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.runcall(loop.run)
+    stats = pstats.Stats(profiler)
+    total = max(t for (_, _, name), (_, _, _, t, _) in stats.stats.items() if name == "train")
+    in_step = sum(t for (_, _, name), (_, _, _, t, _) in stats.stats.items() if name == "train_step")
+    print(f"      profile of one loop run: {total:.2f} s in train(), {in_step:.2f} s of it in train_step", end="")
+    print(f" ({in_step / total:.1%})")
+    stats.sort_stats("tottime").print_stats(shown)
+
+
 @torch.inference_mode()
 def translate_rate(cfg: TrainConfig, device: torch.device, batches: int, batch: int) -> float:
     """Generator forward passes per second (images/s), without PNG encoding."""
@@ -257,6 +273,9 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", help="ours: auto, bf16 or fp32")
     parser.add_argument("--peak-tflops", type=float, default=None, help="the device's stated peak, for MFU")
     parser.add_argument("--no-loop", action="store_true", help="skip the `cxrds train` loop rows")
+    parser.add_argument(
+        "--profile", action="store_true", help="also profile one more loop run: where its time goes besides the step"
+    )
     args = parser.parse_args()
     device = DistInfo().device
     cuda = device.type == "cuda"
@@ -298,6 +317,11 @@ def run_size(size: int, args: argparse.Namespace, ours: str, device: torch.devic
                 rate_paced, rate_whole = loop.run()
                 paced.rates.append(rate_paced)
                 whole.rates.append(rate_whole)
+            for precision in {s.cfg.precision for s in settings}:  # the peak too drifts: its best over the rounds
+                measured, stated = peaks[precision]
+                peaks[precision] = (max(measured, measured_peak_tflops(device, precision, repeats=2)[0]), stated)
+        if loop is not None and args.profile:
+            print_profile(loop)
     print(
         f"{'size':>5} {'setting':<36} {'img/s median [range]':>24} {'ratio':>6} {'GFLOP/img':>9} {'TFLOP/s':>8}"
         f" {'MFU meas.':>9} {'MFU stated':>10} {'translate img/s':>15}" + (f" {'peak GiB':>8}" if cuda else "")
