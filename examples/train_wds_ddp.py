@@ -5,7 +5,9 @@
 
 The target here is the source class (normal- vs pneumonia-derived), since every synthetic image is COVID-19:
 the point is the data path. In real use, mix these shards with real negatives. Every rank streams the same
-number of samples per epoch (resampled shards), so DDP never waits on a rank that ran out.
+number of samples per epoch (resampled shards), so DDP never waits on a rank that ran out. With
+`--exact-epochs` every sample is read once an epoch instead, by index through the wids shard index and
+`ExactEpochSampler` (equal counts per rank too).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from cxr_dataset import StreamConfig, open_release
+from cxr_dataset import ExactEpochSampler, StreamConfig, open_release
+from cxr_dataset.streaming import collate
 
 
 def small_cnn(classes: int = 2) -> nn.Module:
@@ -41,6 +44,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--samples-per-rank", type=int, default=64)
     parser.add_argument("--num-workers", type=int, default=2)
+    parser.add_argument("--exact-epochs", action="store_true", help="every sample once an epoch (by index)")
     args = parser.parse_args()
 
     ddp = int(os.environ.get("RANK", -1)) != -1
@@ -50,18 +54,24 @@ def main() -> None:
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
 
-    pipeline = open_release(args.release).webdataset(
-        StreamConfig(
+    release = open_release(args.release)
+    if args.exact_epochs:
+        dataset = release.random_access(args.config)
+        epochs = sampler = ExactEpochSampler(dataset, seed=0)
+        loader_options = {"batch_size": args.batch_size, "sampler": sampler, "collate_fn": collate}
+    else:
+        options = StreamConfig(
             config=args.config,
             batch_size=args.batch_size,
             resampled=True,
             samples_per_rank=args.samples_per_rank,
             num_workers=args.num_workers,
             seed=0,
-        ),
-    )
+        )
+        dataset = epochs = release.webdataset(options)
+        loader_options = {"batch_size": None}
     loader = torch.utils.data.DataLoader(
-        pipeline, batch_size=None, num_workers=args.num_workers, persistent_workers=args.num_workers > 0
+        dataset, num_workers=args.num_workers, persistent_workers=args.num_workers > 0, **loader_options
     )
     model = small_cnn().to(device)
     if ddp:
@@ -69,7 +79,7 @@ def main() -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
     for epoch in range(args.epochs):
-        pipeline.set_epoch(epoch)  # reshuffles, as DistributedSampler.set_epoch does
+        epochs.set_epoch(epoch)  # reshuffles, as DistributedSampler.set_epoch does
         seen, total = 0, 0.0
         for batch in loader:
             x = batch["image"].to(device).float().div_(255)
