@@ -6,7 +6,8 @@
 #              provenance); without the train stage, a 1-epoch run under torchrun gives the checkpoint;
 #   build      `cxrds build` of those images;
 #   bench      benchmarks/generator_speed.py at 128² and 256²: reference vs ours (batch 4 and 16), eager, compiled
-#              and with CUDA graphs (compile mode reduce-overhead), with MFU and peak memory.
+#              and with CUDA graphs (compile mode reduce-overhead), in turns over 3 rounds, with MFU against a
+#              measured GEMM and the datasheet, peak memory, and the `cxrds train` loop against its bare step.
 #
 #     [STAGES="translate bench"] [SIZES="128 256"] [BATCHES="4 16"] [STAGE_LIMIT=S] [SIZE=256] [PRECISION=bf16] bash benchmarks/cuda_check.sh WORKDIR [NORMALS] [RELEASE]
 #
@@ -125,7 +126,7 @@ echo "build: $(took "$t")"
 bench_stage() {
 echo "== generator throughput (benchmarks/generator_speed.py)"
 # shellcheck disable=SC2086
-"$python" benchmarks/generator_speed.py --sizes $sizes --batch $batches --compile default reduce-overhead --no-loop
+"$python" benchmarks/generator_speed.py --sizes $sizes --batch $batches --compile default reduce-overhead --runs 3
 }
 
 for stage in train translate build bench; do
