@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sized
+from typing import Any
 
 import numpy as np
 import torch
 
 from cxr_dataset.errors import ConfigError
+
+SHARDS_PER_WINDOW = 8  # fewer than the 10 shards wids keeps open, so a window's reads never reopen a shard
 
 
 class ExactEpochSampler(torch.utils.data.Sampler[int]):
@@ -27,10 +30,12 @@ class ExactEpochSampler(torch.utils.data.Sampler[int]):
 
     Each epoch (seeded by (seed, epoch), the same on every rank) shuffles the shards' order and the samples within
     each shard, then gives rank r the r-th contiguous block, so a rank reads about shards / world_size shards. When
-    the length does not divide, the epoch's first few indices are read a second time (as `DistributedSampler`
-    pads), so a few samples are seen twice and none is missed. The rank's block is shuffled again by (seed, epoch,
-    rank). Shard sizes come from wids' `dataset.lengths` (one shard otherwise). Deterministic per epoch, so
-    torchdata's `StatefulDataLoader` resumes it mid-epoch by skipping what was already read.
+    the length does not divide, the epoch's first indices are read a second time (as `DistributedSampler` pads), so
+    a few samples are seen twice and none is missed. Within the rank's block, samples are shuffled again across
+    windows of at most `SHARDS_PER_WINDOW` consecutive shards (seeded by (seed, epoch, rank)): batches mix shards, and a
+    window's shards all stay open in wids' cache. Shard sizes come from wids' `dataset.lengths` (one shard
+    otherwise). `state_dict`/`load_state_dict` hold the epoch and the indices given, so torchdata's
+    `StatefulDataLoader` resumes it mid-epoch.
     """
 
     def __init__(
@@ -49,11 +54,15 @@ class ExactEpochSampler(torch.utils.data.Sampler[int]):
         self.world_size = detected[1] if world_size is None else world_size
         if not 0 <= self.rank < self.world_size:
             raise ConfigError(f"rank must be in [0, {self.world_size}), got {self.rank}")
-        self.shard_sizes = [int(n) for n in getattr(dataset, "lengths", None) or [len(dataset)]]
+        lengths = getattr(dataset, "lengths", None)
+        self.shard_sizes = [len(dataset)] if lengths is None else [int(n) for n in lengths]
         self.total = sum(self.shard_sizes)
+        if self.total != len(dataset):
+            raise ConfigError(f"the dataset's shard lengths add up to {self.total}, but it has {len(dataset)} samples")
         if self.total < 1:
             raise ConfigError("ExactEpochSampler: the dataset is empty")
-        self.seed, self.shuffle, self.epoch = seed, shuffle, 0
+        self.seed, self.shuffle, self.epoch = seed % 2**63, shuffle, 0
+        self._given, self._skip = 0, 0
 
     def set_epoch(self, epoch: int) -> None:
         """Reshuffle for `epoch` (call before each epoch, as with `DistributedSampler`)."""
@@ -63,9 +72,18 @@ class ExactEpochSampler(torch.utils.data.Sampler[int]):
         return math.ceil(self.total / self.world_size)
 
     def __iter__(self) -> Iterator[int]:
+        indices = self.indices()
+        self._given, self._skip = self._skip, 0
+        for index in indices[self._given :]:
+            self._given += 1
+            yield index
+
+    def indices(self) -> list[int]:
+        """This rank's indices for the current epoch, in order."""
         starts = np.cumsum([0, *self.shard_sizes[:-1]])
+        epoch = self.epoch % 2**63
         if self.shuffle:
-            rng = np.random.default_rng([self.seed, self.epoch])
+            rng = np.random.default_rng([self.seed, epoch])
             shards = rng.permutation(len(self.shard_sizes))
             order = np.concatenate([starts[s] + rng.permutation(self.shard_sizes[s]) for s in shards])
         else:
@@ -74,5 +92,17 @@ class ExactEpochSampler(torch.utils.data.Sampler[int]):
         padded = np.resize(order, per_rank * self.world_size)  # repeats from the start to fill the last rank
         mine = padded[self.rank * per_rank : (self.rank + 1) * per_rank]
         if self.shuffle:
-            mine = np.random.default_rng([self.seed, self.epoch, self.rank]).permutation(mine)
-        return iter(mine.tolist())
+            shard_of = np.searchsorted(starts, mine, side="right")
+            runs = np.flatnonzero(np.r_[True, shard_of[1:] != shard_of[:-1]])  # where each shard's samples begin
+            count = math.ceil(len(runs) / SHARDS_PER_WINDOW)  # windows of as equal a number of shards as can be
+            windows = np.split(mine, [runs[len(runs) * k // count] for k in range(1, count)])
+            rng = np.random.default_rng([self.seed, epoch, self.rank])
+            mine = np.concatenate([rng.permutation(window) for window in windows])
+        return mine.tolist()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "given": self._given}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue `state`'s epoch after the indices it had given."""
+        self.epoch, self._skip = int(state["epoch"]), int(state["given"])

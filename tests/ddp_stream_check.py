@@ -6,7 +6,7 @@ Each rank reads 2 epochs through a DataLoader with 2 persistent workers and all-
 DDP's gradient sync does, so a rank with more batches than another blocks for ever (the caller's timeout
 catches it). A third path reads the shards without resampling and without the all-reduce (ranks may then
 differ by a shard): every sample exactly once per epoch. A fourth mixes the synthetic positives with PREPARED's
-real negatives (`mixed_stream`). A fifth reads all but one sample by index (`random_access`) through
+real negatives (`mixed_stream`). A fifth reads all but the last shard by index (`random_access`) through
 `ExactEpochSampler`, with the all-reduce: exact, equal epochs where the ranks do not divide the length.
 Writes OUT/rank<R>.json: path → epochs → sample ids.
 """
@@ -42,13 +42,26 @@ def read(
     )
     seen = []
     for epoch in range(epochs):
-        (sampler or dataset).set_epoch(epoch)
+        (sampler if sampler is not None else dataset).set_epoch(epoch)
         seen.append([])
         for batch in loader:
             if sync:
                 dist.all_reduce(torch.ones(1))  # a DDP step: every rank must take part
             seen[-1] += batch
     return seen
+
+
+class AllButLastShard(torch.utils.data.Dataset):
+    """A wids dataset without its last shard, its shard `lengths` kept (the sampler's shard logic runs)."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset, self.lengths = dataset, list(dataset.lengths[:-1])
+
+    def __len__(self) -> int:
+        return sum(self.lengths)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.dataset[index]
 
 
 def mixed_keys(samples: list[dict]) -> list[str]:
@@ -74,8 +87,7 @@ def main(release: str, prepared: str, out: str) -> None:
         ),
         "mixed": read(mixed_stream(release, prepared, MixConfig(samples_per_rank=10)), mixed_keys),
     }
-    by_index = random_access(Path(release))
-    by_index = torch.utils.data.Subset(by_index, range(len(by_index) - 1))  # 3 ranks do not divide it: padding
+    by_index = AllButLastShard(random_access(Path(release)))  # 3 ranks do not divide it: padding
     result["sampler"] = read(by_index, keys, batch_size=2, sampler=ExactEpochSampler(by_index, seed=0))
     Path(out, f"rank{dist.get_rank()}.json").write_text(json.dumps(result))
     dist.barrier()
