@@ -113,7 +113,7 @@ def test_baselines_leak_free_protocol_carves_validation_from_a_paper_split(relea
 def test_baselines_seed_protocol_labels_every_table_optimistic(release, paper, tmp_path):
     """The seed's protocol on the seed's split: optimistic, SEN/SPE at 0.5 only, no paired tables or McNemar."""
     cfg = BaselinesConfig.for_protocol(
-        "seed", models=("small-cnn",), size=64, epochs=1, pretrained=False, bootstrap=5, controls=False
+        "seed", models=("small-cnn",), size=64, epochs=1, pretrained=False, bootstrap=5, controls=False, seeds=(0,)
     )
     assert (cfg.optimizer, cfg.batch_size) == ("adadelta", 16)
     results = run_baselines(release, paper, tmp_path, cfg)
