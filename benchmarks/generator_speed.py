@@ -24,7 +24,6 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -223,13 +222,16 @@ def translate_rate(cfg: TrainConfig, device: torch.device, batches: int, batch: 
 
 @dataclass
 class Setting:
-    """One row: a label, what one round of it measures, and the rates of every round."""
+    """One row: a label, its bare step and steps per run, and the rates of every round."""
 
     label: str
-    measure: Callable[[], float]
-    cfg: TrainConfig | None = None
-    bare: BareStep | None = None
+    bare: BareStep
+    steps: int
     rates: list[float] = field(default_factory=list)
+
+    @property
+    def cfg(self) -> TrainConfig:
+        return self.bare.cfg
 
 
 def spread(values: list[float], digits: int = 3) -> str:
@@ -256,7 +258,7 @@ def settings_for(size: int, args: argparse.Namespace, ours: str, device: torch.d
             print(f"{size:>5} {label:<36} failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}")
             continue
         run_steps = steps if cfg.batch_size > 1 else steps * 2
-        settings.append(Setting(label, lambda bare=bare, n=run_steps: bare.run(n), cfg, bare))
+        settings.append(Setting(label, bare, run_steps))
     return settings
 
 
@@ -307,18 +309,14 @@ def run_size(size: int, args: argparse.Namespace, ours: str, device: torch.devic
     cuda = device.type == "cuda"
     settings = settings_for(size, args, ours, device, steps)  # [0]: the reference, [1]: ours at the first batch
     with tempfile.TemporaryDirectory() as tmp:
-        loop = None
+        loop, loop_rates = None, []  # per round: (images/s at pace, of the whole call)
         if not args.no_loop:
             loop = TrainLoop(settings[1].cfg, max(steps, 2) + 1, Path(tmp))
-            paced = Setting("ours: cxrds train loop, at pace", lambda: 0.0)
-            whole = Setting("ours: cxrds train call, whole", lambda: 0.0)
         for _ in range(args.runs):
             for setting in settings:
-                setting.rates.append(setting.measure())
+                setting.rates.append(setting.bare.run(setting.steps))
             if loop is not None:
-                rate_paced, rate_whole = loop.run()
-                paced.rates.append(rate_paced)
-                whole.rates.append(rate_whole)
+                loop_rates.append(loop.run())
             for precision in {s.cfg.precision for s in settings}:  # the peak too drifts: its best over the rounds
                 measured, stated = peaks[precision]
                 peaks[precision] = (max(measured, measured_peak_tflops(device, precision, repeats=2)[0]), stated)
@@ -341,9 +339,10 @@ def run_size(size: int, args: argparse.Namespace, ours: str, device: torch.devic
             flush=True,
         )
     if loop is not None:
-        for row in (paced, whole):
-            print(f"{size:>5} {row.label:<36} {spread(row.rates):>24} {statistics.median(row.rates) / base:>5.2f}x")
-        ratios = [p / s for p, s in zip(paced.rates, settings[1].rates)]
+        paced, whole = (list(rates) for rates in zip(*loop_rates))
+        for label, rates in (("cxrds train loop, at pace", paced), ("cxrds train call, whole", whole)):
+            print(f"{size:>5} {'ours: ' + label:<36} {spread(rates):>24} {statistics.median(rates) / base:>5.2f}x")
+        ratios = [p / s for p, s in zip(paced, settings[1].rates)]
         print(
             f"      loop at pace / our bare step ({settings[1].label}): {spread(ratios, 2)} over {len(ratios)} rounds"
         )
